@@ -1,0 +1,45 @@
+"""Address handling at the facade's edge, as smtplib does it.
+
+Owns extracting the bare address from what a caller passes (``"Name <a@b>"``, ``"<a@b>"``,
+``"a@b"``) and encoding it for the wire: ASCII, or UTF-8 when SMTPUTF8 is in use.
+"""
+
+from __future__ import annotations
+
+import email.utils
+
+from .errors import SMTPNotSupportedError
+
+__all__ = ["bare_address", "encode_address", "needs_smtputf8"]
+
+
+def bare_address(address: str) -> str:
+    """The address inside ``address``, as smtplib's ``quoteaddr`` finds it, without brackets.
+
+    An empty string and ``<>`` give the null reverse-path ``""``.
+    """
+    name, addr = email.utils.parseaddr(address)
+    if (name, addr) == ("", ""):
+        # parseaddr could not parse it: use it as is, as smtplib does.
+        stripped = address.strip()
+        if stripped.startswith("<") and stripped.endswith(">"):
+            return stripped[1:-1]
+        return address
+    return addr
+
+
+def needs_smtputf8(*addresses: str) -> bool:
+    """True when any address has a non-ASCII character (RFC 6531)."""
+    return not all(address.isascii() for address in addresses)
+
+
+def encode_address(address: str, *, utf8: bool) -> bytes:
+    """Encode a bare address; raises :class:`SMTPNotSupportedError` if it needs SMTPUTF8."""
+    if address.isascii():
+        return address.encode("ascii")
+    if not utf8:
+        raise SMTPNotSupportedError(
+            f"address {address!r} is not ASCII: it needs SMTPUTF8, which is not in use "
+            "(the server does not advertise it, or the SMTPUTF8 option was not given)"
+        )
+    return address.encode("utf-8")

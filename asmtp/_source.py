@@ -1,0 +1,96 @@
+"""Message sources: turn what callers pass as a message into bounded chunks of bytes.
+
+Accepts ``bytes``-like objects, ``str`` (UTF-8), binary files and (async) iterables of bytes,
+so a large message is streamed with memory bounded by the chunk size. Anything else is a
+:class:`TypeError` raised before a byte is sent.
+"""
+
+from __future__ import annotations
+
+import email.generator
+import email.message
+import io
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import BinaryIO
+
+__all__ = ["CHUNK_SIZE", "MessageSource", "chunks", "known_size", "to_source"]
+
+CHUNK_SIZE = 256 * 1024
+
+MessageSource = (
+    str | bytes | bytearray | memoryview | BinaryIO | AsyncIterable[bytes] | Iterable[bytes]
+)
+
+
+def to_source(msg: object) -> MessageSource:
+    """Check ``msg`` is something we can send, and turn ``str`` into UTF-8 bytes."""
+    if isinstance(msg, str):
+        return msg.encode("utf-8")
+    if isinstance(msg, email.message.Message):
+        with io.BytesIO() as buffer:
+            email.generator.BytesGenerator(buffer).flatten(msg, linesep="\r\n")
+            return buffer.getvalue()
+    if isinstance(msg, (list, tuple)):
+        return [_checked(block) for block in msg]
+    if isinstance(msg, (bytes, bytearray, memoryview)):
+        return msg
+    if hasattr(msg, "read") or isinstance(msg, (AsyncIterable, Iterable)):
+        return msg  # type: ignore[return-value]
+    raise TypeError(
+        "a message must be str, bytes, a binary file or an (async) iterable of bytes, "
+        f"not {type(msg).__name__}"
+    )
+
+
+def known_size(source: MessageSource) -> int | None:
+    """The size in bytes when it can be known without reading (for ``SIZE=``)."""
+    if isinstance(source, (bytes, bytearray)):
+        return len(source)
+    if isinstance(source, memoryview):
+        return source.nbytes
+    fileno = getattr(source, "fileno", None)
+    tell = getattr(source, "tell", None)
+    if fileno is not None and tell is not None:
+        try:
+            remaining: int = os.fstat(fileno()).st_size - tell()
+            return remaining
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+async def chunks(source: MessageSource, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+    """Yield the message as ``bytes`` chunks of at most ``size`` bytes (iterables: as given)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source).cast("B")
+        for start in range(0, len(view), size):
+            yield bytes(view[start : start + size])
+        return
+    if isinstance(source, str):  # pragma: no cover - to_source() encoded it already
+        raise TypeError("encode str messages first")
+    read = getattr(source, "read", None)
+    if read is not None:
+        while True:
+            block = read(size)
+            if not block:
+                return
+            if not isinstance(block, bytes):
+                raise TypeError(
+                    f"message file must be opened in binary mode, got {type(block).__name__}"
+                )
+            yield block
+    elif isinstance(source, AsyncIterable):
+        async for block in source:
+            yield _checked(block)
+    else:
+        for block in source:
+            yield _checked(block)
+
+
+def _checked(block: object) -> bytes:
+    if isinstance(block, (bytearray, memoryview)):
+        return bytes(block)
+    if not isinstance(block, bytes):
+        raise TypeError(f"message chunks must be bytes, got {type(block).__name__}")
+    return block

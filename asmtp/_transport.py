@@ -1,0 +1,125 @@
+"""Byte transports on anyio: TCP, implicit TLS, STARTTLS on a live stream, Unix sockets.
+
+Knows nothing of SMTP. Every anyio exception is mapped here, once, to the builtin
+``ConnectionError`` family (``b""`` for a clean end of stream), so the client sees one
+vocabulary whatever the event loop. TLS failures surface as :class:`ssl.SSLError`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Protocol
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute
+from anyio.streams.tls import TLSStream
+
+__all__ = ["AnyioTransport", "Transport", "connect_tcp", "connect_unix"]
+
+_RECEIVE_SIZE = 65536
+
+
+class Transport(Protocol):
+    """What the client needs from a byte stream."""
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def receive(self) -> bytes: ...
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    @property
+    def local_address(self) -> str | None: ...
+
+    @property
+    def is_tls(self) -> bool: ...
+
+
+class AnyioTransport:
+    """A :class:`Transport` over any anyio byte stream."""
+
+    __slots__ = ("_local_address", "_stream")
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream = stream
+        address = stream.extra(SocketAttribute.local_address, None)  # noqa: S610
+        self._local_address = address[0] if isinstance(address, tuple) else None
+
+    @property
+    def local_address(self) -> str | None:
+        """The local IP address, or ``None`` for a Unix socket."""
+        return self._local_address
+
+    @property
+    def is_tls(self) -> bool:
+        """True once the stream is encrypted."""
+        return isinstance(self._stream, TLSStream)
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise ConnectionResetError("the connection was lost while sending") from exc
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._stream.receive(_RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            return b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise ConnectionResetError("the connection was lost while receiving") from exc
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        """Run the TLS handshake on the live stream (STARTTLS)."""
+        try:
+            self._stream = await TLSStream.wrap(
+                self._stream,
+                hostname=server_hostname,
+                ssl_context=context,
+                standard_compatible=False,
+            )
+        except anyio.BrokenResourceError as exc:
+            raise ConnectionResetError("the connection was lost during the TLS handshake") from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+
+async def connect_tcp(
+    host: str,
+    port: int,
+    *,
+    source_address: tuple[str, int] | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> AnyioTransport:
+    """Open a TCP connection, with TLS from the first byte when ``tls_context`` is given."""
+    local_host, local_port = source_address if source_address else (None, None)
+    try:
+        if tls_context is None:
+            stream: ByteStream = await anyio.connect_tcp(
+                host, port, local_host=local_host, local_port=local_port or None
+            )
+        else:
+            stream = await anyio.connect_tcp(
+                host,
+                port,
+                local_host=local_host,
+                local_port=local_port or None,
+                ssl_context=tls_context,
+                tls_hostname=server_hostname,
+                tls_standard_compatible=False,
+            )
+    except anyio.BrokenResourceError as exc:
+        raise ConnectionResetError("the connection was lost during the TLS handshake") from exc
+    return AnyioTransport(stream)
+
+
+async def connect_unix(path: str) -> AnyioTransport:
+    """Open a Unix domain socket connection (LMTP to a local delivery agent)."""
+    return AnyioTransport(await anyio.connect_unix(path))

@@ -1,0 +1,50 @@
+"""Exceptions: smtplib's own classes, re-exported, plus the few asmtp adds as subclasses.
+
+``except smtplib.SMTPRecipientsRefused`` catches what asmtp raises, because it is the same
+class. Timeouts are the builtin :class:`TimeoutError`; bad arguments are :class:`ValueError`
+(:class:`asmtp.protocol.BadArgument`).
+"""
+
+from __future__ import annotations
+
+from smtplib import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+
+from .protocol import BadArgument
+
+__all__ = [
+    "BadArgument",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPProtocolError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+]
+
+
+class SMTPProtocolError(SMTPResponseException):
+    """The server broke the protocol (malformed or oversized reply, injected bytes).
+
+    The connection has been closed. ``smtp_code`` is ``-1``, as smtplib reports an
+    unparsable reply; ``smtp_error`` describes the fault. The core's
+    :class:`~asmtp.protocol.RemoteProtocolError` is kept as ``__cause__``.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(-1, message.encode("utf-8", "replace"))

@@ -1,0 +1,62 @@
+"""Streaming body encoders.
+
+Owns the transparency of message content. ``DataEncoder`` (RFC 5321 §4.5.2) turns every bare
+CR and bare LF into CRLF and doubles a dot at the start of a line, so no content can end the
+data early or smuggle a second message (the CVE-2023-51764 class). It takes chunks of any
+size and keeps only a carried-over CR and a line-start flag, so memory is O(chunk). BDAT
+(RFC 3030) needs no stuffing: its framing is the ``Bdat`` command's byte count.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DataEncoder", "normalise_line_endings"]
+
+
+def normalise_line_endings(data: bytes) -> bytes:
+    """Return ``data`` with every CRLF, bare CR and bare LF written as CRLF."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+class DataEncoder:
+    """Encodes a message body for ``DATA``, chunk by chunk.
+
+    ``encode(chunk)`` returns wire bytes for as much as can be decided now; ``finish()``
+    returns the rest and the terminator, so that the output always ends with
+    ``CRLF . CRLF`` (just ``. CRLF`` for an empty body).
+    """
+
+    __slots__ = ("_at_line_start", "_finished", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._at_line_start = True
+        self._pending_cr = False
+        self._finished = False
+
+    def encode(self, chunk: bytes) -> bytes:
+        """Encode one chunk; a CR at its end is held back until the next byte is known."""
+        if self._finished:
+            raise RuntimeError("the body was already finished")
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+            self._pending_cr = False
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+            self._pending_cr = True
+        if not chunk:
+            return b""
+        data = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        starts_line = self._at_line_start
+        self._at_line_start = data.endswith(b"\n")
+        data = data.replace(b"\n.", b"\n..")
+        if starts_line and data.startswith(b"."):
+            data = b"." + data
+        return data.replace(b"\n", b"\r\n")
+
+    def finish(self) -> bytes:
+        """The end of the body: a line ending if one is missing, then ``. CRLF``."""
+        if self._finished:
+            raise RuntimeError("the body was already finished")
+        self._finished = True
+        if self._pending_cr:
+            return b"\r\n.\r\n"
+        return b".\r\n" if self._at_line_start else b"\r\n.\r\n"

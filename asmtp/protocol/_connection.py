@@ -1,0 +1,409 @@
+"""ClientConnection: the SMTP/LMTP client as a sans-IO state machine.
+
+Owns pairing replies with commands (a FIFO, so PIPELINING is a property of the core), LMTP's
+one reply per accepted recipient after the data (RFC 2033 §4.2), and the STARTTLS rules of
+RFC 3207 §4.2. Must never perform I/O, sleep, or know about sockets, TLS or event loops.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from ._body import DataEncoder
+from ._commands import command_line, redacted_line
+from ._errors import BadArgument, LocalProtocolError, RemoteProtocolError, quote
+from ._events import (
+    Auth,
+    AuthResponse,
+    Bdat,
+    Command,
+    Data,
+    Ehlo,
+    EndOfData,
+    Helo,
+    Lhlo,
+    Mail,
+    MessageData,
+    Quit,
+    Raw,
+    Rcpt,
+    Reply,
+    Rset,
+    StartTLS,
+)
+from ._extensions import Extensions
+from ._replies import (
+    DEFAULT_MAX_LINE_LENGTH,
+    DEFAULT_MAX_REPLY_BYTES,
+    DEFAULT_MAX_REPLY_LINES,
+    ReplyReader,
+)
+from ._state import GROUP_ENDERS, TRANSITIONS, BdatLast, Kind, State, transition_key
+
+__all__ = ["NEED_DATA", "PEER_CLOSED", "ClientConnection", "Sentinel"]
+
+DEFAULT_MAX_PENDING = 1000
+
+
+class Sentinel(enum.Enum):
+    """What :meth:`ClientConnection.next_event` returns when it has no reply."""
+
+    NEED_DATA = "need data"
+    """Feed more bytes with :meth:`ClientConnection.receive_data`."""
+    PEER_CLOSED = "peer closed"
+    """The server closed the connection; see :attr:`ClientConnection.pending` for what it left unanswered."""
+
+
+NEED_DATA = Sentinel.NEED_DATA
+PEER_CLOSED = Sentinel.PEER_CLOSED
+
+# A raw line is classified by its verb so that docmd() keeps the state in step with the server.
+_RAW_VERBS: dict[bytes, Kind] = {
+    b"EHLO": Ehlo,
+    b"HELO": Helo,
+    b"LHLO": Lhlo,
+    b"MAIL": Mail,
+    b"RCPT": Rcpt,
+    b"DATA": Data,
+    b"RSET": Rset,
+    b"QUIT": Quit,
+    b"STARTTLS": StartTLS,
+    b"AUTH": Auth,
+}
+
+
+@dataclass(eq=False, slots=True)
+class _Transaction:
+    """One mail transaction as the replies reveal it."""
+
+    mail_accepted: bool = False
+    mail_refused: bool = False
+    rcpts_pending: int = 0
+    accepted: list[bytes] = field(default_factory=list)
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """A command awaiting its reply (or, for LMTP's end of data, its replies)."""
+
+    command: Command
+    kind: Kind
+    txn: _Transaction | None
+    answered: int = 0
+
+
+class ClientConnection:
+    """The client side of an SMTP or LMTP conversation, without I/O.
+
+    Three verbs drive it: :meth:`send` turns a command into bytes to write,
+    :meth:`receive_data` takes bytes read (``b""`` when the peer closed), and
+    :meth:`next_event` returns the next :class:`Reply`, :data:`NEED_DATA` or
+    :data:`PEER_CLOSED`. Limits are keyword-only; each raises
+    :class:`RemoteProtocolError` when the server exceeds it.
+    """
+
+    def __init__(
+        self,
+        *,
+        lmtp: bool = False,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        max_reply_lines: int = DEFAULT_MAX_REPLY_LINES,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self.lmtp: bool = lmtp
+        self.max_pending: int = max_pending
+        self._reader = ReplyReader(
+            max_line_length=max_line_length,
+            max_reply_lines=max_reply_lines,
+            max_reply_bytes=max_reply_bytes,
+        )
+        self._state = State.AWAIT_GREETING
+        self._pending: deque[_Pending] = deque()
+        self._extensions: Extensions | None = None
+        self._txn: _Transaction | None = None
+        self._encoder = DataEncoder()
+        self._peer_closed = False
+        self._greeted = False
+
+    # -- inspection -------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current :class:`State`."""
+        return self._state
+
+    @property
+    def extensions(self) -> Extensions | None:
+        """Extensions from the last positive EHLO/LHLO; ``None`` before it and after STARTTLS."""
+        return self._extensions
+
+    @property
+    def pending(self) -> tuple[Command, ...]:
+        """Commands sent whose replies have not all arrived, oldest first."""
+        return tuple(entry.command for entry in self._pending)
+
+    @property
+    def accepted_recipients(self) -> tuple[bytes, ...]:
+        """Recipients the server accepted in the open transaction so far."""
+        return tuple(self._txn.accepted) if self._txn is not None else ()
+
+    def can_send(self, command: Command) -> bool:
+        """Whether :meth:`send` would accept ``command`` now, arguments aside."""
+        return self._order_problem(command) is None
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, command: Command) -> bytes:
+        """Return the bytes for ``command`` and record it as awaiting its reply.
+
+        Raises :class:`LocalProtocolError` (nothing produced, state unchanged) when the
+        command is not allowed now, and :class:`BadArgument` when an argument would break
+        the framing.
+        """
+        problem = self._order_problem(command)
+        if problem is not None:
+            raise LocalProtocolError(problem)
+        if isinstance(command, MessageData):
+            if not isinstance(command.data, bytes):
+                raise BadArgument(f"message data must be bytes, got {type(command.data).__name__}")
+            return self._encoder.encode(command.data)
+        if isinstance(command, EndOfData):
+            data = self._encoder.finish()
+        elif isinstance(command, Bdat):
+            data = command_line(command) + command.data
+        else:
+            data = command_line(command)
+        self._record(command)
+        return data
+
+    def loggable(self, command: Command) -> bytes:
+        """The command as a transcript may show it, with AUTH data redacted.
+
+        A raw line sent while a challenge is open is an AUTH answer and is redacted too.
+        """
+        if isinstance(command, Raw) and self._state is State.AUTH_CHALLENGE:
+            return b"<redacted>"
+        return redacted_line(command)
+
+    def _order_problem(self, command: Command) -> str | None:
+        state = self._state
+        if state is State.ERROR:
+            return "the connection had a protocol error and cannot be used"
+        kind = transition_key(command)
+        if kind not in TRANSITIONS[state]:
+            return f"{type(command).__name__} cannot be sent in state {state.name}"
+        if self.lmtp and kind in (Ehlo, Helo):
+            return "LMTP uses LHLO, not EHLO or HELO (RFC 2033 §4.1)"
+        if not self.lmtp and kind is Lhlo:
+            return "LHLO is LMTP's greeting; SMTP uses EHLO or HELO"
+        if isinstance(command, Bdat) and not (self._extensions and self._extensions.chunking):
+            return "BDAT needs the CHUNKING extension, which the server did not advertise"
+        if isinstance(command, Raw) and state is not State.AUTH_CHALLENGE:
+            verb = command.line.split(b" ", 1)[0].upper()
+            if verb == b"BDAT":
+                return "BDAT needs its payload: send a Bdat command instead of a raw line"
+        if self._pending and kind not in (MessageData, EndOfData):
+            last = self._pending[-1]
+            if last.kind in GROUP_ENDERS:
+                return f"{type(last.command).__name__} ends a pipelined group: wait for its reply"
+            if not (self._extensions and self._extensions.pipelining):
+                return "the server did not advertise PIPELINING: wait for the pending reply"
+            if len(self._pending) >= self.max_pending:
+                return f"{self.max_pending} commands already await replies"
+        return None
+
+    def _record(self, command: Command) -> None:
+        kind = transition_key(command)
+        if isinstance(command, Raw):
+            kind = self._raw_kind(command)
+        txn = self._txn
+        if isinstance(command, Mail):
+            txn = self._txn = _Transaction()
+        elif isinstance(command, Rcpt) and txn is not None:
+            txn.rcpts_pending += 1
+        self._pending.append(_Pending(command, kind, txn))
+        next_state = TRANSITIONS[self._state][transition_key(command)]
+        if next_state is State.READY and self._state is not State.READY:
+            # Leaving a transaction (RSET, end of data, BDAT LAST): replies still arrive for
+            # the queued commands, which keep their own reference to the transaction.
+            self._txn = None
+        self._state = next_state
+
+    def _raw_kind(self, command: Raw) -> Kind:
+        if self._state is State.AUTH_CHALLENGE:
+            return AuthResponse
+        verb = command.line.split(b" ", 1)[0].upper()
+        return _RAW_VERBS.get(verb, Raw)
+
+    # -- receiving --------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the server; ``b""`` means it closed the connection."""
+        if not data:
+            self._peer_closed = True
+            return
+        if self._state is State.TLS_HANDSHAKE:
+            self._fail(
+                "server sent data after its 220 reply to STARTTLS and before the TLS "
+                f"handshake (response injection): {quote(data)}"
+            )
+        try:
+            self._reader.feed(data)
+        except RemoteProtocolError:
+            self._state = State.ERROR
+            raise
+
+    def next_event(self) -> Reply | Sentinel:
+        """The next :class:`Reply`, or :data:`NEED_DATA`, or :data:`PEER_CLOSED`.
+
+        Raises :class:`RemoteProtocolError` for a malformed or oversized reply, an
+        unsolicited reply, or bytes injected after STARTTLS.
+        """
+        if self._state is State.ERROR:
+            raise RemoteProtocolError("the connection had a protocol error and cannot be used")
+        try:
+            parsed = self._reader.next_reply()
+        except RemoteProtocolError:
+            self._state = State.ERROR
+            raise
+        if parsed is None:
+            if self._peer_closed:
+                self._state = State.CLOSED
+                return PEER_CLOSED
+            return NEED_DATA
+        code, lines = parsed
+        return self._dispatch(code, lines)
+
+    def _dispatch(self, code: int, lines: tuple[bytes, ...]) -> Reply:
+        if self._state is State.AWAIT_GREETING:
+            self._state = State.GREETED
+            return Reply(code, lines)
+        if not self._pending:
+            if code == 421:
+                self._state = State.CLOSED
+                return Reply(code, lines)
+            self._fail(f"unsolicited reply {code} {quote(b' '.join(lines))}")
+        entry = self._pending[0]
+        reply = Reply(code, lines, entry.command, self._lmtp_recipient(entry))
+        entry.answered += 1
+        if entry.answered >= self._replies_expected(entry):
+            self._pending.popleft()
+        self._apply_reply(entry, reply)
+        if code == 421:
+            # RFC 5321 §3.8: the server is closing; nothing queued will be answered.
+            self._state = State.CLOSED
+            self._pending.clear()
+        return reply
+
+    def _replies_expected(self, entry: _Pending) -> int:
+        if self.lmtp and entry.kind in (EndOfData, BdatLast) and entry.txn is not None:
+            return max(1, len(entry.txn.accepted))
+        return 1
+
+    def _lmtp_recipient(self, entry: _Pending) -> bytes | None:
+        if not (self.lmtp and entry.kind in (EndOfData, BdatLast)):
+            return None
+        if entry.txn is None or entry.answered >= len(entry.txn.accepted):
+            return None
+        return entry.txn.accepted[entry.answered]
+
+    def _apply_reply(self, entry: _Pending, reply: Reply) -> None:
+        """Reply-driven moves: the only place a reply changes the state."""
+        kind, txn, ok = entry.kind, entry.txn, reply.is_positive
+        state = self._state
+        if kind in (Ehlo, Lhlo, Helo):
+            if ok:
+                self._extensions = (
+                    Extensions() if kind is Helo else Extensions.from_ehlo_lines(reply.lines)
+                )
+                if state in (State.GREETED, State.READY, State.MAIL, State.RCPT):
+                    self._state, self._txn = State.READY, None
+        elif kind is Mail:
+            if isinstance(entry.command, Raw):
+                if ok and state is State.READY:
+                    self._txn = _Transaction(mail_accepted=True)
+                    self._state = State.MAIL
+            elif txn is not None:
+                txn.mail_accepted, txn.mail_refused = ok, not ok
+                if not ok and self._txn is txn and state in (State.MAIL, State.RCPT):
+                    self._state, self._txn = State.READY, None
+        elif kind is Rcpt:
+            self._rcpt_reply(entry, ok)
+        elif kind is Data:
+            if reply.code == 354 and (
+                state is State.DATA_REQUESTED or isinstance(entry.command, Raw)
+            ):
+                self._state, self._encoder = State.BODY, DataEncoder()
+            elif state is State.DATA_REQUESTED:
+                self._state = self._transaction_state()
+        elif kind is Rset:
+            if ok and isinstance(entry.command, Raw):
+                self._state, self._txn = State.READY, None
+        elif kind in (StartTLS,):
+            if reply.code == 220:
+                self._state = State.TLS_HANDSHAKE
+                if self._reader.in_reply:
+                    self._fail(
+                        "server sent data after its 220 reply to STARTTLS and before the "
+                        "TLS handshake (response injection)"
+                    )
+            elif state is State.STARTTLS_REQUESTED:
+                self._state = State.READY
+        elif kind in (Auth, AuthResponse):
+            if reply.code == 334:
+                self._state = State.AUTH_CHALLENGE
+            elif state in (State.AUTH, State.AUTH_CHALLENGE, State.READY):
+                self._state = State.READY
+        elif kind is Quit and isinstance(entry.command, Raw):
+            self._state = State.CLOSED
+
+    def _rcpt_reply(self, entry: _Pending, ok: bool) -> None:
+        command, txn = entry.command, entry.txn
+        if isinstance(command, Raw):
+            if ok and self._txn is not None and self._state in (State.MAIL, State.RCPT):
+                address = command.line.split(b":", 1)[-1].strip().split(b" ", 1)[0]
+                self._txn.accepted.append(address.strip(b"<>"))
+                self._state = State.RCPT
+            return
+        if txn is None or not isinstance(command, Rcpt):
+            return
+        txn.rcpts_pending -= 1
+        if ok:
+            txn.accepted.append(command.address)
+        elif self._txn is txn and self._state is State.RCPT:
+            self._state = self._transaction_state()
+
+    def _transaction_state(self) -> State:
+        txn = self._txn
+        if txn is None or txn.mail_refused:
+            self._txn = None
+            return State.READY
+        if txn.accepted or txn.rcpts_pending:
+            return State.RCPT
+        return State.MAIL
+
+    # -- TLS and failure --------------------------------------------------------------
+
+    def tls_established(self) -> None:
+        """Tell the core the STARTTLS handshake completed.
+
+        Everything learned before TLS is forgotten (RFC 3207 §4.2): the client must say
+        EHLO again.
+        """
+        if self._state is not State.TLS_HANDSHAKE:
+            raise LocalProtocolError(f"no STARTTLS handshake is due in state {self._state.name}")
+        self._state = State.GREETED
+        self._extensions = None
+        self._txn = None
+
+    def fail(self) -> None:
+        """Mark the connection unusable, e.g. after a transport error or cancellation."""
+        self._state = State.ERROR
+
+    def _fail(self, message: str) -> NoReturn:
+        self._state = State.ERROR
+        raise RemoteProtocolError(message)

@@ -1,0 +1,136 @@
+"""Incremental reply reader with hard limits.
+
+Owns turning received bytes into ``(code, lines)`` pairs, in any chunking. It never holds more
+than one line's limit of unterminated bytes, nor more than one reply's limits of finished
+lines. It never decides what a reply means: the connection does.
+
+RFC 5321 §4.2::
+
+    Reply-line     = *( Reply-code "-" [ textstring ] CRLF )
+                     Reply-code [ SP textstring ] CRLF
+    Reply-code     = %x32-35 %x30-35 %x30-39
+
+Permissive where smtplib is: a bare LF ends a line too, and a code-only line (``250``) is
+accepted. Strict where safety is: the code must be three digits from 200 to 599, every line
+of a multiline reply must repeat it, and the fourth byte must be ``-``, a space or the end.
+"""
+
+from __future__ import annotations
+
+from ._errors import RemoteProtocolError, quote
+
+__all__ = ["ReplyReader"]
+
+DEFAULT_MAX_LINE_LENGTH = 8192
+DEFAULT_MAX_REPLY_LINES = 1000
+DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
+
+
+class ReplyReader:
+    """Splits a byte stream into replies.
+
+    ``max_line_length`` bounds one line without its line ending; ``max_reply_lines`` and
+    ``max_reply_bytes`` bound one (multiline) reply. Past any limit the reader raises
+    :class:`RemoteProtocolError` and its buffer stops growing.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_code",
+        "_lines",
+        "_reply_bytes",
+        "_scanned",
+        "max_line_length",
+        "max_reply_bytes",
+        "max_reply_lines",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        max_reply_lines: int = DEFAULT_MAX_REPLY_LINES,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    ) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0
+        self._code: int | None = None
+        self._lines: list[bytes] = []
+        self._reply_bytes = 0
+        self.max_line_length = max_line_length
+        self.max_reply_lines = max_reply_lines
+        self.max_reply_bytes = max_reply_bytes
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a finished reply."""
+        return len(self._buffer) + self._reply_bytes
+
+    @property
+    def in_reply(self) -> bool:
+        """True while any part of a reply has arrived but not its last line."""
+        return bool(self._buffer) or self._code is not None
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; raises as soon as an unterminated line is over the limit."""
+        self._buffer += data
+        self._check_unterminated()
+
+    def _check_unterminated(self) -> None:
+        # +2 leaves room for the CRLF itself: the limit counts the text only.
+        if self._buffer.find(b"\n", self._scanned) == -1:
+            if len(self._buffer) > self.max_line_length + 2:
+                shown = quote(self._buffer)
+                del self._buffer[self.max_line_length + 2 :]
+                raise RemoteProtocolError(
+                    f"reply line longer than {self.max_line_length} bytes: {shown}"
+                )
+            self._scanned = len(self._buffer)
+
+    def next_reply(self) -> tuple[int, tuple[bytes, ...]] | None:
+        """Return the next complete ``(code, lines)``, or ``None`` if more bytes are needed."""
+        while True:
+            end = self._buffer.find(b"\n", self._scanned)
+            if end == -1:
+                self._scanned = len(self._buffer)
+                return None
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            self._scanned = 0
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            done = self._take_line(line)
+            if done is not None:
+                self._check_unterminated()
+                return done
+
+    def _take_line(self, line: bytes) -> tuple[int, tuple[bytes, ...]] | None:
+        if len(line) > self.max_line_length:
+            raise RemoteProtocolError(
+                f"reply line longer than {self.max_line_length} bytes: {quote(line)}"
+            )
+        code_bytes = line[:3]
+        if len(code_bytes) != 3 or not code_bytes.isdigit() or not b"2" <= line[:1] <= b"5":
+            raise RemoteProtocolError(f"malformed reply code in line {quote(line)}")
+        code = int(code_bytes)
+        separator = line[3:4]
+        if separator not in (b"", b" ", b"-"):
+            raise RemoteProtocolError(f"missing separator after reply code in line {quote(line)}")
+        if self._code is not None and code != self._code:
+            raise RemoteProtocolError(
+                f"multiline reply changed its code from {self._code} to {code} in line {quote(line)}"
+            )
+        self._code = code
+        self._lines.append(line[4:])
+        self._reply_bytes += len(line) + 2
+        if len(self._lines) > self.max_reply_lines:
+            raise RemoteProtocolError(f"reply has more than {self.max_reply_lines} lines")
+        if self._reply_bytes > self.max_reply_bytes:
+            raise RemoteProtocolError(f"reply is longer than {self.max_reply_bytes} bytes")
+        if separator == b"-":
+            return None
+        lines = tuple(self._lines)
+        self._code = None
+        self._lines = []
+        self._reply_bytes = 0
+        return code, lines

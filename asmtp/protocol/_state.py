@@ -1,0 +1,131 @@
+"""The state enum and the transition table: the only place that decides command order.
+
+``TRANSITIONS[state][kind]`` is the state after sending a command of that kind; a kind
+missing from a state's row may not be sent in that state. Sending is optimistic: with
+PIPELINING the next command is sent before the previous one is answered, so the table
+assumes success and :meth:`ClientConnection._apply_reply` moves back when a reply refuses.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from ._events import (
+    Auth,
+    AuthResponse,
+    Bdat,
+    Command,
+    Data,
+    Ehlo,
+    EndOfData,
+    Expn,
+    Helo,
+    Help,
+    Lhlo,
+    Mail,
+    MessageData,
+    Noop,
+    Quit,
+    Raw,
+    Rcpt,
+    Rset,
+    StartTLS,
+    Vrfy,
+)
+
+__all__ = ["GROUP_ENDERS", "TRANSITIONS", "BdatLast", "State", "transition_key"]
+
+
+class State(enum.Enum):
+    """Where the conversation stands, named for what may happen next."""
+
+    AWAIT_GREETING = "await greeting"
+    """Connected; nothing may be sent before the server's greeting."""
+    GREETED = "greeted"
+    """Say EHLO, HELO or LHLO (also after STARTTLS)."""
+    READY = "ready"
+    """Session open, no transaction: MAIL, AUTH, STARTTLS and session commands."""
+    MAIL = "mail"
+    """MAIL sent: RCPT next."""
+    RCPT = "rcpt"
+    """At least one RCPT sent: more RCPT, DATA or BDAT."""
+    DATA_REQUESTED = "data requested"
+    """DATA sent: wait for ``354``."""
+    BODY = "body"
+    """``354`` received: message data, then its end."""
+    BDAT = "bdat"
+    """A BDAT chunk without LAST sent: more chunks, or RSET."""
+    AUTH = "auth"
+    """AUTH or an answer to a challenge sent: wait for the reply."""
+    AUTH_CHALLENGE = "auth challenge"
+    """``334`` received: answer the challenge."""
+    STARTTLS_REQUESTED = "starttls requested"
+    """STARTTLS sent: wait for ``220``."""
+    TLS_HANDSHAKE = "tls handshake"
+    """``220`` to STARTTLS received: nothing may pass until the TLS handshake is done."""
+    CLOSED = "closed"
+    """QUIT sent, ``421`` received or the peer closed: nothing more may be sent."""
+    ERROR = "error"
+    """A protocol error happened: the connection must not be used again."""
+
+
+class BdatLast:
+    """Table key for ``Bdat(last=True)``, which ends the transaction unlike other chunks."""
+
+
+Kind = type[Command] | type[BdatLast]
+
+
+def transition_key(command: Command) -> Kind:
+    """The table key for ``command``."""
+    if isinstance(command, Bdat) and command.last:
+        return BdatLast
+    return type(command)
+
+
+_S = State
+_SESSION: Final[tuple[Kind, ...]] = (Noop, Vrfy, Expn, Help)
+
+
+def _session_row(state: State, **extra: State) -> dict[Kind, State]:
+    """Commands valid whenever no body is being sent; they leave the state as it is."""
+    row: dict[Kind, State] = {kind: state for kind in _SESSION}
+    row.update({Raw: state, Rset: _S.READY if state is not _S.GREETED else _S.GREETED})
+    row.update({Ehlo: state, Helo: state, Lhlo: state, Quit: _S.CLOSED})
+    return row
+
+
+TRANSITIONS: Final[dict[State, dict[Kind, State]]] = {
+    _S.AWAIT_GREETING: {},
+    _S.GREETED: _session_row(_S.GREETED),
+    _S.READY: {
+        **_session_row(_S.READY),
+        Mail: _S.MAIL,
+        Auth: _S.AUTH,
+        StartTLS: _S.STARTTLS_REQUESTED,
+    },
+    _S.MAIL: {**_session_row(_S.MAIL), Rcpt: _S.RCPT},
+    _S.RCPT: {
+        **_session_row(_S.RCPT),
+        Rcpt: _S.RCPT,
+        Data: _S.DATA_REQUESTED,
+        Bdat: _S.BDAT,
+        BdatLast: _S.READY,
+    },
+    _S.DATA_REQUESTED: {},
+    _S.BODY: {MessageData: _S.BODY, EndOfData: _S.READY},
+    _S.BDAT: {Bdat: _S.BDAT, BdatLast: _S.READY, Rset: _S.READY, Quit: _S.CLOSED},
+    _S.AUTH: {},
+    _S.AUTH_CHALLENGE: {AuthResponse: _S.AUTH, Raw: _S.AUTH},
+    _S.STARTTLS_REQUESTED: {},
+    _S.TLS_HANDSHAKE: {},
+    _S.CLOSED: {},
+    _S.ERROR: {},
+}
+
+# RFC 2920 §3.1: these may only be the last command of a pipelined group. AUTH and STARTTLS
+# change the session, and a raw line may be anything, so they end a group too.
+GROUP_ENDERS: Final[frozenset[Kind]] = frozenset(
+    {Ehlo, Helo, Lhlo, Data, Vrfy, Expn, Help, Noop, Quit, StartTLS, Auth, AuthResponse, Raw}
+)
