@@ -6,8 +6,17 @@ Runs on asyncio and trio (through anyio). Exceptions are smtplib's own classes, 
 
 from __future__ import annotations
 
-from ._api import send_message, sendmail
-from ._client import DEFAULT_TIMEOUT, SMTP, SendmailResult
+from . import auth, errors, protocol
+from ._api import TLSMode, connect, send_message, sendmail
+from ._client import (
+    DEFAULT_TIMEOUT,
+    LMTP,
+    LMTP_PORT,
+    SMTP,
+    SMTP_SSL,
+    SMTP_SSL_PORT,
+    SendmailResult,
+)
 from .errors import (
     BadArgument,
     SMTPAuthenticationError,
@@ -21,11 +30,16 @@ from .errors import (
     SMTPResponseException,
     SMTPSenderRefused,
     SMTPServerDisconnected,
+    TLSRequiredError,
 )
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "LMTP",
+    "LMTP_PORT",
     "SMTP",
+    "SMTP_SSL",
+    "SMTP_SSL_PORT",
     "BadArgument",
     "SMTPAuthenticationError",
     "SMTPConnectError",
@@ -39,6 +53,12 @@ __all__ = [
     "SMTPSenderRefused",
     "SMTPServerDisconnected",
     "SendmailResult",
+    "TLSMode",
+    "TLSRequiredError",
+    "auth",
+    "connect",
+    "errors",
+    "protocol",
     "send_message",
     "sendmail",
 ]

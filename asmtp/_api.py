@@ -1,14 +1,89 @@
-"""One-shot sending: connect, EHLO, send, QUIT in one call."""
+"""One-shot sending: connect, secure, authenticate, send and QUIT in one call.
+
+Owns the facade's TLS policy (see :data:`TLSMode`): secure by default, and credentials are
+never sent over an unencrypted connection unless the caller chose ``tls="none"``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import email.message
-from collections.abc import Sequence
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal
 
-from ._client import DEFAULT_TIMEOUT, SMTP, SendmailResult
+from ._client import DEFAULT_TIMEOUT, SMTP, SMTP_SSL, SMTP_SSL_PORT, SendmailResult
+from .auth import Mechanism
+from .errors import TLSRequiredError
 from .protocol import Param
 
-__all__ = ["send_message", "sendmail"]
+__all__ = ["TLSMode", "connect", "send_message", "sendmail"]
+
+TLSMode = Literal["auto", "implicit", "starttls", "none"]
+"""How the one-shot functions secure the connection.
+
+- ``"auto"`` (default): implicit TLS on port 465; elsewhere STARTTLS when the server
+  advertises it. Credentials are refused on a connection that stayed unencrypted.
+- ``"implicit"``: TLS from the first byte (RFC 8314).
+- ``"starttls"``: STARTTLS is required; fails if the server does not offer it.
+- ``"none"``: plain text, even with credentials; only for trusted local servers.
+"""
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    host: str = "localhost",
+    port: int = 0,
+    *,
+    tls: TLSMode = "auto",
+    username: str | None = None,
+    password: str | None = None,
+    mechanism: Mechanism | None = None,
+    context: ssl.SSLContext | None = None,
+    local_hostname: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    source_address: tuple[str, int] | None = None,
+) -> AsyncIterator[SMTP]:
+    """Open a ready-to-send :class:`SMTP` under the TLS policy ``tls``; QUIT on exit.
+
+    Authenticates with ``username``/``password`` (:meth:`SMTP.login`) or with a SASL
+    ``mechanism`` object (:meth:`SMTP.auth`). Raises :class:`TLSRequiredError` rather than
+    send credentials unencrypted or skip a required STARTTLS, and
+    :class:`smtplib.SMTPConnectError` when the greeting is not ``220``.
+    """
+    implicit = tls == "implicit" or (tls == "auto" and port == SMTP_SSL_PORT)
+    smtp: SMTP
+    if implicit:
+        smtp = SMTP_SSL(
+            host,
+            port,
+            local_hostname,
+            timeout=timeout,
+            source_address=source_address,
+            context=context,
+        )
+    else:
+        smtp = SMTP(host, port, local_hostname, timeout, source_address)
+    async with smtp:
+        if not implicit and tls != "none":
+            await smtp.ehlo_or_helo_if_needed()
+            if smtp.has_extn("starttls"):
+                await smtp.starttls(context=context)
+            elif tls == "starttls":
+                raise TLSRequiredError(
+                    "the server does not offer STARTTLS and tls='starttls' requires it"
+                )
+        credentials = username is not None or mechanism is not None
+        if credentials and not smtp.is_encrypted and tls != "none":
+            raise TLSRequiredError(
+                "refusing to send credentials over an unencrypted connection "
+                "(the server offers no STARTTLS); pass tls='none' to allow it"
+            )
+        if mechanism is not None:
+            await smtp.auth(mechanism.name, mechanism)
+        elif username is not None:
+            await smtp.login(username, password or "")
+        yield smtp
 
 
 async def sendmail(
@@ -18,18 +93,34 @@ async def sendmail(
     *,
     host: str = "localhost",
     port: int = 0,
+    tls: TLSMode = "auto",
+    username: str | None = None,
+    password: str | None = None,
+    mechanism: Mechanism | None = None,
+    context: ssl.SSLContext | None = None,
     local_hostname: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     source_address: tuple[str, int] | None = None,
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
 ) -> SendmailResult:
-    """Connect to ``host``, send one message and QUIT; returns the refused-recipients dict.
+    """Connect, secure, authenticate, send one message and QUIT; returns the refused dict.
 
-    Raises what :meth:`SMTP.sendmail` raises, and :class:`smtplib.SMTPConnectError` when
-    the server's greeting is not ``220``.
+    Raises what :meth:`SMTP.sendmail` raises, :class:`TLSRequiredError` (see :func:`connect`)
+    and :class:`smtplib.SMTPConnectError` for a greeting other than ``220``.
     """
-    async with SMTP(host, port, local_hostname, timeout, source_address) as smtp:
+    async with connect(
+        host,
+        port,
+        tls=tls,
+        username=username,
+        password=password,
+        mechanism=mechanism,
+        context=context,
+        local_hostname=local_hostname,
+        timeout=timeout,
+        source_address=source_address,
+    ) as smtp:
         return await smtp.sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
 
 
@@ -40,6 +131,11 @@ async def send_message(
     to_addrs: str | Sequence[str] | None = None,
     host: str = "localhost",
     port: int = 0,
+    tls: TLSMode = "auto",
+    username: str | None = None,
+    password: str | None = None,
+    mechanism: Mechanism | None = None,
+    context: ssl.SSLContext | None = None,
     local_hostname: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     source_address: tuple[str, int] | None = None,
@@ -47,5 +143,16 @@ async def send_message(
     rcpt_options: Sequence[Param] = (),
 ) -> SendmailResult:
     """Connect, send an :class:`email.message.Message` as :meth:`SMTP.send_message`, QUIT."""
-    async with SMTP(host, port, local_hostname, timeout, source_address) as smtp:
+    async with connect(
+        host,
+        port,
+        tls=tls,
+        username=username,
+        password=password,
+        mechanism=mechanism,
+        context=context,
+        local_hostname=local_hostname,
+        timeout=timeout,
+        source_address=source_address,
+    ) as smtp:
         return await smtp.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)

@@ -1,143 +1,64 @@
-"""SMTP: the smtplib-shaped async facade over the sans-IO core and an anyio transport.
+"""SMTP, SMTP_SSL and LMTP: the smtplib-shaped async facade.
 
-Methods keep smtplib's names, signatures, return values and exceptions; they are coroutines.
-Errors from the core and the transport are translated to smtplib's vocabulary in one place,
-:func:`_exclusive`, with the original kept as ``__cause__``.
+Adds the mail transaction (MAIL, RCPT, DATA, sendmail, send_message) to the session in
+``_session``; the smtplib semantics of each step are kept, including which exception is
+raised when and when RSET follows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.message
-import functools
-import logging
-import socket
-import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from types import TracebackType
-from typing import Any, Final, TypeVar
-
-import anyio
+import ssl
+from collections.abc import Sequence
+from typing import Final
 
 from . import _addresses, _source
 from ._message import prepare_message
-from ._transport import Transport, connect_tcp
+from ._session import DEFAULT_TIMEOUT, SMTPSession, exclusive
+from ._transport import Transport, connect_tcp, connect_unix, default_ssl_context
 from .errors import (
-    SMTPConnectError,
     SMTPDataError,
-    SMTPException,
-    SMTPHeloError,
     SMTPNotSupportedError,
-    SMTPProtocolError,
     SMTPRecipientsRefused,
-    SMTPResponseException,
     SMTPSenderRefused,
     SMTPServerDisconnected,
 )
 from .protocol import (
-    PEER_CLOSED,
     ClientConnection,
     Command,
     Data,
-    Ehlo,
     EndOfData,
-    Expn,
-    Helo,
-    Help,
-    Lhlo,
     Mail,
     MessageData,
-    Noop,
     Param,
-    Quit,
-    Raw,
     Rcpt,
-    RemoteProtocolError,
     Reply,
-    Rset,
     SmtpUtf8,
     State,
-    Vrfy,
     command_line,
     param_bytes,
 )
-from .protocol._connection import DEFAULT_MAX_PENDING
-from .protocol._replies import (
-    DEFAULT_MAX_LINE_LENGTH,
-    DEFAULT_MAX_REPLY_BYTES,
-    DEFAULT_MAX_REPLY_LINES,
-)
 
-__all__ = ["DEFAULT_TIMEOUT", "SMTP", "SendmailResult"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LMTP",
+    "LMTP_PORT",
+    "SMTP",
+    "SMTP_SSL",
+    "SMTP_SSL_PORT",
+    "SendmailResult",
+]
 
-logger = logging.getLogger("asmtp")
-
-DEFAULT_TIMEOUT: Final = 60.0
-"""Seconds any one connect, write or read may take (smtplib's default is to wait forever)."""
-
-_CLOSE_TIMEOUT: Final = 2.0
+SMTP_SSL_PORT: Final = 465
+LMTP_PORT: Final = 2003
 # RFC 2920 §3.1 allows any group size, but a bounded group keeps the server's replies within
 # its socket buffer so neither side blocks writing while the other is not reading.
 _PIPELINE_GROUP: Final = 500
-# States in which no reply is owed and no body is half sent: the connection is in step.
-_IN_STEP: Final = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT, State.CLOSED})
 
 SendmailResult = dict[str, tuple[int, bytes]]
-_T = TypeVar("_T")
-_Self = TypeVar("_Self", bound="SMTP")
 
 
-@functools.cache
-def _fqdn() -> str:
-    return socket.getfqdn()
-
-
-def _exclusive(
-    method: Callable[..., Awaitable[_T]],
-) -> Callable[..., Coroutine[Any, Any, _T]]:
-    """Run ``method`` as the connection's only user and translate failures, once.
-
-    A connection holds one conversation: a second task using it concurrently gets
-    :class:`RuntimeError`. Any failure that leaves the conversation out of step (a reply
-    owed, a body half sent) closes the connection, so no later command can read an earlier
-    command's reply. Core and transport errors become smtplib's exceptions.
-    """
-
-    @functools.wraps(method)
-    async def wrapper(self: SMTP, *args: Any, **kwargs: Any) -> _T:
-        task = anyio.get_current_task().id
-        if self._owner == task:
-            return await method(self, *args, **kwargs)
-        if self._owner is not None:
-            raise RuntimeError(
-                "this SMTP connection is in use by another task; use one connection per task "
-                "(or asmtp's one-shot functions)"
-            )
-        self._owner = task
-        try:
-            return await method(self, *args, **kwargs)
-        except RemoteProtocolError as exc:
-            await self._abort()
-            raise SMTPProtocolError(str(exc)) from exc
-        except SMTPException:
-            raise
-        except OSError as exc:
-            if isinstance(exc, TimeoutError):
-                await self._abort_unless_in_step()
-                raise
-            await self._abort()
-            raise SMTPServerDisconnected(f"connection lost: {exc}") from exc
-        except BaseException:
-            # Cancellation, or a caller's bad input discovered mid-body.
-            await self._abort_unless_in_step()
-            raise
-        finally:
-            self._owner = None
-
-    return wrapper
-
-
-class SMTP:
+class SMTP(SMTPSession):
     """An SMTP client connection, as :class:`smtplib.SMTP` with coroutine methods.
 
     Unlike smtplib, the constructor does not connect (it cannot await): use
@@ -146,332 +67,6 @@ class SMTP:
     forever) and raises :class:`TimeoutError`. The keyword-only limits are the core's
     (:class:`asmtp.protocol.ClientConnection`).
     """
-
-    default_port: int = 25
-    ehlo_msg: str = "ehlo"
-    _lmtp: bool = False
-
-    def __init__(
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        source_address: tuple[str, int] | None = None,
-        *,
-        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
-        max_reply_lines: int = DEFAULT_MAX_REPLY_LINES,
-        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
-        max_pending: int = DEFAULT_MAX_PENDING,
-    ) -> None:
-        self._host = host
-        self.port = port
-        self.local_hostname = local_hostname
-        self.timeout = timeout
-        self.source_address = source_address
-        self.debuglevel = 0
-        self.does_esmtp = False
-        self.esmtp_features: dict[str, str] = {}
-        self.ehlo_resp: bytes | None = None
-        self.helo_resp: bytes | None = None
-        self.command_encoding = "ascii"
-        self._limits = {
-            "max_line_length": max_line_length,
-            "max_reply_lines": max_reply_lines,
-            "max_reply_bytes": max_reply_bytes,
-            "max_pending": max_pending,
-        }
-        self._transport: Transport | None = None
-        self._conn: ClientConnection | None = None
-        self._owner: object | None = None
-
-    def __repr__(self) -> str:
-        where = f"{self._host}:{self.port}" if self._host else "not connected"
-        return f"<{type(self).__name__} {where} state={self.state.name if self.state else None}>"
-
-    async def __aenter__(self: _Self) -> _Self:
-        if self._host and self._transport is None:
-            await self._connect_checked(self._host, self.port)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is not None and not isinstance(exc, Exception):
-            await self.close()  # cancelled: do not start a QUIT exchange
-            return
-        try:
-            if self._conn is not None and self._conn.state in _IN_STEP:
-                code, message = await self.docmd("QUIT")
-                if code != 221:
-                    raise SMTPResponseException(code, message)
-        except SMTPServerDisconnected:
-            pass
-        finally:
-            await self.close()
-
-    # -- state -------------------------------------------------------------------------
-
-    @property
-    def state(self) -> State | None:
-        """The core's :class:`~asmtp.protocol.State`, or ``None`` when not connected."""
-        return self._conn.state if self._conn is not None else None
-
-    @property
-    def is_connected(self) -> bool:
-        """True while a transport is open."""
-        return self._transport is not None
-
-    def set_debuglevel(self, debuglevel: int) -> None:
-        """Log the SMTP transcript (``asmtp`` logger, DEBUG level) when ``debuglevel`` > 0.
-
-        AUTH data is always redacted. When logging is not configured at all, a stderr
-        handler is added to the ``asmtp`` logger so the transcript shows, as smtplib's does.
-        """
-        self.debuglevel = debuglevel
-        if debuglevel > 0:
-            if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
-                logger.setLevel(logging.DEBUG)
-            if not logger.hasHandlers():
-                handler = logging.StreamHandler(sys.stderr)
-                handler.setFormatter(logging.Formatter("%(asctime)s asmtp: %(message)s"))
-                logger.addHandler(handler)
-
-    def _log(self, direction: str, text: bytes) -> None:
-        if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %r", direction, text)
-
-    # -- connection ----------------------------------------------------------------------
-
-    async def _open_transport(self, host: str, port: int) -> Transport:
-        """Open the byte stream; SMTP_SSL and LMTP override this."""
-        return await connect_tcp(host, port, source_address=self.source_address)
-
-    def _split_host(self, host: str | None, port: int) -> tuple[str, int]:
-        host = host if host is not None else (self._host or "localhost")
-        if not port and host.find(":") == host.rfind(":"):
-            index = host.rfind(":")
-            if index >= 0:
-                host, port_text = host[:index], host[index + 1 :]
-                try:
-                    port = int(port_text)
-                except ValueError:
-                    raise OSError("nonnumeric port") from None
-        return host, port or self.port or self.default_port
-
-    async def connect(
-        self, host: str | None = None, port: int = 0, source_address: tuple[str, int] | None = None
-    ) -> tuple[int, bytes]:
-        """Connect and read the greeting; returns ``(code, message)`` as smtplib.
-
-        ``host`` may be ``"host:port"``; it defaults to the constructor's host, then
-        ``localhost``. Connection errors are the builtin :class:`OSError` family;
-        :class:`TimeoutError` after ``timeout`` seconds.
-        """
-        if source_address is not None:
-            self.source_address = source_address
-        host, port = self._split_host(host, port)
-        await self.close()
-        self._host, self.port = host, port
-        self._log("connect:", f"{host}:{port}".encode())
-        with self._deadline():
-            self._transport = await self._open_transport(host, port)
-        self._conn = ClientConnection(lmtp=self._lmtp, **self._limits)
-        self._reset_session()
-        if self.local_hostname is None:
-            self.local_hostname = await self._default_local_hostname()
-        reply = await self.getreply()
-        return reply.code, reply.message
-
-    async def _connect_checked(self, host: str, port: int) -> None:
-        code, message = await self.connect(host, port)
-        if code != 220:
-            await self.close()
-            raise SMTPConnectError(code, message)
-
-    async def _default_local_hostname(self) -> str:
-        fqdn = await anyio.to_thread.run_sync(_fqdn)
-        if "." in fqdn:
-            return fqdn
-        address = self._transport.local_address if self._transport else None
-        if address and ":" in address:
-            return f"[IPv6:{address}]"
-        return f"[{address or '127.0.0.1'}]"
-
-    async def close(self) -> None:
-        """Close the connection without QUIT (smtplib's ``close``)."""
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await transport.aclose()
-
-    async def _abort(self) -> None:
-        if self._conn is not None:
-            self._conn.fail()
-        await self.close()
-
-    async def _abort_unless_in_step(self) -> None:
-        conn = self._conn
-        if conn is None or conn.pending or conn.state not in _IN_STEP:
-            await self._abort()
-
-    def _reset_session(self) -> None:
-        self.ehlo_resp = self.helo_resp = None
-        self.esmtp_features = {}
-        self.does_esmtp = False
-        self.command_encoding = "ascii"
-
-    # -- low level -------------------------------------------------------------------------
-
-    def _deadline(self) -> contextlib.AbstractContextManager[object]:
-        if self.timeout is None:
-            return contextlib.nullcontext()
-        return anyio.fail_after(self.timeout)
-
-    def _require(self) -> tuple[ClientConnection, Transport]:
-        if self._conn is None or self._transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        if self._conn.state in (State.CLOSED, State.ERROR):
-            raise SMTPServerDisconnected("Server not connected")
-        return self._conn, self._transport
-
-    def _send(self, command: Command) -> bytes:
-        conn = self._require()[0]
-        if not conn.can_send(command) and not isinstance(command, (Raw, MessageData, EndOfData)):
-            # smtplib sends whatever it is asked and lets the server judge (rcpt() before
-            # mail() gets 503); do the same by sending the line raw, which keeps framing checks.
-            command = Raw(command_line(command).rstrip(b"\r\n"))
-        self._log("send:", conn.loggable(command))
-        return conn.send(command)
-
-    async def _write(self, data: bytes) -> None:
-        transport = self._require()[1]
-        with self._deadline():
-            await transport.send(data)
-
-    async def getreply(self) -> Reply:
-        """Read the next reply: a :class:`~asmtp.protocol.Reply` (smtplib returns a tuple).
-
-        Raises :class:`SMTPServerDisconnected` when the server closes the connection.
-        """
-        conn = self._conn
-        if conn is None or self._transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        while True:
-            event = conn.next_event()
-            if isinstance(event, Reply):
-                self._log("reply:", b"%d %s" % (event.code, event.message))
-                return event
-            if event is PEER_CLOSED:
-                await self.close()
-                raise SMTPServerDisconnected("Connection unexpectedly closed")
-            with self._deadline():
-                data = await self._transport.receive()
-            conn.receive_data(data)
-
-    async def _exchange(self, command: Command) -> Reply:
-        await self._write(self._send(command))
-        return await self.getreply()
-
-    @_exclusive
-    async def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
-        """Send one command line and return ``(code, message)``; order is not checked."""
-        line = f"{cmd} {args}".strip().encode(self.command_encoding)
-        reply = await self._exchange(Raw(line))
-        return reply.code, reply.message
-
-    # -- session commands --------------------------------------------------------------------
-
-    def _hostname(self, name: str) -> bytes:
-        return (name or self.local_hostname or "localhost").encode(
-            "idna" if not name.isascii() else "ascii"
-        )
-
-    @_exclusive
-    async def helo(self, name: str = "") -> tuple[int, bytes]:
-        """Say HELO; sets ``helo_resp``."""
-        reply = await self._exchange(Helo(self._hostname(name)))
-        self.helo_resp = reply.message
-        return reply.code, reply.message
-
-    @_exclusive
-    async def ehlo(self, name: str = "") -> tuple[int, bytes]:
-        """Say EHLO (LHLO for LMTP); on ``250`` sets ``does_esmtp`` and ``esmtp_features``."""
-        self.esmtp_features = {}
-        hostname = self._hostname(name)
-        reply = await self._exchange(Lhlo(hostname) if self._lmtp else Ehlo(hostname))
-        self.ehlo_resp = reply.message
-        if reply.code != 250:
-            return reply.code, reply.message
-        self.does_esmtp = True
-        extensions = self._conn.extensions if self._conn is not None else None
-        self.esmtp_features = dict(extensions) if extensions is not None else {}
-        return reply.code, reply.message
-
-    @_exclusive
-    async def ehlo_or_helo_if_needed(self) -> None:
-        """EHLO, falling back to HELO, unless one was done; raises :class:`SMTPHeloError`."""
-        if self.helo_resp is None and self.ehlo_resp is None:
-            if not 200 <= (await self.ehlo())[0] <= 299:
-                code, resp = await self.helo()
-                if not 200 <= code <= 299:
-                    raise SMTPHeloError(code, resp)
-
-    def has_extn(self, opt: str) -> bool:
-        """Whether the server advertised the extension ``opt`` (case-insensitive)."""
-        return opt.lower() in self.esmtp_features
-
-    @_exclusive
-    async def help(self, args: str = "") -> bytes:
-        """HELP; returns the message only, as smtplib."""
-        return (await self._exchange(Help(args.encode(self.command_encoding)))).message
-
-    @_exclusive
-    async def rset(self) -> tuple[int, bytes]:
-        """RSET: abort the current transaction."""
-        self.command_encoding = "ascii"
-        reply = await self._exchange(Rset())
-        return reply.code, reply.message
-
-    async def _rset(self) -> None:
-        try:
-            await self.rset()
-        except SMTPServerDisconnected:
-            pass
-
-    @_exclusive
-    async def noop(self) -> tuple[int, bytes]:
-        """NOOP."""
-        reply = await self._exchange(Noop())
-        return reply.code, reply.message
-
-    def _argument(self, address: str) -> bytes:
-        return _addresses.bare_address(address).encode(self.command_encoding)
-
-    @_exclusive
-    async def verify(self, address: str) -> tuple[int, bytes]:
-        """VRFY address."""
-        reply = await self._exchange(Vrfy(self._argument(address)))
-        return reply.code, reply.message
-
-    vrfy = verify
-
-    @_exclusive
-    async def expn(self, address: str) -> tuple[int, bytes]:
-        """EXPN address."""
-        reply = await self._exchange(Expn(self._argument(address)))
-        return reply.code, reply.message
-
-    @_exclusive
-    async def quit(self) -> tuple[int, bytes]:
-        """QUIT, then close; forgets the session (a new EHLO is needed after reconnecting)."""
-        reply = await self._exchange(Quit())
-        self._reset_session()
-        await self.close()
-        return reply.code, reply.message
 
     # -- transaction ---------------------------------------------------------------------------
 
@@ -497,7 +92,7 @@ class SMTP:
         )
         return Rcpt(address, params)
 
-    @_exclusive
+    @exclusive
     async def mail(self, sender: str, options: Sequence[Param] = ()) -> tuple[int, bytes]:
         """MAIL FROM; options are sent only to an ESMTP server, as smtplib.
 
@@ -508,13 +103,13 @@ class SMTP:
         reply = await self._exchange(command)
         return reply.code, reply.message
 
-    @_exclusive
+    @exclusive
     async def rcpt(self, recip: str, options: Sequence[Param] = ()) -> tuple[int, bytes]:
         """RCPT TO; options are sent only to an ESMTP server, as smtplib."""
         reply = await self._exchange(self._rcpt_command(recip, options))
         return reply.code, reply.message
 
-    @_exclusive
+    @exclusive
     async def data(self, msg: object) -> tuple[int, bytes]:
         """DATA, then the message with line endings normalised and dots stuffed.
 
@@ -548,7 +143,7 @@ class SMTP:
             replies.append(await self.getreply())
         return replies
 
-    @_exclusive
+    @exclusive
     async def sendmail(
         self,
         from_addr: str,
@@ -685,7 +280,7 @@ class SMTP:
             raise SMTPDataError(reply.code, reply.message)
         return refused
 
-    @_exclusive
+    @exclusive
     async def send_message(
         self,
         msg: email.message.Message,
@@ -719,3 +314,98 @@ def _is_smtputf8(option: Param) -> bool:
     if isinstance(option, bytes):
         return option.lower() == b"smtputf8"
     return isinstance(option, SmtpUtf8)
+
+
+class SMTP_SSL(SMTP):
+    """SMTP over TLS from the first byte (RFC 8314, port 465), as :class:`smtplib.SMTP_SSL`.
+
+    Unlike smtplib, the default ``context`` verifies the certificate chain and the host
+    name (TLS 1.2 at least). A handshake or verification failure raises
+    :class:`ssl.SSLError` from ``connect()``.
+    """
+
+    default_port = SMTP_SSL_PORT
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        **limits: int,
+    ) -> None:
+        super().__init__(host, port, local_hostname, timeout, source_address, **limits)
+        self.context = context if context is not None else default_ssl_context()
+        self.server_hostname = server_hostname
+
+    async def _open_transport(self, host: str, port: int) -> Transport:
+        return await connect_tcp(
+            host,
+            port,
+            source_address=self.source_address,
+            tls_context=self.context,
+            server_hostname=self.server_hostname or host,
+        )
+
+
+class LMTP(SMTP):
+    """LMTP (RFC 2033) to a local delivery agent, as :class:`smtplib.LMTP`.
+
+    A host starting with ``/`` is a Unix socket path. Unlike smtplib, ``sendmail`` reads
+    the one reply per accepted recipient that LMTP sends after the data: recipients refused
+    there join the refused dict, and :class:`SMTPRecipientsRefused` is raised when every
+    recipient failed.
+    """
+
+    default_port = LMTP_PORT
+    ehlo_msg = "lhlo"
+    _lmtp = True
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = LMTP_PORT,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        **limits: int,
+    ) -> None:
+        super().__init__(host, port, local_hostname, timeout, source_address, **limits)
+
+    def _split_host(self, host: str | None, port: int) -> tuple[str, int]:
+        target = host if host is not None else (self._host or "localhost")
+        if target.startswith("/"):
+            return target, 0
+        return super()._split_host(host, port)
+
+    async def _open_transport(self, host: str, port: int) -> Transport:
+        if host.startswith("/"):
+            return await connect_unix(host)
+        return await super()._open_transport(host, port)
+
+    def _tls_hostname(self) -> str | None:
+        return None if self._host.startswith("/") else super()._tls_hostname()
+
+    async def _finish(
+        self, replies: list[Reply], recipients: list[str], refused: SendmailResult
+    ) -> SendmailResult:
+        """RFC 2033 §4.2: one reply per accepted recipient, in RCPT order."""
+        accepted = [each for each in recipients if each not in refused]
+        for each, reply in zip(accepted, replies, strict=False):
+            if reply.code not in (250, 251):
+                refused[each] = (reply.code, reply.message)
+        if len(replies) < len(accepted):
+            # The server closed (421) before answering for everyone: not delivered as far
+            # as we can tell, so report those recipients as refused with the last reply.
+            last = replies[-1]
+            for each in accepted[len(replies) :]:
+                refused[each] = (last.code, last.message)
+        if any(reply.code == 421 for reply in replies):
+            await self.close()
+        if len(refused) == len(recipients):
+            raise SMTPRecipientsRefused(refused)
+        return refused

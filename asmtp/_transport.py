@@ -7,6 +7,7 @@ vocabulary whatever the event loop. TLS failures surface as :class:`ssl.SSLError
 
 from __future__ import annotations
 
+import functools
 import ssl
 from typing import Protocol
 
@@ -14,9 +15,21 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSStream
 
-__all__ = ["AnyioTransport", "Transport", "connect_tcp", "connect_unix"]
+__all__ = ["AnyioTransport", "Transport", "connect_tcp", "connect_unix", "default_ssl_context"]
 
 _RECEIVE_SIZE = 65536
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """The context used when the caller gives none: verifies the chain and the host name.
+
+    The standard library's default context, with TLS 1.2 as the floor. Created once and
+    never changed afterwards; a context the caller passes is never modified.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 class Transport(Protocol):

@@ -35,6 +35,7 @@ __all__ = [
     "SMTPResponseException",
     "SMTPSenderRefused",
     "SMTPServerDisconnected",
+    "TLSRequiredError",
 ]
 
 
@@ -48,3 +49,10 @@ class SMTPProtocolError(SMTPResponseException):
 
     def __init__(self, message: str) -> None:
         super().__init__(-1, message.encode("utf-8", "replace"))
+
+
+class TLSRequiredError(SMTPNotSupportedError):
+    """The connection could not be encrypted and the TLS policy forbids going on in the clear.
+
+    Raised before any credential or message is sent.
+    """

@@ -1,0 +1,273 @@
+"""SASL mechanisms as pure objects that step through challenges (RFC 4954).
+
+A mechanism turns server challenges into responses, raw bytes both ways (the client does the
+base64). It performs no I/O, so it can be tested byte for byte and users can add their own:
+any object with a ``name``, ``initial_response()``, ``respond(challenge)`` and
+``success(data)`` works. Secrets live in :class:`Secret`, whose repr never shows them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Protocol
+
+__all__ = [
+    "CramMD5",
+    "Login",
+    "Mechanism",
+    "OAuthBearer",
+    "Plain",
+    "SASLError",
+    "ScramSHA256",
+    "Secret",
+    "XOAuth2",
+]
+
+
+class SASLError(Exception):
+    """The server's side of the exchange is malformed or failed verification."""
+
+
+class Secret:
+    """Holds a password or token; ``repr`` and ``str`` never reveal it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the mechanism that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret cannot be pickled")
+
+
+class Mechanism(Protocol):
+    """What :meth:`asmtp.SMTP.auth` needs from a SASL mechanism."""
+
+    name: str
+
+    def initial_response(self) -> bytes | None:
+        """The response sent with AUTH itself (RFC 4954 §4), or ``None`` to wait for a challenge."""
+        ...
+
+    def respond(self, challenge: bytes) -> bytes:
+        """The response to one decoded ``334`` challenge; raises :class:`SASLError` on bad input."""
+        ...
+
+    def success(self, data: bytes | None) -> None:
+        """Called on ``235``; raises :class:`SASLError` if the server did not prove itself."""
+        ...
+
+
+class _Simple:
+    """Base for mechanisms that need no final verification."""
+
+    name = ""
+
+    def success(self, data: bytes | None) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} mechanism>"
+
+
+class Plain(_Simple):
+    """PLAIN (RFC 4616): ``authzid NUL authcid NUL password`` in one message."""
+
+    name = "PLAIN"
+
+    def __init__(self, user: str, password: str | Secret, authzid: str = "") -> None:
+        self._message = Secret(f"{authzid}\0{user}\0{_reveal(password)}")
+
+    def initial_response(self) -> bytes:
+        return self._message.reveal().encode("utf-8")
+
+    def respond(self, challenge: bytes) -> bytes:
+        # A server that withholds the initial response prompt sends an empty challenge.
+        return self.initial_response()
+
+
+class Login(_Simple):
+    """LOGIN: the user name, then the password, each as a challenge's answer."""
+
+    name = "LOGIN"
+
+    def __init__(self, user: str, password: str | Secret) -> None:
+        self._user = user
+        self._password = password if isinstance(password, Secret) else Secret(password)
+        self._step = 0
+
+    def initial_response(self) -> bytes:
+        self._step = 1
+        return self._user.encode("utf-8")
+
+    def respond(self, challenge: bytes) -> bytes:
+        self._step += 1
+        if self._step == 1:
+            return self._user.encode("utf-8")
+        if self._step == 2:
+            return self._password.reveal().encode("utf-8")
+        raise SASLError("LOGIN server sent more than two challenges")
+
+
+class CramMD5(_Simple):
+    """CRAM-MD5 (RFC 2195): ``user SP hex(HMAC-MD5(password, challenge))``."""
+
+    name = "CRAM-MD5"
+
+    def __init__(self, user: str, password: str | Secret) -> None:
+        self._user = user
+        self._password = password if isinstance(password, Secret) else Secret(password)
+
+    def initial_response(self) -> None:
+        return None
+
+    def respond(self, challenge: bytes) -> bytes:
+        if not challenge:
+            raise SASLError("CRAM-MD5 needs a non-empty challenge")
+        digest = hmac.new(self._password.reveal().encode("utf-8"), challenge, "md5").hexdigest()
+        return f"{self._user} {digest}".encode()
+
+
+class XOAuth2(_Simple):
+    """XOAUTH2 (Google, Microsoft): a bearer token for ``user``.
+
+    On failure the server sends a JSON error as a challenge; the answer is empty, and the
+    server then refuses with ``535``.
+    """
+
+    name = "XOAUTH2"
+
+    def __init__(self, user: str, token: str | Secret) -> None:
+        self._message = Secret(f"user={user}\x01auth=Bearer {_reveal(token)}\x01\x01")
+
+    def initial_response(self) -> bytes:
+        return self._message.reveal().encode("utf-8")
+
+    def respond(self, challenge: bytes) -> bytes:
+        return b""
+
+
+class OAuthBearer(_Simple):
+    """OAUTHBEARER (RFC 7628 §3.1) with a GS2 header naming ``user``.
+
+    On failure the server sends a JSON error; the answer is a single ``%x01`` (§3.2.3).
+    """
+
+    name = "OAUTHBEARER"
+
+    def __init__(self, user: str, token: str | Secret, host: str = "", port: int = 0) -> None:
+        extra = (f"host={host}\x01" if host else "") + (f"port={port}\x01" if port else "")
+        user = user.replace("=", "=3D").replace(",", "=2C")
+        self._message = Secret(f"n,a={user},\x01{extra}auth=Bearer {_reveal(token)}\x01\x01")
+
+    def initial_response(self) -> bytes:
+        return self._message.reveal().encode("utf-8")
+
+    def respond(self, challenge: bytes) -> bytes:
+        return b"\x01"
+
+
+class ScramSHA256:
+    """SCRAM-SHA-256 (RFC 7677, RFC 5802), verifying the server's signature.
+
+    Authentication fails unless the server proves it knows the password too, so a server
+    that answers ``235`` without a valid ``v=`` gets :class:`SASLError`.
+    """
+
+    name = "SCRAM-SHA-256"
+
+    def __init__(self, user: str, password: str | Secret, *, nonce: str | None = None) -> None:
+        self._user = user.replace("=", "=3D").replace(",", "=2C")
+        self._password = password if isinstance(password, Secret) else Secret(password)
+        self._nonce = nonce or base64.b64encode(secrets.token_bytes(18)).decode("ascii")
+        self._client_first_bare = f"n={self._user},r={self._nonce}"
+        self._server_signature: bytes | None = None
+        self._verified = False
+
+    def __repr__(self) -> str:
+        return "<ScramSHA256 mechanism>"
+
+    def initial_response(self) -> bytes:
+        return ("n,," + self._client_first_bare).encode("utf-8")
+
+    def respond(self, challenge: bytes) -> bytes:
+        if self._server_signature is None:
+            return self._client_final(challenge)
+        self._verify(challenge)
+        return b""
+
+    def success(self, data: bytes | None) -> None:
+        if not self._verified and data:
+            self._verify(data)
+        if not self._verified:
+            raise SASLError("the server did not prove it knows the password (no SCRAM v=)")
+
+    def _client_final(self, server_first: bytes) -> bytes:
+        attrs = _scram_attributes(server_first)
+        nonce, salt, iterations = attrs.get("r", ""), attrs.get("s", ""), attrs.get("i", "")
+        if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
+            raise SASLError("SCRAM server nonce does not extend the client nonce")
+        if not iterations.isdigit() or int(iterations) < 4096:
+            raise SASLError("SCRAM iteration count missing or below 4096 (RFC 7677)")
+        try:
+            salt_bytes = base64.b64decode(salt, validate=True)
+        except ValueError:
+            raise SASLError("SCRAM salt is not base64") from None
+        salted = hashlib.pbkdf2_hmac(
+            "sha256", self._password.reveal().encode("utf-8"), salt_bytes, int(iterations)
+        )
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        stored_key = hashlib.sha256(client_key).digest()
+        without_proof = f"c=biws,r={nonce}"
+        auth_message = ",".join(
+            (self._client_first_bare, server_first.decode("utf-8"), without_proof)
+        ).encode("utf-8")
+        signature = hmac.new(stored_key, auth_message, "sha256").digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+        self._server_signature = hmac.new(server_key, auth_message, "sha256").digest()
+        return f"{without_proof},p={base64.b64encode(proof).decode('ascii')}".encode("ascii")
+
+    def _verify(self, server_final: bytes) -> None:
+        attrs = _scram_attributes(server_final)
+        if "e" in attrs:
+            raise SASLError(f"SCRAM server error: {attrs['e']}")
+        try:
+            claimed = base64.b64decode(attrs.get("v", ""), validate=True)
+        except ValueError:
+            raise SASLError("SCRAM server signature is not base64") from None
+        if self._server_signature is None or not hmac.compare_digest(
+            claimed, self._server_signature
+        ):
+            raise SASLError("SCRAM server signature does not match: the server is not genuine")
+        self._verified = True
+
+
+def _scram_attributes(message: bytes) -> dict[str, str]:
+    try:
+        text = message.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SASLError("SCRAM message is not UTF-8") from None
+    attrs: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or len(key) != 1:
+            raise SASLError(f"malformed SCRAM attribute {part[:20]!r}")
+        attrs[key] = value
+    return attrs
+
+
+def _reveal(secret: str | Secret) -> str:
+    return secret.reveal() if isinstance(secret, Secret) else secret
