@@ -24,6 +24,7 @@ from .errors import (
     SMTPServerDisconnected,
 )
 from .protocol import (
+    Bdat,
     ClientConnection,
     Command,
     Data,
@@ -38,6 +39,7 @@ from .protocol import (
     command_line,
     param_bytes,
 )
+from .protocol._body import LineEndingNormaliser
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -54,6 +56,8 @@ LMTP_PORT: Final = 2003
 # RFC 2920 §3.1 allows any group size, but a bounded group keeps the server's replies within
 # its socket buffer so neither side blocks writing while the other is not reading.
 _PIPELINE_GROUP: Final = 500
+# BDAT chunks written before their replies are read: bounds the replies queued unread.
+_CHUNKS_IN_FLIGHT: Final = 32
 
 SendmailResult = dict[str, tuple[int, bytes]]
 
@@ -154,36 +158,100 @@ class SMTP(SMTPSession):
     ) -> SendmailResult:
         """Send one message; returns the refused-recipients dict, as smtplib.
 
-        With PIPELINING advertised, MAIL, every RCPT and DATA go out in one write and the
-        body in a second: two round trips. Raises, as smtplib: :class:`SMTPHeloError`,
-        :class:`SMTPSenderRefused`, :class:`SMTPRecipientsRefused` (all refused),
-        :class:`SMTPDataError`, :class:`SMTPNotSupportedError`; RSET follows a failed
-        transaction, and a ``421`` closes the connection.
+        With PIPELINING, MAIL, every RCPT and DATA go out in one write and the body in a
+        second (two round trips); with CHUNKING too, the body follows the envelope in the
+        same write as ``BDAT`` chunks (one round trip). Raises, as smtplib:
+        :class:`SMTPHeloError`, :class:`SMTPSenderRefused`, :class:`SMTPRecipientsRefused`
+        (all refused), :class:`SMTPDataError`, :class:`SMTPNotSupportedError`; RSET follows
+        a failed transaction, and a ``421`` closes the connection.
         """
         source = _source.to_source(msg)
         await self.ehlo_or_helo_if_needed()
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        options: list[Param] = []
-        if self.does_esmtp:
-            size = _source.known_size(source)
-            if self.has_extn("size") and size is not None:
-                options.append(f"SIZE={size}")
-            options.extend(mail_options)
-            bare = [_addresses.bare_address(a) for a in (from_addr, *recipients)]
-            if _addresses.needs_smtputf8(*bare) and not any(_is_smtputf8(o) for o in options):
-                if not self.has_extn("smtputf8"):
-                    raise SMTPNotSupportedError(
-                        "an envelope address is not ASCII and the server does not advertise SMTPUTF8"
-                    )
-                options.append("SMTPUTF8")
+        options = self._sendmail_options(source, from_addr, recipients, mail_options)
         conn = self._require()[0]
-        pipelined = bool(conn.extensions and conn.extensions.pipelining and recipients)
-        if pipelined:
-            refused = await self._envelope_pipelined(from_addr, recipients, options, rcpt_options)
+        extensions = conn.extensions
+        pipelining = bool(extensions and extensions.pipelining and recipients)
+        if extensions and extensions.chunking and self.use_chunking and recipients:
+            return await self._send_chunked(
+                from_addr, recipients, source, options, rcpt_options, pipelining=pipelining
+            )
+        if pipelining:
+            commands = self._envelope(from_addr, recipients, options, rcpt_options, Data())
+            # RFC 2920 §3.1: MAIL, the RCPTs and DATA form one group, DATA last.
+            replies = await self._send_group(commands)
+            envelope_replies, data_reply = (
+                replies[: len(commands) - 1],
+                replies[len(commands) - 1 :],
+            )
+            refused = await self._judge_envelope(
+                from_addr, recipients, envelope_replies, abandon=data_reply
+            )
+            if not data_reply or data_reply[0].code != 354:
+                if not data_reply:
+                    raise SMTPServerDisconnected("the server closed the connection before DATA")
+                raise SMTPDataError(data_reply[0].code, data_reply[0].message)
         else:
             refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
+            reply = await self._exchange(Data())
+            if reply.code != 354:
+                raise SMTPDataError(reply.code, reply.message)
         replies = await self._send_body(source)
         return await self._finish(replies, recipients, refused)
+
+    def _sendmail_options(
+        self,
+        source: _source.MessageSource,
+        from_addr: str,
+        recipients: list[str],
+        mail_options: Sequence[Param],
+    ) -> list[Param]:
+        """SIZE= when advertised, the caller's options, and SMTPUTF8 when an address needs it."""
+        options: list[Param] = []
+        if not self.does_esmtp:
+            return options
+        size = _source.known_size(source)
+        if self.has_extn("size") and size is not None:
+            options.append(f"SIZE={size}")
+        options.extend(mail_options)
+        bare = [_addresses.bare_address(a) for a in (from_addr, *recipients)]
+        if _addresses.needs_smtputf8(*bare) and not any(_is_smtputf8(o) for o in options):
+            if not self.has_extn("smtputf8"):
+                raise SMTPNotSupportedError(
+                    "an envelope address is not ASCII and the server does not advertise SMTPUTF8"
+                )
+            options.append("SMTPUTF8")
+        return options
+
+    def _envelope(
+        self,
+        from_addr: str,
+        recipients: list[str],
+        options: Sequence[Param],
+        rcpt_options: Sequence[Param],
+        *tail: Command,
+    ) -> list[Command]:
+        """MAIL, the RCPTs and ``tail``, every argument checked before a byte goes out."""
+        commands: list[Command] = [
+            self._mail_command(from_addr, options),
+            *(self._rcpt_command(each, rcpt_options) for each in recipients),
+            *tail,
+        ]
+        for command in commands:
+            command_line(command)
+        return commands
+
+    async def _send_group(self, commands: list[Command]) -> list[Reply]:
+        """Write pipelined commands in bounded groups and read every reply."""
+        conn = self._require()[0]
+        replies: list[Reply] = []
+        for start in range(0, len(commands), _PIPELINE_GROUP):
+            group = commands[start : start + _PIPELINE_GROUP]
+            await self._write(b"".join(self._send(command) for command in group))
+            replies += await self._read_pending(conn)
+            if conn.state is State.CLOSED or replies[0].code != 250:
+                break
+        return replies
 
     async def _envelope_lockstep(
         self,
@@ -192,51 +260,33 @@ class SMTP(SMTPSession):
         options: Sequence[Param],
         rcpt_options: Sequence[Param],
     ) -> SendmailResult:
+        """smtplib's own sequence: MAIL, then each RCPT, stopping at the first refusal that ends it."""
         code, resp = await self.mail(from_addr, options)
-        if code != 250:
-            await self._after_failure(code)
-            raise SMTPSenderRefused(code, resp, from_addr)
-        refused: SendmailResult = {}
-        for each in recipients:
-            code, resp = await self.rcpt(each, rcpt_options)
-            if code not in (250, 251):
-                refused[each] = (code, resp)
-            if code == 421:
-                await self.close()
-                raise SMTPRecipientsRefused(refused)
-        if len(refused) == len(recipients):
-            await self._rset()
-            raise SMTPRecipientsRefused(refused)
-        reply = await self._exchange(Data())
-        if reply.code != 354:
-            raise SMTPDataError(reply.code, reply.message)
-        return refused
+        replies = [Reply(code, (resp,))]
+        if code == 250:
+            for each in recipients:
+                code, resp = await self.rcpt(each, rcpt_options)
+                replies.append(Reply(code, (resp,)))
+                if code == 421:
+                    break
+        return await self._judge_envelope(from_addr, recipients, replies, abandon=[])
 
-    async def _envelope_pipelined(
+    async def _judge_envelope(
         self,
         from_addr: str,
         recipients: list[str],
-        options: Sequence[Param],
-        rcpt_options: Sequence[Param],
+        replies: list[Reply],
+        *,
+        abandon: list[Reply],
     ) -> SendmailResult:
-        conn = self._require()[0]
-        mail = self._mail_command(from_addr, options)
-        rcpts = [self._rcpt_command(each, rcpt_options) for each in recipients]
-        # RFC 2920 §3.1: MAIL, the RCPTs and DATA form one group, DATA last.
-        commands: list[Command] = [mail, *rcpts, Data()]
-        for checked in commands:
-            command_line(checked)  # every argument is checked before the first byte goes out
-        replies: list[Reply] = []
-        for start in range(0, len(commands), _PIPELINE_GROUP):
-            group = commands[start : start + _PIPELINE_GROUP]
-            await self._write(b"".join(self._send(command) for command in group))
-            replies += await self._read_pending(conn)
-            if conn.state is State.CLOSED or replies[0].code != 250:
-                break
-        mail_reply, rcpt_replies = replies[0], replies[1 : 1 + len(rcpts)]
-        data_reply = replies[1 + len(rcpts)] if len(replies) > len(rcpts) + 1 else None
+        """smtplib's verdict on the MAIL and RCPT replies; raises as smtplib does.
+
+        ``abandon`` holds the reply to a pipelined DATA: if the server opened a body the
+        envelope cannot use, it is ended before RSET (RFC 2920 §3.1).
+        """
+        mail_reply, rcpt_replies = replies[0], replies[1:]
         if mail_reply.code != 250:
-            await self._abandon_body(data_reply)
+            await self._abandon_body(abandon)
             await self._after_failure(mail_reply.code)
             raise SMTPSenderRefused(mail_reply.code, mail_reply.message, from_addr)
         refused: SendmailResult = {}
@@ -247,20 +297,69 @@ class SMTP(SMTPSession):
                 await self.close()
                 raise SMTPRecipientsRefused(refused)
         if len(refused) == len(recipients):
-            await self._abandon_body(data_reply)
+            await self._abandon_body(abandon)
             await self._rset()
             raise SMTPRecipientsRefused(refused)
-        if data_reply is None or data_reply.code != 354:
-            if conn.state is State.CLOSED:
-                await self.close()
-            if data_reply is None:
-                raise SMTPServerDisconnected("the server closed the connection before DATA")
-            raise SMTPDataError(data_reply.code, data_reply.message)
         return refused
 
-    async def _abandon_body(self, data_reply: Reply | None) -> None:
+    async def _send_chunked(
+        self,
+        from_addr: str,
+        recipients: list[str],
+        source: _source.MessageSource,
+        options: Sequence[Param],
+        rcpt_options: Sequence[Param],
+        *,
+        pipelining: bool,
+    ) -> SendmailResult:
+        """CHUNKING (RFC 3030): the body as BDAT chunks, the last marked LAST.
+
+        With PIPELINING the envelope and the first chunk share one write and replies are
+        read as they are owed (one round trip for a message that fits one chunk); without
+        it, lock-step. After a refused chunk no further chunk is sent (RFC 3030 §4.2).
+        """
+        conn = self._require()[0]
+        refused: SendmailResult = {}
+        if pipelining:
+            commands = self._envelope(from_addr, recipients, options, rcpt_options)
+            unsent = b"".join(self._send(command) for command in commands)
+        else:
+            refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
+            commands, unsent = [], b""
+        replies: list[Reply] = []
+        normaliser = LineEndingNormaliser()
+        held: bytes | None = None
+        completed = True
+        async for chunk in _source.chunks(source):
+            if held is not None:
+                await self._write(unsent + self._send(Bdat(held)))
+                unsent = b""
+                in_flight = _CHUNKS_IN_FLIGHT if pipelining else 0
+                while len(conn.pending) > in_flight:
+                    replies.append(await self.getreply())
+                if any(not reply.is_positive for reply in replies):
+                    completed = False
+                    break
+            held = normaliser.encode(chunk)
+        if completed:
+            last = Bdat((held or b"") + normaliser.finish(), last=True)
+            await self._write(unsent + self._send(last))
+        replies += await self._read_pending(conn)
+        if commands:
+            refused = await self._judge_envelope(
+                from_addr, recipients, replies[: len(commands)], abandon=[]
+            )
+        body_replies = replies[len(commands) :]
+        refusal = next((r for r in body_replies if not r.is_positive and not _is_last(r)), None)
+        if refusal is not None or not completed:
+            reply = refusal or body_replies[-1]
+            await self._after_failure(reply.code)
+            raise SMTPDataError(reply.code, reply.message)
+        return await self._finish([r for r in body_replies if _is_last(r)], recipients, refused)
+
+    async def _abandon_body(self, data_reply: list[Reply]) -> None:
         """End a body the server opened although the envelope failed (RFC 2920 §3.1)."""
-        if data_reply is not None and data_reply.code == 354:
+        if data_reply and data_reply[0].code == 354:
             await self._write(self._send(EndOfData()))
             await self._read_pending(self._require()[0])
 
@@ -306,6 +405,10 @@ class SMTP(SMTPSession):
             (*mail_options, *prepared.mail_options),
             rcpt_options,
         )
+
+
+def _is_last(reply: Reply) -> bool:
+    return isinstance(reply.command, Bdat) and reply.command.last
 
 
 def _is_smtputf8(option: Param) -> bool:

@@ -179,6 +179,8 @@ class SMTPSession:
         self.ehlo_resp: bytes | None = None
         self.helo_resp: bytes | None = None
         self.command_encoding = "ascii"
+        self.use_chunking = True
+        """Send bodies with BDAT when the server advertises CHUNKING (RFC 3030)."""
         self._limits = {
             "max_line_length": max_line_length,
             "max_reply_lines": max_reply_lines,

@@ -9,7 +9,7 @@ size and keeps only a carried-over CR and a line-start flag, so memory is O(chun
 
 from __future__ import annotations
 
-__all__ = ["DataEncoder", "normalise_line_endings"]
+__all__ = ["DataEncoder", "LineEndingNormaliser", "normalise_line_endings"]
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -60,3 +60,31 @@ class DataEncoder:
         if self._pending_cr:
             return b"\r\n.\r\n"
         return b".\r\n" if self._at_line_start else b"\r\n.\r\n"
+
+
+class LineEndingNormaliser:
+    """Writes every CRLF, bare CR and bare LF as CRLF, chunk by chunk, without dot-stuffing.
+
+    For BDAT (RFC 3030), whose framing is a byte count: the content must still be
+    canonical text with CRLF line endings, but dots are never doubled.
+    """
+
+    __slots__ = ("_pending_cr",)
+
+    def __init__(self) -> None:
+        self._pending_cr = False
+
+    def encode(self, chunk: bytes) -> bytes:
+        """Normalise one chunk; a CR at its end is held back until the next byte is known."""
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+            self._pending_cr = False
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+            self._pending_cr = True
+        return normalise_line_endings(chunk)
+
+    def finish(self) -> bytes:
+        """A held-back CR becomes a line ending."""
+        held, self._pending_cr = self._pending_cr, False
+        return b"\r\n" if held else b""

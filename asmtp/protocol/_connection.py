@@ -175,6 +175,10 @@ class ClientConnection:
             data = self._encoder.finish()
         elif isinstance(command, Bdat):
             data = command_line(command) + command.data
+        elif isinstance(command, Raw) and self._state is State.AUTH_CHALLENGE:
+            # A raw line answering a challenge is a credential: serialise it as one, so
+            # that a CR, LF or NUL in it is reported without quoting it.
+            data = command_line(AuthResponse(command.line))
         else:
             data = command_line(command)
         self._record(command)

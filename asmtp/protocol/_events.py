@@ -220,8 +220,11 @@ class Reply:
 
     @property
     def message(self) -> bytes:
-        """The text lines joined by ``\\n``, as smtplib's ``getreply()`` returns them."""
-        return b"\n".join(self.lines)
+        """The text lines joined by ``\\n``, as smtplib's ``getreply()`` returns them.
+
+        Like smtplib, each line is stripped of surrounding spaces, tabs, CRs and LFs.
+        """
+        return b"\n".join(line.strip(b" \t\r\n") for line in self.lines)
 
     @property
     def is_positive(self) -> bool:

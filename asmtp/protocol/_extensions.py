@@ -36,7 +36,9 @@ class Extensions(Mapping[str, str]):
     def from_ehlo_lines(cls, lines: tuple[bytes, ...]) -> Extensions:
         """Parse the text lines of a positive EHLO/LHLO reply (the first line is the greeting)."""
         features: dict[str, str] = {}
-        for line in lines[1:]:
+        for text in lines[1:]:
+            # As smtplib: getreply() strips each line, ehlo() strips parameters as str.
+            line = text.strip(b" \t\r\n")
             old_auth = _OLD_AUTH.match(line)
             if old_auth:
                 params = old_auth.group(1).decode("latin-1")
@@ -46,7 +48,7 @@ class Extensions(Mapping[str, str]):
             if match is None:
                 continue
             feature = match.group("feature").decode("ascii").lower()
-            params = line[match.end("feature") :].strip().decode("latin-1")
+            params = line[match.end("feature") :].decode("latin-1").strip()
             if feature == "auth":
                 features["auth"] = features.get("auth", "") + " " + params
             else:

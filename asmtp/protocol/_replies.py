@@ -77,14 +77,19 @@ class ReplyReader:
         self._check_unterminated()
 
     def _check_unterminated(self) -> None:
+        # Only the bytes after the last line ending are unterminated: complete lines before
+        # them wait for next_reply(). No line ending lies before _scanned, so with none after
+        # it the whole buffer is one unfinished line.
+        last_end = self._buffer.rfind(b"\n", self._scanned)
+        start = last_end + 1
         # +2 leaves room for the CRLF itself: the limit counts the text only.
-        if self._buffer.find(b"\n", self._scanned) == -1:
-            if len(self._buffer) > self.max_line_length + 2:
-                shown = quote(self._buffer)
-                del self._buffer[self.max_line_length + 2 :]
-                raise RemoteProtocolError(
-                    f"reply line longer than {self.max_line_length} bytes: {shown}"
-                )
+        if len(self._buffer) - start > self.max_line_length + 2:
+            del self._buffer[start + self.max_line_length + 2 :]
+            shown = quote(self._buffer[start:])
+            raise RemoteProtocolError(
+                f"reply line longer than {self.max_line_length} bytes: {shown}"
+            )
+        if last_end == -1:
             self._scanned = len(self._buffer)
 
     def next_reply(self) -> tuple[int, tuple[bytes, ...]] | None:

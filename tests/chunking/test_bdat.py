@@ -1,0 +1,191 @@
+"""CHUNKING (RFC 3030) in sendmail, proved against scripted servers.
+
+aiosmtpd offers no CHUNKING, so every test here uses the kit's ScriptedServer, which checks
+the exact bytes the client writes; the interop suite proves the same against Postfix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+import asmtp
+from support.scripted import ExpectLine, smtp_script
+
+if TYPE_CHECKING:
+    from support.fixtures import ScriptedServerFactory
+
+pytestmark = pytest.mark.anyio
+
+EHLO_CHUNKING_PIPELINING = b"250-scripted.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+EHLO_CHUNKING_ONLY = b"250-scripted.test\r\n250 CHUNKING\r\n"
+QUIT = (b"QUIT\r\n", b"221 bye\r\n")
+
+
+async def test_envelope_and_whole_body_go_out_in_one_write_with_pipelining(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """One round trip: the server answers nothing until MAIL, RCPT and BDAT LAST all arrived."""
+    group = (
+        b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\n"
+        b"BDAT 17 LAST\r\nSubject: x\r\n\r\n.\r\n"
+    )
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
+                (group, b"250 ok\r\n550 no such user\r\n250 ok\r\n250 queued\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+        refused = await smtp.sendmail("a@x.test", ["b@x.test", "c@x.test"], b"Subject: x\n\n.\n")
+    assert refused == {"b@x.test": (550, b"no such user")}
+    server.check()
+
+
+async def test_chunking_without_pipelining_is_lock_step(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Each command waits for its reply; dots are not stuffed and bare LF becomes CRLF."""
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), EHLO_CHUNKING_ONLY),
+                (b"MAIL FROM:<a@x.test>\r\n", b"250 ok\r\n"),
+                (b"RCPT TO:<b@x.test>\r\n", b"250 ok\r\n"),
+                (b"BDAT 10 LAST\r\n..a\r\nb\r\n\r\n", b"250 queued\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+        assert await smtp.sendmail("a@x.test", "b@x.test", b"..a\nb\r\n\r") == {}
+    server.check()
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_streamed_body_becomes_several_chunks_the_last_marked_last(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """A CR split across source chunks is carried into the next BDAT, never sent bare."""
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
+                (
+                    b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 3\r\nabc",
+                    b"",
+                ),
+                (b"BDAT 5\r\n\r\ndef", b""),
+                (b"BDAT 2 LAST\r\n\r\n", b"250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 done\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+        refused = await smtp.sendmail("a@x.test", "b@x.test", _chunks(b"abc\r", b"\ndef", b"\r"))
+    assert refused == {}
+    server.check()
+
+
+async def test_refused_last_chunk_raises_data_error_and_resets(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
+                (
+                    b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 1 LAST\r\nz",
+                    b"250 ok\r\n250 ok\r\n554 5.6.0 rejected\r\n",
+                ),
+                (b"RSET\r\n", b"250 reset\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+        with pytest.raises(asmtp.SMTPDataError) as caught:
+            await smtp.sendmail("a@x.test", "b@x.test", b"z")
+    assert (caught.value.smtp_code, caught.value.smtp_error) == (554, b"5.6.0 rejected")
+    server.check()
+
+
+async def test_refused_sender_with_chunking_raises_sender_refused(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
+                (
+                    b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 1 LAST\r\nz",
+                    b"550 bad sender\r\n503 no mail\r\n503 no valid recipients\r\n",
+                ),
+                (b"RSET\r\n", b"250 reset\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+        with pytest.raises(asmtp.SMTPSenderRefused) as caught:
+            await smtp.sendmail("a@x.test", "b@x.test", b"z")
+    assert caught.value.sender == "a@x.test"
+    server.check()
+
+
+async def test_lmtp_bdat_last_gets_one_reply_per_accepted_recipient(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """RFC 2033 §4.2 with BDAT: the recipient refused after the data joins the refused dict."""
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"LHLO"), EHLO_CHUNKING_PIPELINING),
+                (
+                    b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\n"
+                    b"RCPT TO:<d@x.test>\r\nBDAT 1 LAST\r\nz",
+                    b"250 ok\r\n250 ok\r\n550 unknown\r\n250 ok\r\n"
+                    b"250 2.0.0 b delivered\r\n552 5.2.2 d over quota\r\n",
+                ),
+                QUIT,
+            ]
+        )
+    )
+    async with asmtp.LMTP("127.0.0.1", server.port, "client.test", timeout=5) as lmtp:
+        refused = await lmtp.sendmail("a@x.test", ["b@x.test", "c@x.test", "d@x.test"], b"z")
+    assert refused == {
+        "c@x.test": (550, b"unknown"),
+        "d@x.test": (552, b"5.2.2 d over quota"),
+    }
+    server.check()
+
+
+async def test_use_chunking_false_falls_back_to_data(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
+                (
+                    b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
+                    b"250 ok\r\n250 ok\r\n354 go\r\n",
+                ),
+                (b"z\r\n.\r\n", b"250 queued\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+        smtp.use_chunking = False
+        assert await smtp.sendmail("a@x.test", "b@x.test", b"z") == {}
+    server.check()
