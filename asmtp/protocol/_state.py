@@ -34,7 +34,15 @@ from ._events import (
     Vrfy,
 )
 
-__all__ = ["GROUP_ENDERS", "TRANSITIONS", "BdatLast", "State", "transition_key"]
+__all__ = [
+    "GROUP_ENDERS",
+    "REPLY_MOVES",
+    "TRANSITIONS",
+    "BdatLast",
+    "State",
+    "mermaid_diagram",
+    "transition_key",
+]
 
 
 class State(enum.Enum):
@@ -129,3 +137,43 @@ TRANSITIONS: Final[dict[State, dict[Kind, State]]] = {
 GROUP_ENDERS: Final[frozenset[Kind]] = frozenset(
     {Ehlo, Helo, Lhlo, Data, Vrfy, Expn, Help, Noop, Quit, StartTLS, Auth, AuthResponse, Raw}
 )
+
+# The moves made by replies rather than by sending (ClientConnection._apply_reply), for the
+# diagram; tests/protocol checks each one by driving a connection through it.
+REPLY_MOVES: Final[tuple[tuple[State, str, State], ...]] = (
+    (_S.AWAIT_GREETING, "greeting", _S.GREETED),
+    (_S.GREETED, "250 to EHLO/HELO/LHLO", _S.READY),
+    (_S.MAIL, "MAIL refused", _S.READY),
+    (_S.RCPT, "every RCPT refused", _S.MAIL),
+    (_S.DATA_REQUESTED, "354", _S.BODY),
+    (_S.DATA_REQUESTED, "DATA refused", _S.RCPT),
+    (_S.AUTH, "334", _S.AUTH_CHALLENGE),
+    (_S.AUTH, "235 or refusal", _S.READY),
+    (_S.STARTTLS_REQUESTED, "220", _S.TLS_HANDSHAKE),
+    (_S.STARTTLS_REQUESTED, "refusal", _S.READY),
+    (_S.TLS_HANDSHAKE, "handshake done: tls_established()", _S.GREETED),
+)
+
+
+def mermaid_diagram() -> str:
+    """The state diagram in Mermaid syntax, generated from the tables above.
+
+    Labels in capitals are sends (:data:`TRANSITIONS`); labels starting "on" are moves made
+    by a reply (:data:`REPLY_MOVES`).
+    Session commands that leave the state unchanged are left out to keep it readable.
+    """
+    lines = ["stateDiagram-v2"]
+    for state, row in TRANSITIONS.items():
+        grouped: dict[State, list[str]] = {}
+        for kind, target in row.items():
+            if target is state:
+                continue
+            grouped.setdefault(target, []).append(
+                "BDAT LAST" if kind is BdatLast else kind.__name__.upper()
+            )
+        for target, names in grouped.items():
+            lines.append(f"    {state.name} --> {target.name}: {', '.join(names)}")
+    for source, label, target in REPLY_MOVES:
+        lines.append(f"    {source.name} --> {target.name}: on {label}")
+    lines.append("    ERROR: ERROR (after any protocol error; terminal)")
+    return "\n".join(lines) + "\n"

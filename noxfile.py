@@ -1,0 +1,48 @@
+"""The one entry point for checks: ``python3 -m nox -s <session>``.
+
+The README and ``.ci/run`` call these same sessions.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Compose a multipart message and send it through an embedded local SMTP server."""
+    session.install("-e", ".[demo]")
+    session.run("python", "docs/examples/demo.py", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite under asyncio and trio; arguments go to pytest."""
+    session.install("-e", ".[test]")
+    session.run("python", "-bb", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def interop(session: nox.Session) -> None:
+    """Only the real-server suite: installs and starts Postfix and Dovecot (root, Debian)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-bb", "-m", "pytest", "-m", "interop", "tests/interop", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package and the tests."""
+    session.install("-e", ".[test]", "mypy>=1.10", "nox")
+    session.run("mypy", "--strict", "asmtp", "tests", "noxfile.py", "docs/examples")
