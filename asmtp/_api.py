@@ -12,6 +12,8 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
+import anyio
+
 from ._client import DEFAULT_TIMEOUT, SMTP, SMTP_SSL, SMTP_SSL_PORT, SendmailResult
 from .auth import Mechanism
 from .errors import TLSRequiredError
@@ -103,25 +105,28 @@ async def sendmail(
     source_address: tuple[str, int] | None = None,
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
+    deadline: float | None = None,
 ) -> SendmailResult:
     """Connect, secure, authenticate, send one message and QUIT; returns the refused dict.
 
     Raises what :meth:`SMTP.sendmail` raises, :class:`TLSRequiredError` (see :func:`connect`)
-    and :class:`smtplib.SMTPConnectError` for a greeting other than ``220``.
+    and :class:`smtplib.SMTPConnectError` for a greeting other than ``220``. ``deadline``
+    bounds the whole call, connecting included, in seconds (:class:`TimeoutError`).
     """
-    async with connect(
-        host,
-        port,
-        tls=tls,
-        username=username,
-        password=password,
-        mechanism=mechanism,
-        context=context,
-        local_hostname=local_hostname,
-        timeout=timeout,
-        source_address=source_address,
-    ) as smtp:
-        return await smtp.sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+    with _deadline(deadline):
+        async with connect(
+            host,
+            port,
+            tls=tls,
+            username=username,
+            password=password,
+            mechanism=mechanism,
+            context=context,
+            local_hostname=local_hostname,
+            timeout=timeout,
+            source_address=source_address,
+        ) as smtp:
+            return await smtp.sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
 
 
 async def send_message(
@@ -141,18 +146,27 @@ async def send_message(
     source_address: tuple[str, int] | None = None,
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
+    deadline: float | None = None,
 ) -> SendmailResult:
-    """Connect, send an :class:`email.message.Message` as :meth:`SMTP.send_message`, QUIT."""
-    async with connect(
-        host,
-        port,
-        tls=tls,
-        username=username,
-        password=password,
-        mechanism=mechanism,
-        context=context,
-        local_hostname=local_hostname,
-        timeout=timeout,
-        source_address=source_address,
-    ) as smtp:
-        return await smtp.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+    """Connect, send an :class:`email.message.Message` as :meth:`SMTP.send_message`, QUIT.
+
+    ``deadline`` bounds the whole call, connecting included, in seconds.
+    """
+    with _deadline(deadline):
+        async with connect(
+            host,
+            port,
+            tls=tls,
+            username=username,
+            password=password,
+            mechanism=mechanism,
+            context=context,
+            local_hostname=local_hostname,
+            timeout=timeout,
+            source_address=source_address,
+        ) as smtp:
+            return await smtp.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+
+
+def _deadline(seconds: float | None) -> contextlib.AbstractContextManager[object]:
+    return anyio.fail_after(seconds) if seconds is not None else contextlib.nullcontext()

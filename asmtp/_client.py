@@ -7,10 +7,13 @@ raised when and when RSET follows.
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import ssl
 from collections.abc import Sequence
 from typing import Final
+
+import anyio
 
 from . import _addresses, _source
 from ._message import prepare_message
@@ -136,8 +139,11 @@ class SMTP(SMTPSession):
             if held:
                 await self._write(held)
             held = encoded
-        # The last piece and the terminator share one write.
-        await self._write(held + self._send(EndOfData()))
+        # The last piece and the terminator share one write. From here on the server may
+        # accept the message even if we never see its reply.
+        end = self._send(EndOfData())
+        self._mark_end_sent()
+        await self._write(held + end)
         return await self._read_pending(conn)
 
     async def _read_pending(self, conn: ClientConnection) -> list[Reply]:
@@ -155,6 +161,8 @@ class SMTP(SMTPSession):
         msg: object,
         mail_options: Sequence[Param] = (),
         rcpt_options: Sequence[Param] = (),
+        *,
+        deadline: float | None = None,
     ) -> SendmailResult:
         """Send one message; returns the refused-recipients dict, as smtplib.
 
@@ -164,8 +172,27 @@ class SMTP(SMTPSession):
         :class:`SMTPHeloError`, :class:`SMTPSenderRefused`, :class:`SMTPRecipientsRefused`
         (all refused), :class:`SMTPDataError`, :class:`SMTPNotSupportedError`; RSET follows
         a failed transaction, and a ``421`` closes the connection.
+
+        ``deadline`` bounds the whole send in seconds (``timeout`` bounds each step). A
+        lost connection or a timeout in the middle raises
+        :class:`~asmtp.errors.SMTPTransactionInterrupted` or
+        :class:`~asmtp.errors.SMTPTransactionTimeout`, whose ``outcome`` tells whether the
+        server can have accepted the message; :attr:`last_outcome` tells it after a
+        cancellation.
         """
         source = _source.to_source(msg)
+        with anyio.fail_after(deadline) if deadline is not None else contextlib.nullcontext():
+            return await self._sendmail(from_addr, to_addrs, source, mail_options, rcpt_options)
+
+    async def _sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        source: _source.MessageSource,
+        mail_options: Sequence[Param],
+        rcpt_options: Sequence[Param],
+    ) -> SendmailResult:
+        self._start_send()
         await self.ehlo_or_helo_if_needed()
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         options = self._sendmail_options(source, from_addr, recipients, mail_options)
@@ -296,6 +323,8 @@ class SMTP(SMTPSession):
             if reply.code == 421:
                 await self.close()
                 raise SMTPRecipientsRefused(refused)
+        if self._progress is not None:
+            self._progress.envelope_judged(recipients, refused)
         if len(refused) == len(recipients):
             await self._abandon_body(abandon)
             await self._rset()
@@ -337,13 +366,14 @@ class SMTP(SMTPSession):
                 in_flight = _CHUNKS_IN_FLIGHT if pipelining else 0
                 while len(conn.pending) > in_flight:
                     replies.append(await self.getreply())
-                if any(not reply.is_positive for reply in replies):
+                if _chunking_refused(replies, len(commands)):
                     completed = False
                     break
             held = normaliser.encode(chunk)
         if completed:
-            last = Bdat((held or b"") + normaliser.finish(), last=True)
-            await self._write(unsent + self._send(last))
+            last = self._send(Bdat((held or b"") + normaliser.finish(), last=True))
+            self._mark_end_sent()
+            await self._write(unsent + last)
         replies += await self._read_pending(conn)
         if commands:
             refused = await self._judge_envelope(
@@ -374,6 +404,7 @@ class SMTP(SMTPSession):
     ) -> SendmailResult:
         """Judge the replies to the end of data; SMTP has exactly one."""
         reply = replies[-1]
+        self._mark_finished(reply.code == 250)
         if reply.code != 250:
             await self._after_failure(reply.code)
             raise SMTPDataError(reply.code, reply.message)
@@ -387,12 +418,15 @@ class SMTP(SMTPSession):
         to_addrs: str | Sequence[str] | None = None,
         mail_options: Sequence[Param] = (),
         rcpt_options: Sequence[Param] = (),
+        *,
+        deadline: float | None = None,
     ) -> SendmailResult:
         """Send an :class:`email.message.Message`, taking the envelope from its headers.
 
         As smtplib: Sender or From (Resent-* when the message has one Resent block),
         To/Cc/Bcc as recipients, Bcc and Resent-Bcc removed from what is sent, SMTPUTF8 used
-        when an address needs it (else :class:`SMTPNotSupportedError`).
+        when an address needs it (else :class:`SMTPNotSupportedError`). ``deadline`` as
+        in :meth:`sendmail`.
         """
         await self.ehlo_or_helo_if_needed()
         prepared = prepare_message(
@@ -404,7 +438,15 @@ class SMTP(SMTPSession):
             prepared.data,
             (*mail_options, *prepared.mail_options),
             rcpt_options,
+            deadline=deadline,
         )
+
+
+def _chunking_refused(replies: list[Reply], envelope_count: int) -> bool:
+    """MAIL refused, or any chunk refused: no further chunk may be sent (RFC 3030 §4.2)."""
+    if envelope_count and replies and replies[0].code != 250:
+        return True
+    return any(not reply.is_positive for reply in replies[envelope_count:])
 
 
 def _is_last(reply: Reply) -> bool:
@@ -498,6 +540,10 @@ class LMTP(SMTP):
     ) -> SendmailResult:
         """RFC 2033 §4.2: one reply per accepted recipient, in RCPT order."""
         accepted = [each for each in recipients if each not in refused]
+        delivered = [
+            each for each, reply in zip(accepted, replies, strict=False) if reply.is_positive
+        ]
+        self._mark_finished(bool(delivered))
         for each, reply in zip(accepted, replies, strict=False):
             if reply.code not in (250, 251):
                 refused[each] = (reply.code, reply.message)

@@ -23,6 +23,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from . import _addresses
+from ._outcome import Progress, SendOutcome
 from ._sasl import LOGIN_ORDER, as_mechanism, builtin_mechanism
 from ._transport import Transport, connect_tcp, default_ssl_context
 from .auth import Mechanism, SASLError, Secret
@@ -35,6 +36,8 @@ from .errors import (
     SMTPProtocolError,
     SMTPResponseException,
     SMTPServerDisconnected,
+    SMTPTransactionInterrupted,
+    SMTPTransactionTimeout,
 )
 from .protocol import (
     PEER_CLOSED,
@@ -116,27 +119,14 @@ def exclusive(
         self._owner = task
         try:
             return await method(self, *args, **kwargs)
-        except RemoteProtocolError as exc:
-            await self._abort()
-            raise SMTPProtocolError(str(exc)) from exc
-        except SMTPException:
-            raise
-        except ssl.SSLError:
-            # A failed handshake (unknown CA, wrong host name) stays an ssl error, as in smtplib.
-            await self._abort()
-            raise
-        except OSError as exc:
-            if isinstance(exc, TimeoutError):
-                await self._abort_unless_in_step()
+        except BaseException as exc:
+            translated = await self._translate(exc)
+            if translated is exc:
                 raise
-            await self._abort()
-            raise SMTPServerDisconnected(f"connection lost: {exc}") from exc
-        except BaseException:
-            # Cancellation, or a caller's bad input discovered mid-body.
-            await self._abort_unless_in_step()
-            raise
+            raise translated from exc
         finally:
             self._owner = None
+            self._progress = None
 
     return wrapper
 
@@ -190,6 +180,8 @@ class SMTPSession:
         self._transport: Transport | None = None
         self._conn: ClientConnection | None = None
         self._owner: object | None = None
+        self._progress: Progress | None = None
+        self._last_progress: Progress | None = None
 
     def __repr__(self) -> str:
         where = f"{self._host}:{self.port}" if self._host else "not connected"
@@ -313,6 +305,65 @@ class SMTPSession:
         if transport is not None:
             with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 await transport.aclose()
+
+    @property
+    def last_outcome(self) -> SendOutcome | None:
+        """What became of the last ``sendmail``/``send_message`` on this connection.
+
+        Useful after a cancellation, which cannot carry it: ``accepted`` is ``False`` when
+        the server cannot have taken the message, ``None`` when unknown.
+        """
+        return self._last_progress.outcome() if self._last_progress is not None else None
+
+    def _start_send(self) -> Progress:
+        self._progress = self._last_progress = Progress()
+        return self._progress
+
+    def _mark_end_sent(self) -> None:
+        if self._progress is not None:
+            self._progress.end_sent = True
+
+    def _mark_finished(self, succeeded: bool) -> None:
+        if self._progress is not None:
+            self._progress.finished, self._progress.succeeded = True, succeeded
+
+    async def _translate(self, exc: BaseException) -> BaseException:
+        """The exception the caller sees for ``exc``; closes the connection if out of step.
+
+        The one place where core and transport errors become smtplib's vocabulary. Inside
+        a send, disconnects and timeouts say what became of the message.
+        """
+        new: BaseException
+        if isinstance(exc, RemoteProtocolError):
+            await self._abort()
+            new = SMTPProtocolError(str(exc))
+        elif isinstance(exc, SMTPServerDisconnected):
+            new = exc
+        elif isinstance(exc, (SMTPException, ssl.SSLError)):
+            # smtplib's own verdicts; a failed TLS handshake stays an ssl error, as in smtplib.
+            if isinstance(exc, ssl.SSLError):
+                await self._abort()
+            return exc
+        elif isinstance(exc, TimeoutError):
+            await self._abort_unless_in_step()
+            new = exc
+        elif isinstance(exc, OSError):
+            await self._abort()
+            new = SMTPServerDisconnected(f"connection lost: {exc}")
+        else:
+            # Cancellation, or a caller's bad input discovered mid-body.
+            await self._abort_unless_in_step()
+            return exc
+        progress = self._progress
+        if progress is None or progress.finished:
+            return new
+        outcome = progress.outcome()
+        if isinstance(new, SMTPProtocolError):
+            new.outcome = outcome
+            return new
+        if isinstance(new, TimeoutError):
+            return SMTPTransactionTimeout(f"timed out during a send: {exc}", outcome)
+        return SMTPTransactionInterrupted(str(new), outcome)
 
     async def _abort(self) -> None:
         if self._conn is not None:

@@ -20,6 +20,7 @@ from smtplib import (
     SMTPServerDisconnected,
 )
 
+from ._outcome import SendOutcome
 from .protocol import BadArgument
 
 __all__ = [
@@ -35,6 +36,9 @@ __all__ = [
     "SMTPResponseException",
     "SMTPSenderRefused",
     "SMTPServerDisconnected",
+    "SMTPTransactionInterrupted",
+    "SMTPTransactionTimeout",
+    "SendOutcome",
     "TLSRequiredError",
 ]
 
@@ -47,8 +51,10 @@ class SMTPProtocolError(SMTPResponseException):
     :class:`~asmtp.protocol.RemoteProtocolError` is kept as ``__cause__``.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, outcome: SendOutcome | None = None) -> None:
         super().__init__(-1, message.encode("utf-8", "replace"))
+        self.outcome = outcome
+        """What became of the message when this interrupted a send, else ``None``."""
 
 
 class TLSRequiredError(SMTPNotSupportedError):
@@ -56,3 +62,23 @@ class TLSRequiredError(SMTPNotSupportedError):
 
     Raised before any credential or message is sent.
     """
+
+
+class SMTPTransactionInterrupted(SMTPServerDisconnected):
+    """The connection was lost in the middle of a send; ``outcome`` says what happened.
+
+    ``outcome.accepted`` is ``False`` when the server cannot have accepted the message and
+    ``None`` when the end of the data was sent but its reply never came.
+    """
+
+    def __init__(self, message: str, outcome: SendOutcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class SMTPTransactionTimeout(TimeoutError):
+    """A send timed out (per operation or its whole deadline); ``outcome`` says how far it got."""
+
+    def __init__(self, message: str, outcome: SendOutcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome

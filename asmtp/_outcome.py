@@ -1,0 +1,62 @@
+"""What became of a message whose send did not finish normally.
+
+Owns the bookkeeping that lets a caller (and the pool's retry policy) tell a message the
+server cannot have accepted from one whose fate is unknown. Unknown is never reported as
+not accepted: once the end of the data may have reached the server, only its reply can say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = ["Progress", "SendOutcome"]
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """The state of one send when it ended.
+
+    ``accepted`` is ``True`` when the server took the message, ``False`` when it cannot
+    have (the end of the data never went out, or a reply refused it), and ``None`` when
+    the connection failed after the end of the data was sent and before the reply: the
+    message may or may not have been accepted, so it must not be sent again blindly.
+    ``recipients`` are those the server accepted at RCPT (empty before the replies came);
+    ``refused`` maps each refused recipient to ``(code, message)`` as smtplib does.
+    """
+
+    accepted: bool | None
+    recipients: tuple[str, ...] = ()
+    refused: Mapping[str, tuple[int, bytes]] = field(default_factory=dict)
+
+    @property
+    def safe_to_retry(self) -> bool:
+        """True when sending again cannot make a duplicate."""
+        return self.accepted is False
+
+
+class Progress:
+    """Mutable record of one send in flight; :meth:`outcome` freezes it."""
+
+    __slots__ = ("end_sent", "finished", "recipients", "refused", "succeeded")
+
+    def __init__(self) -> None:
+        self.recipients: tuple[str, ...] = ()
+        self.refused: dict[str, tuple[int, bytes]] = {}
+        self.end_sent = False
+        self.finished = False
+        self.succeeded = False
+
+    def envelope_judged(self, recipients: list[str], refused: dict[str, tuple[int, bytes]]) -> None:
+        """Record the RCPT verdicts."""
+        self.refused = dict(refused)
+        self.recipients = tuple(r for r in recipients if r not in refused)
+
+    def outcome(self) -> SendOutcome:
+        """The outcome as far as the replies tell."""
+        if self.finished:
+            accepted: bool | None = self.succeeded
+        else:
+            accepted = None if self.end_sent else False
+        return SendOutcome(accepted, self.recipients, MappingProxyType(dict(self.refused)))
