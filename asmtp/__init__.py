@@ -17,6 +17,8 @@ from ._client import (
     SMTP_SSL_PORT,
     SendmailResult,
 )
+from ._outcome import SendOutcome
+from ._pool import RetryPolicy, SendResult, SMTPPool
 from .errors import (
     BadArgument,
     SMTPAuthenticationError,
@@ -30,6 +32,8 @@ from .errors import (
     SMTPResponseException,
     SMTPSenderRefused,
     SMTPServerDisconnected,
+    SMTPTransactionInterrupted,
+    SMTPTransactionTimeout,
     TLSRequiredError,
 )
 
@@ -41,17 +45,23 @@ __all__ = [
     "SMTP_SSL",
     "SMTP_SSL_PORT",
     "BadArgument",
+    "RetryPolicy",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",
     "SMTPException",
     "SMTPHeloError",
     "SMTPNotSupportedError",
+    "SMTPPool",
     "SMTPProtocolError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
     "SMTPSenderRefused",
     "SMTPServerDisconnected",
+    "SMTPTransactionInterrupted",
+    "SMTPTransactionTimeout",
+    "SendOutcome",
+    "SendResult",
     "SendmailResult",
     "TLSMode",
     "TLSRequiredError",

@@ -19,7 +19,7 @@ from .auth import Mechanism
 from .errors import TLSRequiredError
 from .protocol import Param
 
-__all__ = ["TLSMode", "connect", "send_message", "sendmail"]
+__all__ = ["TLSMode", "connect", "new_client", "secure_and_login", "send_message", "sendmail"]
 
 TLSMode = Literal["auto", "implicit", "starttls", "none"]
 """How the one-shot functions secure the connection.
@@ -53,10 +53,40 @@ async def connect(
     send credentials unencrypted or skip a required STARTTLS, and
     :class:`smtplib.SMTPConnectError` when the greeting is not ``220``.
     """
-    implicit = tls == "implicit" or (tls == "auto" and port == SMTP_SSL_PORT)
-    smtp: SMTP
-    if implicit:
-        smtp = SMTP_SSL(
+    smtp = new_client(
+        host,
+        port,
+        tls=tls,
+        context=context,
+        local_hostname=local_hostname,
+        timeout=timeout,
+        source_address=source_address,
+    )
+    async with smtp:
+        await secure_and_login(
+            smtp,
+            tls=tls,
+            username=username,
+            password=password,
+            mechanism=mechanism,
+            context=context,
+        )
+        yield smtp
+
+
+def new_client(
+    host: str,
+    port: int,
+    *,
+    tls: TLSMode,
+    context: ssl.SSLContext | None,
+    local_hostname: str | None,
+    timeout: float | None,
+    source_address: tuple[str, int] | None,
+) -> SMTP:
+    """An unconnected :class:`SMTP` (or :class:`SMTP_SSL` for implicit TLS) for ``tls``."""
+    if tls == "implicit" or (tls == "auto" and port == SMTP_SSL_PORT):
+        return SMTP_SSL(
             host,
             port,
             local_hostname,
@@ -64,28 +94,37 @@ async def connect(
             source_address=source_address,
             context=context,
         )
-    else:
-        smtp = SMTP(host, port, local_hostname, timeout, source_address)
-    async with smtp:
-        if not implicit and tls != "none":
-            await smtp.ehlo_or_helo_if_needed()
-            if smtp.has_extn("starttls"):
-                await smtp.starttls(context=context)
-            elif tls == "starttls":
-                raise TLSRequiredError(
-                    "the server does not offer STARTTLS and tls='starttls' requires it"
-                )
-        credentials = username is not None or mechanism is not None
-        if credentials and not smtp.is_encrypted and tls != "none":
+    return SMTP(host, port, local_hostname, timeout, source_address)
+
+
+async def secure_and_login(
+    smtp: SMTP,
+    *,
+    tls: TLSMode,
+    username: str | None,
+    password: str | None,
+    mechanism: Mechanism | None,
+    context: ssl.SSLContext | None,
+) -> None:
+    """Apply the TLS policy to a connected ``smtp``, then authenticate if asked to."""
+    if not smtp.is_encrypted and tls != "none":
+        await smtp.ehlo_or_helo_if_needed()
+        if smtp.has_extn("starttls"):
+            await smtp.starttls(context=context)
+        elif tls in ("starttls", "implicit"):
             raise TLSRequiredError(
-                "refusing to send credentials over an unencrypted connection "
-                "(the server offers no STARTTLS); pass tls='none' to allow it"
+                f"the server does not offer STARTTLS and tls={tls!r} requires encryption"
             )
-        if mechanism is not None:
-            await smtp.auth(mechanism.name, mechanism)
-        elif username is not None:
-            await smtp.login(username, password or "")
-        yield smtp
+    credentials = username is not None or mechanism is not None
+    if credentials and not smtp.is_encrypted and tls != "none":
+        raise TLSRequiredError(
+            "refusing to send credentials over an unencrypted connection "
+            "(the server offers no STARTTLS); pass tls='none' to allow it"
+        )
+    if mechanism is not None:
+        await smtp.auth(mechanism.name, mechanism)
+    elif username is not None:
+        await smtp.login(username, password or "")
 
 
 async def sendmail(

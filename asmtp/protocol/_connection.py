@@ -345,7 +345,8 @@ class ClientConnection:
             elif state is State.DATA_REQUESTED:
                 self._state = self._transaction_state()
         elif kind is Rset:
-            if ok and isinstance(entry.command, Raw):
+            # As the table for Rset: before EHLO, RSET does not open the session.
+            if ok and isinstance(entry.command, Raw) and state is not State.GREETED:
                 self._state, self._txn = State.READY, None
         elif kind in (StartTLS,):
             if reply.code == 220:

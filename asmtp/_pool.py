@@ -1,0 +1,344 @@
+"""SMTPPool: many concurrent sends over a bounded set of reused connections.
+
+The bookkeeping (:class:`_Idle`, :class:`_RateLimiter`, :func:`retry_delay`) is plain
+synchronous code that says what to reuse, close or wait for; the awaits happen in
+:class:`SMTPPool`. A connection goes back to the pool only when it is in step with the
+server; a message is retried only when the server cannot have accepted it.
+"""
+
+from __future__ import annotations
+
+import email.message
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TypeVar
+
+import anyio
+
+from ._api import TLSMode, new_client, secure_and_login
+from ._client import DEFAULT_TIMEOUT, SMTP, SendmailResult
+from .auth import Mechanism, Secret
+from .errors import (
+    SMTPDataError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    SMTPTransactionInterrupted,
+    SMTPTransactionTimeout,
+)
+from .protocol import Param, State
+
+__all__ = ["RetryPolicy", "SMTPPool", "SendResult", "is_retryable", "retry_delay"]
+
+_T = TypeVar("_T")
+_QUIT_TIMEOUT = 5.0
+_RNG = random.Random()  # noqa: S311 - jitter for retries, not secrecy
+
+
+class SendResult(dict[str, tuple[int, bytes]]):
+    """The refused-recipients dict, plus how many attempts the send took."""
+
+    attempts: int
+
+    def __init__(self, refused: SendmailResult, attempts: int) -> None:
+        super().__init__(refused)
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How :class:`SMTPPool` retries a send the server cannot have accepted.
+
+    ``attempts`` counts the first one; delays grow as ``base_delay * 2**n`` up to
+    ``max_delay``, each multiplied by a random factor in ``[0.5, 1.5)`` when ``jitter``.
+    """
+
+    attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: bool = True
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before attempt number ``attempt + 1`` (``attempt`` >= 1)."""
+    delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+    if policy.jitter:
+        delay *= 0.5 + (rng or random).random()
+    return delay
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when sending again cannot deliver the message twice and may succeed.
+
+    A transient (4xx) refusal of the sender, of every recipient or of the data, and a lost
+    connection or timeout before the end of the data could reach the server. An unknown
+    outcome is never retried.
+    """
+    if isinstance(exc, (SMTPTransactionInterrupted, SMTPTransactionTimeout)):
+        return exc.outcome.accepted is False
+    if isinstance(exc, SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(400 <= code < 500 for code in codes)
+    if isinstance(exc, (SMTPSenderRefused, SMTPDataError)):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, SMTPResponseException):
+        return False
+    # Failures while connecting, greeting or saying EHLO: no transaction had started.
+    return isinstance(exc, (SMTPServerDisconnected, ConnectionError, TimeoutError))
+
+
+@dataclass
+class _Slot:
+    smtp: SMTP
+    sent: int = 0
+    idle_since: float = 0.0
+
+
+class _Idle:
+    """Idle connections, newest last; says which to reuse and which to close."""
+
+    def __init__(self, idle_timeout: float, max_messages: int) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_messages = max_messages
+        self._slots: deque[_Slot] = deque()
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def checkout(self, now: float) -> tuple[_Slot | None, list[_Slot]]:
+        """A connection to reuse (or ``None``: open one) and the expired ones to close."""
+        expired: list[_Slot] = []
+        while self._slots:
+            slot = self._slots.pop()
+            if now - slot.idle_since > self.idle_timeout:
+                expired.append(slot)
+                expired.extend(self._slots)  # older still: all expired
+                self._slots.clear()
+            elif slot.smtp.is_connected and slot.smtp.state is State.READY:
+                return slot, expired
+            else:
+                expired.append(slot)
+        return None, expired
+
+    def checkin(self, slot: _Slot, now: float) -> bool:
+        """Keep ``slot`` for reuse if it is in step and under its message limit."""
+        if slot.sent >= self.max_messages or not slot.smtp.is_connected:
+            return False
+        if slot.smtp.state is not State.READY:
+            return False
+        slot.idle_since = now
+        self._slots.append(slot)
+        return True
+
+    def drain(self) -> list[_Slot]:
+        """Every idle connection, for closing."""
+        slots, self._slots = list(self._slots), deque()
+        return slots
+
+
+class _RateLimiter:
+    """Spaces sends at ``rate`` per second across the pool (``None``: no limit)."""
+
+    def __init__(self, rate: float | None) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError(f"rate_limit must be positive, got {rate}")
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+
+    def reserve(self, now: float) -> float:
+        """Seconds to wait before the next send may start."""
+        if not self._interval:
+            return 0.0
+        start = max(now, self._next)
+        self._next = start + self._interval
+        return start - now
+
+
+class SMTPPool:
+    """A pool of SMTP connections for many concurrent sends.
+
+    Takes the one-shot functions' connection settings (host, port, ``tls`` policy,
+    credentials) plus the pool's: ``max_connections``, ``max_messages_per_connection``,
+    ``idle_timeout`` (seconds), ``rate_limit`` (messages per second for the whole pool) and
+    ``retry``. :meth:`sendmail` and :meth:`send_message` are safe to call from thousands of
+    tasks; they return the refused dict (a :class:`SendResult` with ``attempts``) and raise
+    what :class:`SMTP` raises, the final exception carrying ``attempts`` too.
+    ``mechanism`` is a factory: SASL mechanisms are stateful, so each connection gets one.
+    """
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 0,
+        *,
+        tls: TLSMode = "auto",
+        username: str | None = None,
+        password: str | None = None,
+        mechanism: Callable[[], Mechanism] | None = None,
+        context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        max_connections: int = 10,
+        max_messages_per_connection: int = 1000,
+        idle_timeout: float = 30.0,
+        rate_limit: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if max_connections < 1 or max_messages_per_connection < 1:
+            raise ValueError("max_connections and max_messages_per_connection must be >= 1")
+        self.host, self.port, self.tls = host, port, tls
+        self._username = username
+        self._password = Secret(password) if password is not None else None
+        self._mechanism = mechanism
+        self._context = context
+        self._local_hostname = local_hostname
+        self._timeout = timeout
+        self._source_address = source_address
+        self.retry = retry or RetryPolicy()
+        self.max_connections = max_connections
+        self._limiter: anyio.CapacityLimiter | None = None  # made inside the event loop
+        self._idle = _Idle(idle_timeout, max_messages_per_connection)
+        self._rate = _RateLimiter(rate_limit)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<SMTPPool {self.host}:{self.port} idle={len(self._idle)}>"
+
+    async def __aenter__(self) -> SMTPPool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """QUIT and close every idle connection; later sends raise :class:`RuntimeError`."""
+        self._closed = True
+        await self._close_all(self._idle.drain())
+
+    async def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: object,
+        mail_options: Sequence[Param] = (),
+        rcpt_options: Sequence[Param] = (),
+        *,
+        deadline: float | None = None,
+    ) -> SendResult:
+        """:meth:`SMTP.sendmail` on a pooled connection, retried while safe.
+
+        A message given as an iterator or file is read once, so only bytes-like or
+        ``str`` messages are retried after their body started to stream.
+        """
+
+        async def attempt(smtp: SMTP) -> SendmailResult:
+            return await smtp.sendmail(
+                from_addr, to_addrs, msg, mail_options, rcpt_options, deadline=deadline
+            )
+
+        return await self._with_retries(attempt, replayable=isinstance(msg, (str, bytes)))
+
+    async def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[Param] = (),
+        rcpt_options: Sequence[Param] = (),
+        *,
+        deadline: float | None = None,
+    ) -> SendResult:
+        """:meth:`SMTP.send_message` on a pooled connection, retried while safe."""
+
+        async def attempt(smtp: SMTP) -> SendmailResult:
+            return await smtp.send_message(
+                msg, from_addr, to_addrs, mail_options, rcpt_options, deadline=deadline
+            )
+
+        return await self._with_retries(attempt, replayable=True)
+
+    async def _with_retries(
+        self, send: Callable[[SMTP], Awaitable[SendmailResult]], *, replayable: bool
+    ) -> SendResult:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                refused = await self._on_connection(send)
+            except Exception as exc:
+                retry = replayable and is_retryable(exc) and attempt < self.retry.attempts
+                if not retry:
+                    exc.attempts = attempt  # type: ignore[attr-defined]
+                    raise
+                await anyio.sleep(retry_delay(self.retry, attempt))
+                continue
+            return SendResult(refused, attempt)
+
+    async def _on_connection(self, send: Callable[[SMTP], Awaitable[_T]]) -> _T:
+        if self._closed:
+            raise RuntimeError("the pool is closed")
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_connections)
+        async with self._limiter:
+            wait = self._rate.reserve(time.monotonic())
+            if wait:
+                await anyio.sleep(wait)
+            slot, expired = self._idle.checkout(time.monotonic())
+            await self._close_all(expired)
+            if slot is None:
+                slot = _Slot(await self._open())
+            try:
+                result = await send(slot.smtp)
+            finally:
+                slot.sent += 1
+                if self._closed or not self._idle.checkin(slot, time.monotonic()):
+                    await self._close_all([slot])
+            return result
+
+    async def _open(self) -> SMTP:
+        smtp = new_client(
+            self.host,
+            self.port,
+            tls=self.tls,
+            context=self._context,
+            local_hostname=self._local_hostname,
+            timeout=self._timeout,
+            source_address=self._source_address,
+        )
+        await smtp.__aenter__()
+        try:
+            await secure_and_login(
+                smtp,
+                tls=self.tls,
+                username=self._username,
+                password=self._password.reveal() if self._password is not None else None,
+                mechanism=self._mechanism() if self._mechanism is not None else None,
+                context=self._context,
+            )
+        except BaseException:
+            await smtp.close()
+            raise
+        return smtp
+
+    async def _close_all(self, slots: list[_Slot]) -> None:
+        for slot in slots:
+            with anyio.move_on_after(_QUIT_TIMEOUT, shield=True):
+                try:
+                    if slot.smtp.is_connected and slot.smtp.state is State.READY:
+                        await slot.smtp.quit()
+                except (OSError, SMTPResponseException):
+                    pass
+                finally:
+                    await slot.smtp.close()
