@@ -69,7 +69,7 @@ def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = N
     """Seconds to wait before attempt number ``attempt + 1`` (``attempt`` >= 1)."""
     delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
     if policy.jitter:
-        delay *= 0.5 + (rng or random).random()
+        delay *= 0.5 + (rng or _RNG).random()
     return delay
 
 
