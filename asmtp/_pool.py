@@ -67,7 +67,7 @@ class RetryPolicy:
 
 def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
     """Seconds to wait before attempt number ``attempt + 1`` (``attempt`` >= 1)."""
-    delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+    delay = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
     if policy.jitter:
         delay *= 0.5 + (rng or _RNG).random()
     return delay
