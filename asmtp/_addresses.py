@@ -9,15 +9,25 @@ from __future__ import annotations
 import email.utils
 
 from .errors import SMTPNotSupportedError
+from .protocol import BadArgument
 
 __all__ = ["bare_address", "encode_address", "needs_smtputf8"]
+
+# Characters that make an address more than a bare local@domain for parseaddr.
+_NEEDS_PARSING = frozenset(' <>"(),;:[]\\\t')
 
 
 def bare_address(address: str) -> str:
     """The address inside ``address``, as smtplib's ``quoteaddr`` finds it, without brackets.
 
-    An empty string and ``<>`` give the null reverse-path ``""``.
+    An empty string and ``<>`` give the null reverse-path ``""``. CR, LF or NUL anywhere
+    raise :class:`~asmtp.protocol.BadArgument` (a ``ValueError``) before parsing, which
+    could otherwise drop them along with whatever they were meant to smuggle.
     """
+    if "\r" in address or "\n" in address or "\0" in address:
+        raise BadArgument(f"address contains CR, LF or NUL: {address[:80]!r}")
+    if address and not any(c in address for c in _NEEDS_PARSING):
+        return address  # already bare: parseaddr would return it unchanged
     name, addr = email.utils.parseaddr(address)
     if (name, addr) == ("", ""):
         # parseaddr could not parse it: use it as is, as smtplib does.

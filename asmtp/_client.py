@@ -32,6 +32,7 @@ from .protocol import (
     Command,
     Data,
     EndOfData,
+    LineEndingNormaliser,
     Mail,
     MessageData,
     Param,
@@ -42,7 +43,6 @@ from .protocol import (
     command_line,
     param_bytes,
 )
-from .protocol._body import LineEndingNormaliser
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -321,8 +321,10 @@ class ClientConnection:
         state = self._state
         if kind in (Ehlo, Lhlo, Helo):
             if ok:
+                # As smtplib: only a 250 EHLO reply lists extensions.
+                ehlo_250 = kind is not Helo and reply.code == 250
                 self._extensions = (
-                    Extensions() if kind is Helo else Extensions.from_ehlo_lines(reply.lines)
+                    Extensions.from_ehlo_lines(reply.lines) if ehlo_250 else Extensions()
                 )
                 if state in (State.GREETED, State.READY, State.MAIL, State.RCPT):
                     self._state, self._txn = State.READY, None

@@ -1,0 +1,1 @@
+"""Pure tests of the sans-IO core: no sockets, no event loop."""

@@ -1,0 +1,107 @@
+"""Pytest fixtures for the test servers; load with ``pytest_plugins = ["support.fixtures"]``.
+
+Every server a fixture starts is stopped at teardown; scripted servers are also
+checked there, so a script the client did not follow fails the test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, TypeAlias
+
+import pytest
+import trustme
+
+from .aiosmtpd_server import RecordingHandler, ThreadedSMTPServer
+from .scripted import ScriptedServer, Step
+
+SMTPDServerFactory: TypeAlias = Callable[..., ThreadedSMTPServer]
+"""``(handler=None, **ThreadedSMTPServer options) -> started server``."""
+ScriptedServerFactory: TypeAlias = Callable[..., ScriptedServer]
+"""``(steps, **ScriptedServer options) -> started server``."""
+
+
+class TLSContexts(NamedTuple):
+    """A server context holding a certificate for 127.0.0.1 and localhost, and a
+    client context that trusts only the CA that issued it."""
+
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+
+
+@pytest.fixture(scope="session")
+def trustme_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_contexts(trustme_ca: trustme.CA) -> TLSContexts:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme_ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    trustme_ca.configure_trust(client)
+    return TLSContexts(server, client)
+
+
+@pytest.fixture
+def unix_socket_path() -> Iterator[Path]:
+    """A fresh socket path in a short private directory (sun_path holds ~100 bytes)."""
+    directory = tempfile.mkdtemp(prefix="asmtp-")
+    try:
+        yield Path(directory) / "s.sock"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def smtpd_server_factory() -> Iterator[SMTPDServerFactory]:
+    """Start ThreadedSMTPServers with any options; all are stopped at teardown."""
+    servers: list[ThreadedSMTPServer] = []
+
+    def make(handler: RecordingHandler | None = None, **options: Any) -> ThreadedSMTPServer:
+        server = ThreadedSMTPServer(handler, **options)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in reversed(servers):
+        server.stop()
+
+
+@pytest.fixture
+def smtpd_server(smtpd_server_factory: SMTPDServerFactory) -> ThreadedSMTPServer:
+    """A started aiosmtpd SMTP server on 127.0.0.1 with a default RecordingHandler."""
+    return smtpd_server_factory(RecordingHandler())
+
+
+@pytest.fixture
+def scripted_server_factory() -> Iterator[ScriptedServerFactory]:
+    """Start ScriptedServers; at teardown each is checked, then stopped.
+
+    A failed script fails the test at teardown with the step and received bytes.
+    """
+    servers: list[ScriptedServer] = []
+
+    def make(steps: Sequence[Step] = (), **options: Any) -> ScriptedServer:
+        server = ScriptedServer(steps, **options)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    failures = [failure for server in servers if (failure := _check_and_stop(server))]
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+def _check_and_stop(server: ScriptedServer) -> str | None:
+    try:
+        server.check()
+    except AssertionError as exc:
+        return str(exc)
+    finally:
+        server.stop()
+    return None
