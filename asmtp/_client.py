@@ -219,6 +219,7 @@ class SMTP(SMTPSession):
                     raise SMTPServerDisconnected("the server closed the connection before DATA")
                 raise SMTPDataError(data_reply[0].code, data_reply[0].message)
         else:
+            self._envelope(from_addr, recipients, options, rcpt_options)  # checks every argument
             refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
             reply = await self._exchange(Data())
             if reply.code != 354:
@@ -353,6 +354,7 @@ class SMTP(SMTPSession):
             commands = self._envelope(from_addr, recipients, options, rcpt_options)
             unsent = b"".join(self._send(command) for command in commands)
         else:
+            self._envelope(from_addr, recipients, options, rcpt_options)  # checks every argument
             refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
             commands, unsent = [], b""
         replies: list[Reply] = []

@@ -13,6 +13,7 @@ import binascii
 import contextlib
 import functools
 import logging
+import math
 import socket
 import ssl
 import sys
@@ -118,7 +119,11 @@ def exclusive(
             )
         self._owner = task
         try:
-            return await method(self, *args, **kwargs)
+            with anyio.CancelScope() as scope:
+                self._step_scope = scope
+                return await method(self, *args, **kwargs)
+            # Only our own deadline cancels this scope: a step took longer than `timeout`.
+            raise TimeoutError(f"no progress within {self.timeout} seconds")
         except BaseException as exc:
             translated = await self._translate(exc)
             if translated is exc:
@@ -127,8 +132,24 @@ def exclusive(
         finally:
             self._owner = None
             self._progress = None
+            self._step_scope = None
 
     return wrapper
+
+
+class _StepDeadline:
+    """Arms ``scope``'s deadline ``timeout`` seconds ahead for one I/O step, then disarms it."""
+
+    __slots__ = ("_scope", "_timeout")
+
+    def __init__(self, scope: anyio.CancelScope, timeout: float) -> None:
+        self._scope, self._timeout = scope, timeout
+
+    def __enter__(self) -> None:
+        self._scope.deadline = anyio.current_time() + self._timeout
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._scope.deadline = math.inf
 
 
 class SMTPSession:
@@ -181,6 +202,7 @@ class SMTPSession:
         self._conn: ClientConnection | None = None
         self._owner: object | None = None
         self._progress: Progress | None = None
+        self._step_scope: anyio.CancelScope | None = None
         self._last_progress: Progress | None = None
 
     def __repr__(self) -> str:
@@ -238,8 +260,11 @@ class SMTPSession:
                 handler.setFormatter(logging.Formatter("%(asctime)s asmtp: %(message)s"))
                 logger.addHandler(handler)
 
+    def _logging(self) -> bool:
+        return self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
+
     def _log(self, direction: str, text: bytes) -> None:
-        if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
+        if self._logging():
             logger.debug("%s %r", direction, text)
 
     # -- connection ----------------------------------------------------------------------
@@ -279,9 +304,16 @@ class SMTPSession:
             self._transport = await self._open_transport(host, port)
         self._conn = ClientConnection(lmtp=self._lmtp, **self._limits)
         self._reset_session()
-        if self.local_hostname is None:
-            self.local_hostname = await self._default_local_hostname()
-        reply = await self.getreply()
+        try:
+            if self.local_hostname is None:
+                self.local_hostname = await self._default_local_hostname()
+            reply = await self.getreply()
+        except RemoteProtocolError as exc:
+            await self._abort()
+            raise SMTPProtocolError(str(exc)) from exc
+        except BaseException:
+            await self._abort()
+            raise
         return reply.code, reply.message
 
     async def _connect_checked(self, host: str, port: int) -> None:
@@ -384,8 +416,16 @@ class SMTPSession:
     # -- low level -------------------------------------------------------------------------
 
     def _deadline(self) -> contextlib.AbstractContextManager[object]:
+        """Bound the next connect, write or read by ``timeout``.
+
+        Inside a public method this moves the deadline of the method's one cancel scope
+        for the duration of the step (two deadline moves, about 5 µs) instead of entering a
+        new scope per I/O step (about 11 µs).
+        """
         if self.timeout is None:
             return contextlib.nullcontext()
+        if self._step_scope is not None:
+            return _StepDeadline(self._step_scope, self.timeout)
         return anyio.fail_after(self.timeout)
 
     def _require(self) -> tuple[ClientConnection, Transport]:
@@ -401,11 +441,15 @@ class SMTPSession:
             # smtplib sends whatever it is asked and lets the server judge (rcpt() before
             # mail() gets 503); do the same by sending the line raw, which keeps framing checks.
             command = Raw(command_line(command).rstrip(b"\r\n"))
-        self._log("send:", conn.loggable(command))
+        if self._logging():
+            logger.debug("send: %r", conn.loggable(command))
         return conn.send(command)
 
     async def _write(self, data: bytes) -> None:
-        transport = self._require()[1]
+        # The state may already be CLOSED: QUIT's own bytes still have to go out.
+        transport = self._transport
+        if transport is None:
+            raise SMTPServerDisconnected("please run connect() first")
         with self._deadline():
             await transport.send(data)
 
@@ -420,7 +464,8 @@ class SMTPSession:
         while True:
             event = conn.next_event()
             if isinstance(event, Reply):
-                self._log("reply:", b"%d %s" % (event.code, event.message))
+                if self._logging():
+                    logger.debug("reply: %d %r", event.code, event.message)
                 return event
             if event is PEER_CLOSED:
                 await self.close()

@@ -35,6 +35,8 @@ def to_source(msg: object) -> MessageSource:
         return [_checked(block) for block in msg]
     if isinstance(msg, (bytes, bytearray, memoryview)):
         return msg
+    if isinstance(msg, io.TextIOBase) or "b" not in getattr(msg, "mode", "b"):
+        raise TypeError("a message file must be opened in binary mode ('rb')")
     if hasattr(msg, "read") or isinstance(msg, (AsyncIterable, Iterable)):
         return msg  # type: ignore[return-value]
     raise TypeError(
