@@ -134,6 +134,7 @@ class SMTP(SMTPSession):
         """Stream the body after 354 and return the replies to its end (LMTP: several)."""
         conn = self._require()[0]
         held = b""
+        self._mark_body_started()
         async for chunk in _source.chunks(source):
             encoded = self._send(MessageData(chunk))
             if held:
@@ -361,6 +362,7 @@ class SMTP(SMTPSession):
         normaliser = LineEndingNormaliser()
         held: bytes | None = None
         completed = True
+        self._mark_body_started()
         async for chunk in _source.chunks(source):
             if held is not None:
                 await self._write(unsent + self._send(Bdat(held)))

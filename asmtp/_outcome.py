@@ -29,6 +29,8 @@ class SendOutcome:
     accepted: bool | None
     recipients: tuple[str, ...] = ()
     refused: Mapping[str, tuple[int, bytes]] = field(default_factory=dict)
+    body_started: bool = False
+    """Whether any of the message body was read from its source and sent."""
 
     @property
     def safe_to_retry(self) -> bool:
@@ -39,11 +41,12 @@ class SendOutcome:
 class Progress:
     """Mutable record of one send in flight; :meth:`outcome` freezes it."""
 
-    __slots__ = ("end_sent", "finished", "recipients", "refused", "succeeded")
+    __slots__ = ("body_started", "end_sent", "finished", "recipients", "refused", "succeeded")
 
     def __init__(self) -> None:
         self.recipients: tuple[str, ...] = ()
         self.refused: dict[str, tuple[int, bytes]] = {}
+        self.body_started = False
         self.end_sent = False
         self.finished = False
         self.succeeded = False
@@ -59,4 +62,6 @@ class Progress:
             accepted: bool | None = self.succeeded
         else:
             accepted = None if self.end_sent else False
-        return SendOutcome(accepted, self.recipients, MappingProxyType(dict(self.refused)))
+        return SendOutcome(
+            accepted, self.recipients, MappingProxyType(dict(self.refused)), self.body_started
+        )

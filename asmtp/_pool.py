@@ -24,7 +24,9 @@ from ._api import TLSMode, new_client, secure_and_login
 from ._client import DEFAULT_TIMEOUT, SMTP, SendmailResult
 from .auth import Mechanism, Secret
 from .errors import (
+    SMTPConnectError,
     SMTPDataError,
+    SMTPException,
     SMTPRecipientsRefused,
     SMTPResponseException,
     SMTPSenderRefused,
@@ -85,12 +87,20 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         return bool(codes) and all(400 <= code < 500 for code in codes)
-    if isinstance(exc, (SMTPSenderRefused, SMTPDataError)):
+    if isinstance(exc, (SMTPSenderRefused, SMTPDataError, SMTPConnectError)):
         return 400 <= exc.smtp_code < 500
-    if isinstance(exc, SMTPResponseException):
-        return False
+    if isinstance(exc, SMTPServerDisconnected):
+        return True  # lost before any transaction began (a send in flight says so above)
+    if isinstance(exc, (SMTPException, ssl.SSLError)):
+        return False  # a permanent answer, a missing feature, or a certificate that will not change
     # Failures while connecting, greeting or saying EHLO: no transaction had started.
-    return isinstance(exc, (SMTPServerDisconnected, ConnectionError, TimeoutError))
+    # (anyio reports a refused connection as a plain OSError.)
+    return isinstance(exc, OSError)
+
+
+def _replayable(msg: object) -> bool:
+    """Whether ``msg`` can be sent again from the start (not a one-shot stream)."""
+    return isinstance(msg, (str, bytes, bytearray, memoryview, email.message.Message, list, tuple))
 
 
 @dataclass
@@ -239,8 +249,8 @@ class SMTPPool:
     ) -> SendResult:
         """:meth:`SMTP.sendmail` on a pooled connection, retried while safe.
 
-        A message given as an iterator or file is read once, so only bytes-like or
-        ``str`` messages are retried after their body started to stream.
+        A message given as a file or an iterator is read once, so it is retried only
+        when none of its body had been read.
         """
 
         async def attempt(smtp: SMTP) -> SendmailResult:
@@ -248,7 +258,7 @@ class SMTPPool:
                 from_addr, to_addrs, msg, mail_options, rcpt_options, deadline=deadline
             )
 
-        return await self._with_retries(attempt, replayable=isinstance(msg, (str, bytes)))
+        return await self._with_retries(attempt, replayable=_replayable(msg))
 
     async def send_message(
         self,
@@ -275,10 +285,19 @@ class SMTPPool:
         attempt = 0
         while True:
             attempt += 1
+            used: list[SMTP] = []
+
+            async def tracked(smtp: SMTP, used: list[SMTP] = used) -> SendmailResult:
+                used.append(smtp)
+                return await send(smtp)
+
             try:
-                refused = await self._on_connection(send)
+                refused = await self._on_connection(tracked)
             except Exception as exc:
-                retry = replayable and is_retryable(exc) and attempt < self.retry.attempts
+                outcome = used[0].last_outcome if used else None
+                # A streamed body can be read only once: retry it only if none was read.
+                can_replay = replayable or outcome is None or not outcome.body_started
+                retry = can_replay and is_retryable(exc) and attempt < self.retry.attempts
                 if not retry:
                     exc.attempts = attempt  # type: ignore[attr-defined]
                     raise

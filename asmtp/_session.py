@@ -351,6 +351,10 @@ class SMTPSession:
         self._progress = self._last_progress = Progress()
         return self._progress
 
+    def _mark_body_started(self) -> None:
+        if self._progress is not None:
+            self._progress.body_started = True
+
     def _mark_end_sent(self) -> None:
         if self._progress is not None:
             self._progress.end_sent = True

@@ -1,0 +1,1 @@
+"""SMTPPool: its synchronous bookkeeping, and whole sends against aiosmtpd and scripted servers."""
