@@ -121,6 +121,8 @@ async def secure_and_login(
             "refusing to send credentials over an unencrypted connection "
             "(the server offers no STARTTLS); pass tls='none' to allow it"
         )
+    if credentials:
+        await smtp.ehlo_or_helo_if_needed()  # AUTH needs EHLO first (RFC 4954 §4)
     if mechanism is not None:
         await smtp.auth(mechanism.name, mechanism)
     elif username is not None:

@@ -27,7 +27,7 @@ from . import _addresses
 from ._outcome import Progress, SendOutcome
 from ._sasl import LOGIN_ORDER, as_mechanism, builtin_mechanism
 from ._transport import Transport, connect_tcp, default_ssl_context
-from .auth import Mechanism, SASLError, Secret
+from .auth import Mechanism, SASLError, SASLServerNotGenuine, Secret
 from .errors import (
     SMTPAuthenticationError,
     SMTPConnectError,
@@ -37,6 +37,7 @@ from .errors import (
     SMTPProtocolError,
     SMTPResponseException,
     SMTPServerDisconnected,
+    SMTPServerNotGenuine,
     SMTPTransactionInterrupted,
     SMTPTransactionTimeout,
 )
@@ -444,7 +445,8 @@ class SMTPSession:
         if not conn.can_send(command) and not isinstance(command, (Raw, MessageData, EndOfData)):
             # smtplib sends whatever it is asked and lets the server judge (rcpt() before
             # mail() gets 503); do the same by sending the line raw, which keeps framing checks.
-            command = Raw(command_line(command).rstrip(b"\r\n"))
+            sensitive = isinstance(command, (Auth, AuthResponse))
+            command = Raw(command_line(command).rstrip(b"\r\n"), sensitive=sensitive)
         if self._logging():
             logger.debug("send: %r", conn.loggable(command))
         return conn.send(command)
@@ -655,7 +657,15 @@ class SMTPSession:
                 )
             try:
                 challenge = base64.b64decode(reply.message, validate=True)
-                response = mech.respond(challenge)
+                if first is None and challenges == 1 and not challenge:
+                    # RFC 4954 §4: an empty challenge asks for the initial response we held.
+                    first = mech.initial_response()
+                    response = first if first is not None else mech.respond(challenge)
+                else:
+                    response = mech.respond(challenge)
+            except SASLServerNotGenuine as exc:
+                await self._abort()
+                raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
             except (binascii.Error, SASLError) as exc:
                 await self._cancel_auth()
                 raise SMTPAuthenticationError(reply.code, f"AUTH {name}: {exc}".encode()) from exc
@@ -665,7 +675,7 @@ class SMTPSession:
                 mech.success(None)
             except SASLError as exc:
                 await self._abort()
-                raise SMTPAuthenticationError(reply.code, f"AUTH {name}: {exc}".encode()) from exc
+                raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
         if reply.code in (235, 503):
             return reply.code, reply.message
         raise SMTPAuthenticationError(reply.code, reply.message)
@@ -709,6 +719,8 @@ class SMTPSession:
                     builtin_mechanism(name, user, secret),
                     initial_response_ok=initial_response_ok,
                 )
+            except SMTPServerNotGenuine:
+                raise  # never offer the password to an impostor by another mechanism
             except SMTPAuthenticationError as exc:
                 last_exception = exc
                 continue

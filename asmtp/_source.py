@@ -47,10 +47,11 @@ def to_source(msg: object) -> MessageSource:
 
 def known_size(source: MessageSource) -> int | None:
     """The size in bytes when it can be known without reading (for ``SIZE=``)."""
-    if isinstance(source, (bytes, bytearray)):
-        return len(source)
-    if isinstance(source, memoryview):
-        return source.nbytes
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        # RFC 1870 counts the message as sent: every bare CR or LF becomes CRLF.
+        data = bytes(source) if isinstance(source, memoryview) else source
+        pairs = data.count(b"\r\n")
+        return len(data) + (data.count(b"\n") - pairs) + (data.count(b"\r") - pairs)
     fileno = getattr(source, "fileno", None)
     tell = getattr(source, "tell", None)
     if fileno is not None and tell is not None:

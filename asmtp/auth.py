@@ -21,6 +21,7 @@ __all__ = [
     "OAuthBearer",
     "Plain",
     "SASLError",
+    "SASLServerNotGenuine",
     "ScramSHA256",
     "Secret",
     "XOAuth2",
@@ -29,6 +30,10 @@ __all__ = [
 
 class SASLError(Exception):
     """The server's side of the exchange is malformed or failed verification."""
+
+
+class SASLServerNotGenuine(SASLError):
+    """The server failed to prove it knows the password (SCRAM's ``v=``): an impostor."""
 
 
 class Secret:
@@ -212,7 +217,9 @@ class ScramSHA256:
         if not self._verified and data:
             self._verify(data)
         if not self._verified:
-            raise SASLError("the server did not prove it knows the password (no SCRAM v=)")
+            raise SASLServerNotGenuine(
+                "the server did not prove it knows the password (no SCRAM v=)"
+            )
 
     def _client_final(self, server_first: bytes) -> bytes:
         attrs = _scram_attributes(server_first)
@@ -251,7 +258,9 @@ class ScramSHA256:
         if self._server_signature is None or not hmac.compare_digest(
             claimed, self._server_signature
         ):
-            raise SASLError("SCRAM server signature does not match: the server is not genuine")
+            raise SASLServerNotGenuine(
+                "SCRAM server signature does not match: the server is not genuine"
+            )
         self._verified = True
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "SMTPResponseException",
     "SMTPSenderRefused",
     "SMTPServerDisconnected",
+    "SMTPServerNotGenuine",
     "SMTPTransactionInterrupted",
     "SMTPTransactionTimeout",
     "SendOutcome",
@@ -82,3 +83,11 @@ class SMTPTransactionTimeout(TimeoutError):
     def __init__(self, message: str, outcome: SendOutcome) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+class SMTPServerNotGenuine(SMTPAuthenticationError):
+    """The server could not prove it knows the password (SCRAM): it may be an impostor.
+
+    The connection has been closed, and ``login()`` tries no other mechanism, so the
+    password never reaches such a server.
+    """

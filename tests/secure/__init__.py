@@ -1,0 +1,1 @@
+"""TLS (STARTTLS, implicit), SASL authentication, the TLS policy and LMTP, end to end."""
