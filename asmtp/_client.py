@@ -364,6 +364,9 @@ class SMTP(SMTPSession):
         completed = True
         self._mark_body_started()
         async for chunk in _source.chunks(source):
+            piece = normaliser.encode(chunk)
+            if not piece:
+                continue  # a BDAT chunk must not be empty unless it is the LAST one
             if held is not None:
                 await self._write(unsent + self._send(Bdat(held)))
                 unsent = b""
@@ -373,7 +376,7 @@ class SMTP(SMTPSession):
                 if _chunking_refused(replies, len(commands)):
                     completed = False
                     break
-            held = normaliser.encode(chunk)
+            held = piece
         if completed:
             last = self._send(Bdat((held or b"") + normaliser.finish(), last=True))
             self._mark_end_sent()

@@ -2,11 +2,13 @@
 
 Knows nothing of SMTP. Every anyio exception is mapped here, once, to the builtin
 ``ConnectionError`` family (``b""`` for a clean end of stream), so the client sees one
-vocabulary whatever the event loop. TLS failures surface as :class:`ssl.SSLError`.
+vocabulary whatever the event loop. TLS failures surface as :class:`ssl.SSLError`. Under
+asyncio the same interface is served by asyncio's own transports, which are faster.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
 from typing import Protocol
@@ -14,6 +16,8 @@ from typing import Protocol
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSStream
+
+from ._asyncio_transport import open_asyncio_tcp, open_asyncio_unix
 
 __all__ = ["AnyioTransport", "Transport", "connect_tcp", "connect_unix", "default_ssl_context"]
 
@@ -103,6 +107,20 @@ class AnyioTransport:
             pass
 
 
+ASYNCIO_FAST_PATH = True
+"""Under asyncio, use asyncio's own transports (see ``_asyncio_transport``); trio uses anyio."""
+
+
+def _on_asyncio() -> bool:
+    if not ASYNCIO_FAST_PATH:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 async def connect_tcp(
     host: str,
     port: int,
@@ -110,8 +128,16 @@ async def connect_tcp(
     source_address: tuple[str, int] | None = None,
     tls_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
-) -> AnyioTransport:
+) -> Transport:
     """Open a TCP connection, with TLS from the first byte when ``tls_context`` is given."""
+    if _on_asyncio():
+        return await open_asyncio_tcp(
+            host,
+            port,
+            local_addr=(source_address[0], source_address[1]) if source_address else None,
+            ssl_context=tls_context,
+            server_hostname=server_hostname,
+        )
     local_host, local_port = source_address if source_address else (None, None)
     try:
         if tls_context is None:
@@ -133,6 +159,8 @@ async def connect_tcp(
     return AnyioTransport(stream)
 
 
-async def connect_unix(path: str) -> AnyioTransport:
+async def connect_unix(path: str) -> Transport:
     """Open a Unix domain socket connection (LMTP to a local delivery agent)."""
+    if _on_asyncio():
+        return await open_asyncio_unix(path)
     return AnyioTransport(await anyio.connect_unix(path))

@@ -75,7 +75,9 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 async def test_streamed_body_becomes_several_chunks_the_last_marked_last(
     scripted_server_factory: ScriptedServerFactory,
 ) -> None:
-    """A CR split across source chunks is carried into the next BDAT, never sent bare."""
+    """A CR split across source chunks is carried into the next BDAT, never sent bare,
+    and a source chunk that leaves nothing to send makes no empty BDAT (Postfix refuses
+    ``BDAT 0`` without LAST)."""
     server = scripted_server_factory(
         smtp_script(
             [
@@ -84,8 +86,10 @@ async def test_streamed_body_becomes_several_chunks_the_last_marked_last(
                     b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 3\r\nabc",
                     b"",
                 ),
-                (b"BDAT 5\r\n\r\ndef", b""),
-                (b"BDAT 2 LAST\r\n\r\n", b"250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 done\r\n"),
+                (
+                    b"BDAT 7 LAST\r\n\r\ndef\r\n",
+                    b"250 ok\r\n250 ok\r\n250 ok\r\n250 done\r\n",
+                ),
                 QUIT,
             ]
         )

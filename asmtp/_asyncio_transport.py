@@ -1,0 +1,168 @@
+"""A Transport on asyncio's own transports and protocols: the fast path under asyncio.
+
+anyio's stream layer costs several event-loop round trips per read on asyncio; SMTP's many
+small replies make that visible. This transport keeps the same small interface as
+``AnyioTransport`` (and the same error vocabulary: the builtin ``ConnectionError`` family,
+``b""`` at end of stream), so neither the core nor the client knows which one runs. trio
+and anything else keep using anyio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections import deque
+from typing import cast
+
+__all__ = ["AsyncioTransport", "open_asyncio_tcp", "open_asyncio_unix"]
+
+_HIGH_WATER = 256 * 1024
+
+
+class _Protocol(asyncio.Protocol):
+    """Buffers received data and wakes one waiting reader; handles write flow control."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.eof = False
+        self.error: BaseException | None = None
+        self._reader: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports quack like asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport.set_write_buffer_limits(high=_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._wake_reader()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+
+    async def wait_readable(self) -> None:
+        self._reader = asyncio.get_running_loop().create_future()
+        try:
+            await self._reader
+        finally:
+            self._reader = None
+
+    async def wait_writable(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            await asyncio.shield(self._writable)
+
+
+class AsyncioTransport:
+    """:class:`asmtp._transport.Transport` over an ``asyncio.Transport``."""
+
+    __slots__ = ("_protocol", "_tls", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol, tls: bool) -> None:
+        self._transport, self._protocol, self._tls = transport, protocol, tls
+
+    @property
+    def local_address(self) -> str | None:
+        address = self._transport.get_extra_info("sockname")
+        return address[0] if isinstance(address, tuple) else None
+
+    @property
+    def is_tls(self) -> bool:
+        return self._tls
+
+    async def send(self, data: bytes) -> None:
+        if self._transport.is_closing():
+            raise ConnectionResetError("the connection was lost while sending")
+        self._transport.write(data)
+        await self._protocol.wait_writable()
+        if self._protocol.error is not None or self._transport.is_closing():
+            raise ConnectionResetError("the connection was lost while sending")
+
+    async def receive(self) -> bytes:
+        protocol = self._protocol
+        while not protocol.chunks:
+            if protocol.eof:
+                if protocol.error is not None and not isinstance(protocol.error, ssl.SSLError):
+                    raise ConnectionResetError(str(protocol.error)) from protocol.error
+                return b""
+            await protocol.wait_readable()
+        if len(protocol.chunks) == 1:
+            return protocol.chunks.popleft()
+        data = b"".join(protocol.chunks)
+        protocol.chunks.clear()
+        return data
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(
+            self._transport, self._protocol, context, server_hostname=server_hostname
+        )
+        if transport is None:
+            raise ConnectionResetError("the connection was lost during the TLS handshake")
+        self._transport, self._tls = transport, True
+        self._protocol.transport = transport
+
+    async def aclose(self) -> None:
+        """Close and wait until the loop has released the socket."""
+        if self._protocol.error is not None:
+            self._transport.abort()
+        else:
+            self._transport.close()
+        await asyncio.shield(self._protocol.closed)
+
+
+async def open_asyncio_tcp(
+    host: str,
+    port: int,
+    *,
+    local_addr: tuple[str, int] | None,
+    ssl_context: ssl.SSLContext | None,
+    server_hostname: str | None,
+) -> AsyncioTransport:
+    """Connect over TCP (with TLS from the first byte when ``ssl_context`` is given)."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_connection(
+        _Protocol,
+        host,
+        port,
+        ssl=ssl_context,
+        server_hostname=server_hostname if ssl_context is not None else None,
+        local_addr=local_addr,
+    )
+    return AsyncioTransport(transport, protocol, ssl_context is not None)
+
+
+async def open_asyncio_unix(path: str) -> AsyncioTransport:
+    """Connect to a Unix domain socket."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_unix_connection(_Protocol, path)
+    return AsyncioTransport(transport, protocol, False)

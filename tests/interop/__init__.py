@@ -1,0 +1,1 @@
+"""asmtp against real Postfix and Dovecot daemons (the `interop` marker; see docs/interop.md)."""

@@ -1,0 +1,248 @@
+"""asmtp against Postfix's smtpd as an MX: refusals, body transparency, SMTPUTF8, DSN,
+and PIPELINING and CHUNKING as Postfix's own log shows them."""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+import asmtp
+from asmtp.protocol import Body, EnvId, Notify, Orcpt, Ret
+from interop import _kit
+from interop.realservers import Servers
+
+pytestmark = pytest.mark.anyio
+
+CHUNKING = pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
+"""Postfix offers CHUNKING: run the body both as BDAT chunks and as dot-stuffed DATA."""
+
+
+def mx(servers: Servers, *, chunking: bool = True, helo: str = _kit.ME) -> asmtp.SMTP:
+    smtp = asmtp.SMTP(servers.host, servers.smtp_port, helo, timeout=_kit.TIMEOUT)
+    smtp.use_chunking = chunking
+    return smtp
+
+
+@CHUNKING
+async def test_refused_dict_names_exactly_the_unknown_recipients(
+    servers: Servers, chunking: bool
+) -> None:
+    marker = _kit.token()
+    sent = _kit.message(marker, b"to one known and two unknown recipients\r\n")
+    unknown = ["nobody@example.test", "ghost@example.test"]
+    async with mx(servers, chunking=chunking) as smtp:
+        refused = await smtp.sendmail(
+            servers.address("sender"), [unknown[0], servers.address("user"), unknown[1]], sent
+        )
+    assert sorted(refused) == sorted(unknown)
+    for code, text in refused.values():
+        assert code == 550
+        assert b"5.1.1" in text
+    stored = await _kit.delivered(servers.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+
+
+async def test_all_recipients_unknown_raises_recipients_refused(servers: Servers) -> None:
+    async with mx(servers) as smtp:
+        with pytest.raises(asmtp.SMTPRecipientsRefused) as caught:
+            await smtp.sendmail(
+                servers.address("sender"),
+                ["nobody@example.test", "ghost@example.test"],
+                _kit.message(_kit.token(), b"nobody home\r\n"),
+            )
+        assert set(caught.value.recipients) == {"nobody@example.test", "ghost@example.test"}
+        # The transaction was reset: the connection sends the next message.
+        marker = _kit.token()
+        assert (
+            await smtp.sendmail(
+                servers.address("sender"), servers.address("user"), _kit.message(marker, b"ok\r\n")
+            )
+            == {}
+        )
+    await _kit.delivered(servers.maildir("user"), marker)
+
+
+BODIES = {
+    "leading-dots": b".starts with a dot\r\n..two dots\r\n. dot space\r\n.\tdot tab\r\n",
+    "lone-dot": b"before\r\n.\r\nafter the lone dot\r\n",
+    "bare-lf": b"line one\nline two\n.\nlone dot above, bare LF\n..dots\n",
+    "mixed-endings": b"crlf\r\nbare lf\nbare cr\rend\r\n",
+    "no-final-newline": b"first line\r\nthe last line has no line ending",
+    "dot-at-end-no-newline": b"first\r\n.",
+    "long-lines": b"x" * 990 + b"\r\n." + b"y" * 989 + b"\r\n" + b"z" * 998 + b"\r\n",
+    "empty": b"",
+    "blank-lines": b"\r\n\r\n.\r\n\r\n",
+}
+
+
+@CHUNKING
+@pytest.mark.parametrize("body", list(BODIES.values()), ids=list(BODIES))
+async def test_body_arrives_unchanged_after_the_headers(
+    servers: Servers, chunking: bool, body: bytes
+) -> None:
+    marker = _kit.token()
+    sent = _kit.message(marker, body)
+    async with mx(servers, chunking=chunking) as smtp:
+        assert await smtp.sendmail(servers.address("sender"), servers.address("user"), sent) == {}
+    stored = await _kit.delivered(servers.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+
+
+async def _pieces(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+@CHUNKING
+async def test_streamed_body_split_inside_line_endings_and_dots(
+    servers: Servers, chunking: bool
+) -> None:
+    marker = _kit.token()
+    head = _kit.message(marker, b"")
+    parts = [
+        b"first line\r",
+        b"",
+        b"\n.",
+        b"dotted\r\n",
+        b".",
+        b"\r",
+        b"\n",
+        b"bare lf\n",
+        b".\n",
+        b"end",
+    ]
+    async with mx(servers, chunking=chunking) as smtp:
+        refused = await smtp.sendmail(
+            servers.address("sender"), servers.address("user"), _pieces(head, *parts)
+        )
+    assert refused == {}
+    stored = await _kit.delivered(servers.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(head + b"".join(parts))
+
+
+@CHUNKING
+async def test_8bit_utf8_body_with_body_8bitmime(servers: Servers, chunking: bool) -> None:
+    marker = _kit.token()
+    body = "Grüße aus Köln € 8-bit, не ASCII, 日本語 ✉\r\n.ünicode after a dot\r\n".encode()
+    sent = _kit.message(
+        marker,
+        body,
+        headers=b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n",
+    )
+    async with mx(servers, chunking=chunking) as smtp:
+        refused = await smtp.sendmail(
+            servers.address("sender"), servers.address("user"), sent, [Body("8BITMIME")]
+        )
+    assert refused == {}
+    stored = await _kit.delivered(servers.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+
+
+@CHUNKING
+async def test_5mb_attachment_with_send_message(servers: Servers, chunking: bool) -> None:
+    marker = _kit.token()
+    payload = random.Random(marker).randbytes(5 * 1024 * 1024)
+    msg = email.message.EmailMessage()
+    msg["From"] = servers.address("sender")
+    msg["To"] = servers.address("user")
+    msg["Subject"] = f"interop {marker}"
+    msg.set_content("Five megabytes attached.\n.\nA lone dot above.\n")
+    msg.add_attachment(payload, maintype="application", subtype="octet-stream", filename="big.bin")
+    # Flattening fixes the MIME boundary in msg, so this is what send_message sends.
+    sent = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    async with mx(servers, chunking=chunking) as smtp:
+        assert await smtp.send_message(msg) == {}
+    stored = await _kit.delivered(servers.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+    parsed = email.parser.BytesParser(policy=email.policy.default).parsebytes(stored)
+    assert isinstance(parsed, email.message.EmailMessage)
+    attachments = list(parsed.iter_attachments())
+    assert len(attachments) == 1
+    assert attachments[0].get_content() == payload
+
+
+async def test_smtputf8_address_and_headers_with_send_message(servers: Servers) -> None:
+    marker = _kit.token()
+    msg = email.message.EmailMessage()
+    msg["From"] = "Jörg <sender@example.test>"
+    msg["To"] = f"José <{servers.address('intl')}>"
+    msg["Subject"] = f"interop {marker} € ünïcödé"
+    msg.set_content("Olá, José! Body in UTF-8.\n")
+    async with mx(servers) as smtp:
+        await smtp.ehlo()
+        assert smtp.has_extn("smtputf8")
+        assert await smtp.send_message(msg) == {}
+    stored = await _kit.delivered(servers.maildir("intl"), marker)
+    headers = _kit.headers_of(stored)
+    assert f"Delivered-To: {servers.address('intl')}".encode() in headers
+    assert b" with UTF8SMTP id " in headers  # RFC 6531 §4.3: SMTPUTF8 was in use
+    assert f"Subject: interop {marker} € ünïcödé".encode() in headers
+    assert _kit.body_after_headers(stored) == "Olá, José! Body in UTF-8.\n".encode()
+
+
+@CHUNKING
+async def test_utf8_envelope_recipient_with_sendmail(servers: Servers, chunking: bool) -> None:
+    marker = _kit.token()
+    sent = _kit.message(marker, "envelope only: jösé\r\n".encode())
+    async with mx(servers, chunking=chunking) as smtp:
+        refused = await smtp.sendmail(
+            servers.address("sender"), [servers.address("intl"), "nöbody@example.test"], sent
+        )
+    assert list(refused) == ["nöbody@example.test"]
+    assert refused["nöbody@example.test"][0] == 550
+    stored = await _kit.delivered(servers.maildir("intl"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+
+
+async def test_dsn_parameters_are_accepted_and_honoured(servers: Servers) -> None:
+    marker = _kit.token()
+    envid = f"id-1.{marker}"
+    sent = _kit.message(marker, b"please notify on success\r\n")
+    async with mx(servers) as smtp:
+        refused = await smtp.sendmail(
+            servers.address("sender"),
+            servers.address("user"),
+            sent,
+            mail_options=[Ret("HDRS"), EnvId(envid)],
+            rcpt_options=[Notify(("SUCCESS", "FAILURE")), Orcpt(servers.address("user"))],
+        )
+    assert refused == {}
+    stored = await _kit.delivered(servers.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+    # NOTIFY=SUCCESS: Postfix reports the delivery to the sender, quoting ENVID and ORCPT.
+    report = await _kit.delivered(servers.maildir("sender"), envid, anywhere=True)
+    assert f"Original-Envelope-Id: {envid}".encode() in report
+    assert f"Original-Recipient: rfc822;{servers.address('user')}".encode() in report
+
+
+@CHUNKING
+async def test_pipelining_and_chunking_show_in_postfix_log(
+    servers: Servers, chunking: bool
+) -> None:
+    marker = _kit.token()
+    helo = f"trace-{marker}.interop.test"
+    sent = _kit.message(marker, b"one write for the whole transaction\r\n")
+    recipients = [servers.address("user"), "nobody@example.test", servers.address("sender")]
+    smtp = asmtp.SMTP(servers.host, servers.trace_port, helo, timeout=_kit.TIMEOUT)
+    smtp.use_chunking = chunking
+    async with smtp:
+        refused = await smtp.sendmail(servers.address("sender"), recipients, sent)
+    assert list(refused) == ["nobody@example.test"]
+    session = await _kit.trace_session(servers.logs["postfix"], helo)
+    verb = "BDAT" if chunking else "DATA"
+    assert [c.split()[0].upper() for c in _kit.commands(session)] == [
+        "EHLO", "MAIL", "RCPT", "RCPT", "RCPT", verb, "QUIT"
+    ]  # fmt: skip
+    if chunking:
+        assert _kit.commands(session)[5].upper() == f"BDAT {len(sent)} LAST"
+    # Five commands from MAIL to BDAT/DATA; in lock-step each needs a read of its own.
+    assert _kit.client_reads_before(session, verb) == 1
+    counts = _kit.command_counts(session)
+    assert ("bdat=1" if chunking else "data=1") in counts.split()
+    await _kit.delivered(servers.maildir("user"), marker)
