@@ -150,7 +150,7 @@ class SMTP(SMTPSession):
     async def _read_pending(self, conn: ClientConnection) -> list[Reply]:
         """Read every reply still owed, stopping early if the server closes with 421."""
         replies: list[Reply] = []
-        while conn.pending:
+        while conn.pending_count:
             replies.append(await self.getreply())
         return replies
 
@@ -371,7 +371,7 @@ class SMTP(SMTPSession):
                 await self._write(unsent + self._send(Bdat(held)))
                 unsent = b""
                 in_flight = _CHUNKS_IN_FLIGHT if pipelining else 0
-                while len(conn.pending) > in_flight:
+                while conn.pending_count > in_flight:
                     replies.append(await self.getreply())
                 if _chunking_refused(replies, len(commands)):
                     completed = False

@@ -8,6 +8,7 @@ Errors from the core and the transport are translated to smtplib's vocabulary in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -45,6 +46,7 @@ from .protocol import (
     PEER_CLOSED,
     Auth,
     AuthResponse,
+    BadArgument,
     ClientConnection,
     Command,
     Ehlo,
@@ -53,6 +55,7 @@ from .protocol import (
     Helo,
     Help,
     Lhlo,
+    LocalProtocolError,
     MessageData,
     Noop,
     Quit,
@@ -138,6 +141,14 @@ def exclusive(
     return wrapper
 
 
+def _now() -> float:
+    """The event loop's clock, which cancel-scope deadlines use; cheap on asyncio."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return anyio.current_time()
+
+
 class _StepDeadline:
     """Arms ``scope``'s deadline ``timeout`` seconds ahead for one I/O step, then disarms it."""
 
@@ -147,7 +158,7 @@ class _StepDeadline:
         self._scope, self._timeout = scope, timeout
 
     def __enter__(self) -> None:
-        self._scope.deadline = anyio.current_time() + self._timeout
+        self._scope.deadline = _now() + self._timeout
 
     def __exit__(self, *exc_info: object) -> None:
         self._scope.deadline = math.inf
@@ -409,7 +420,7 @@ class SMTPSession:
 
     async def _abort_unless_in_step(self) -> None:
         conn = self._conn
-        if conn is None or conn.pending or conn.state not in _IN_STEP:
+        if conn is None or conn.pending_count or conn.state not in _IN_STEP:
             await self._abort()
 
     def _reset_session(self) -> None:
@@ -442,14 +453,25 @@ class SMTPSession:
 
     def _send(self, command: Command) -> bytes:
         conn = self._require()[0]
-        if not conn.can_send(command) and not isinstance(command, (Raw, MessageData, EndOfData)):
+        logging_on = self._logging()
+        if logging_on:
+            line = conn.loggable(command)
+        try:
+            data = conn.send(command)
+        except BadArgument:
+            raise
+        except LocalProtocolError:
+            if isinstance(command, (Raw, MessageData, EndOfData)):
+                raise
             # smtplib sends whatever it is asked and lets the server judge (rcpt() before
             # mail() gets 503); do the same by sending the line raw, which keeps framing checks.
             sensitive = isinstance(command, (Auth, AuthResponse))
             command = Raw(command_line(command).rstrip(b"\r\n"), sensitive=sensitive)
-        if self._logging():
-            logger.debug("send: %r", conn.loggable(command))
-        return conn.send(command)
+            line = conn.loggable(command) if logging_on else b""
+            data = conn.send(command)
+        if logging_on:
+            logger.debug("send: %r", line)
+        return data
 
     async def _write(self, data: bytes) -> None:
         # The state may already be CLOSED: QUIT's own bytes still have to go out.

@@ -147,6 +147,11 @@ class ClientConnection:
         return tuple(entry.command for entry in self._pending)
 
     @property
+    def pending_count(self) -> int:
+        """How many commands still await replies (cheaper than ``len(pending)``)."""
+        return len(self._pending)
+
+    @property
     def accepted_recipients(self) -> tuple[bytes, ...]:
         """Recipients the server accepted in the open transaction so far."""
         return tuple(self._txn.accepted) if self._txn is not None else ()
