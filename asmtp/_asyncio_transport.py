@@ -18,6 +18,9 @@ from typing import cast
 __all__ = ["AsyncioTransport", "open_asyncio_tcp", "open_asyncio_unix"]
 
 _HIGH_WATER = 256 * 1024
+# Received bytes held before reading from the socket pauses: a flooding server cannot make
+# the client buffer more than this (the core's own limits apply on top).
+_READ_HIGH_WATER = 256 * 1024
 
 
 class _Protocol(asyncio.Protocol):
@@ -25,6 +28,8 @@ class _Protocol(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.reading_paused = False
         self.eof = False
         self.error: BaseException | None = None
         self._reader: asyncio.Future[None] | None = None
@@ -42,7 +47,21 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > _READ_HIGH_WATER and not self.reading_paused and self.transport:
+            self.transport.pause_reading()
+            self.reading_paused = True
         self._wake_reader()
+
+    def take(self) -> bytes:
+        """Everything buffered (at most about the high-water mark), resuming reads."""
+        data = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        if self.reading_paused and self.transport and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self.reading_paused = False
+        return data
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -115,11 +134,7 @@ class AsyncioTransport:
                     raise ConnectionResetError(str(protocol.error)) from protocol.error
                 return b""
             await protocol.wait_readable()
-        if len(protocol.chunks) == 1:
-            return protocol.chunks.popleft()
-        data = b"".join(protocol.chunks)
-        protocol.chunks.clear()
-        return data
+        return protocol.take()
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
         loop = asyncio.get_running_loop()

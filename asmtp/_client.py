@@ -70,8 +70,8 @@ class SMTP(SMTPSession):
 
     Unlike smtplib, the constructor does not connect (it cannot await): use
     ``async with SMTP(host, port) as smtp`` or ``await smtp.connect(...)``. ``timeout``
-    bounds each connect, write and read (default :data:`DEFAULT_TIMEOUT`; ``None`` waits
-    forever) and raises :class:`TimeoutError`. The keyword-only limits are the core's
+    bounds each connect, each write and each complete reply (default
+    :data:`DEFAULT_TIMEOUT`; ``None`` waits forever) and raises :class:`TimeoutError`. The keyword-only limits are the core's
     (:class:`asmtp.protocol.ClientConnection`).
     """
 
@@ -97,6 +97,8 @@ class SMTP(SMTPSession):
         address = _addresses.encode_address(
             _addresses.bare_address(recip), utf8=self.command_encoding == "utf-8"
         )
+        if self._progress is not None:
+            self._progress.addresses[address] = recip
         return Rcpt(address, params)
 
     @exclusive
@@ -135,11 +137,12 @@ class SMTP(SMTPSession):
         conn = self._require()[0]
         held = b""
         self._mark_body_started()
-        async for chunk in _source.chunks(source):
-            encoded = self._send(MessageData(chunk))
-            if held:
-                await self._write(held)
-            held = encoded
+        async with contextlib.aclosing(_source.chunks(source)) as chunks:
+            async for chunk in chunks:
+                encoded = self._send(MessageData(chunk))
+                if held:
+                    await self._write(held)
+                held = encoded
         # The last piece and the terminator share one write. From here on the server may
         # accept the message even if we never see its reply.
         end = self._send(EndOfData())
@@ -363,20 +366,21 @@ class SMTP(SMTPSession):
         held: bytes | None = None
         completed = True
         self._mark_body_started()
-        async for chunk in _source.chunks(source):
-            piece = normaliser.encode(chunk)
-            if not piece:
-                continue  # a BDAT chunk must not be empty unless it is the LAST one
-            if held is not None:
-                await self._write(unsent + self._send(Bdat(held)))
-                unsent = b""
-                in_flight = _CHUNKS_IN_FLIGHT if pipelining else 0
-                while conn.pending_count > in_flight:
-                    replies.append(await self.getreply())
-                if _chunking_refused(replies, len(commands)):
-                    completed = False
-                    break
-            held = piece
+        async with contextlib.aclosing(_source.chunks(source)) as chunks:
+            async for chunk in chunks:
+                piece = normaliser.encode(chunk)
+                if not piece:
+                    continue  # a BDAT chunk must not be empty unless it is the LAST one
+                if held is not None:
+                    await self._write(unsent + self._send(Bdat(held)))
+                    unsent = b""
+                    in_flight = _CHUNKS_IN_FLIGHT if pipelining else 0
+                    while conn.pending_count > in_flight:
+                        replies.append(await self.getreply())
+                    if _chunking_refused(replies, len(commands)):
+                        completed = False
+                        break
+                held = piece
         if completed:
             last = self._send(Bdat((held or b"") + normaliser.finish(), last=True))
             self._mark_end_sent()

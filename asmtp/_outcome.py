@@ -41,15 +41,36 @@ class SendOutcome:
 class Progress:
     """Mutable record of one send in flight; :meth:`outcome` freezes it."""
 
-    __slots__ = ("body_started", "end_sent", "finished", "recipients", "refused", "succeeded")
+    __slots__ = (
+        "addresses",
+        "body_started",
+        "end_sent",
+        "finished",
+        "recipients",
+        "refused",
+        "succeeded",
+    )
 
     def __init__(self) -> None:
         self.recipients: tuple[str, ...] = ()
+        self.addresses: dict[bytes, str] = {}
+        """Each RCPT's wire address to the caller's spelling of it."""
         self.refused: dict[str, tuple[int, bytes]] = {}
         self.body_started = False
         self.end_sent = False
         self.finished = False
         self.succeeded = False
+
+    def rcpt_reply(self, address: bytes, code: int, message: bytes) -> None:
+        """Record one RCPT verdict as it arrives, so an interruption still knows it."""
+        original = self.addresses.get(address)
+        if original is None:
+            return
+        if code in (250, 251):
+            if original not in self.recipients:
+                self.recipients += (original,)
+        else:
+            self.refused[original] = (code, message)
 
     def envelope_judged(self, recipients: list[str], refused: dict[str, tuple[int, bytes]]) -> None:
         """Record the RCPT verdicts."""

@@ -43,6 +43,7 @@ from .errors import (
     SMTPTransactionTimeout,
 )
 from .protocol import (
+    NEED_DATA,
     PEER_CLOSED,
     Auth,
     AuthResponse,
@@ -60,6 +61,7 @@ from .protocol import (
     Noop,
     Quit,
     Raw,
+    Rcpt,
     RemoteProtocolError,
     Reply,
     Rset,
@@ -80,7 +82,7 @@ __all__ = ["DEFAULT_TIMEOUT", "SMTPSession", "exclusive"]
 logger = logging.getLogger("asmtp")
 
 DEFAULT_TIMEOUT: Final = 60.0
-"""Seconds any one connect, write or read may take (smtplib's default is to wait forever)."""
+"""Seconds a connect, a write or a whole reply may take (smtplib's default waits forever)."""
 
 _CLOSE_TIMEOUT: Final = 2.0
 # RFC 2920 §3.1 allows any group size, but a bounded group keeps the server's replies within
@@ -169,8 +171,8 @@ class SMTPSession:
 
     Unlike smtplib, the constructor does not connect (it cannot await): use
     ``async with SMTP(host, port) as smtp`` or ``await smtp.connect(...)``. ``timeout``
-    bounds each connect, write and read (default :data:`DEFAULT_TIMEOUT`; ``None`` waits
-    forever) and raises :class:`TimeoutError`. The keyword-only limits are the core's
+    bounds each connect, each write and each complete reply (default
+    :data:`DEFAULT_TIMEOUT`; ``None`` waits forever) and raises :class:`TimeoutError`. The keyword-only limits are the core's
     (:class:`asmtp.protocol.ClientConnection`).
     """
 
@@ -432,7 +434,7 @@ class SMTPSession:
     # -- low level -------------------------------------------------------------------------
 
     def _deadline(self) -> contextlib.AbstractContextManager[object]:
-        """Bound the next connect, write or read by ``timeout``.
+        """Bound the next connect, write or whole reply by ``timeout``.
 
         Inside a public method this moves the deadline of the method's one cancel scope
         for the duration of the step (two deadline moves, about 5 µs) instead of entering a
@@ -489,18 +491,26 @@ class SMTPSession:
         conn = self._conn
         if conn is None or self._transport is None:
             raise SMTPServerDisconnected("please run connect() first")
-        while True:
-            event = conn.next_event()
-            if isinstance(event, Reply):
-                if self._logging():
-                    logger.debug("reply: %d %r", event.code, event.message)
-                return event
-            if event is PEER_CLOSED:
-                await self.close()
-                raise SMTPServerDisconnected("Connection unexpectedly closed")
+        event = conn.next_event()
+        if event is NEED_DATA:
+            # One deadline for the whole reply, so a server dribbling bytes (slowloris)
+            # cannot stretch it: the reply must be complete within `timeout`.
             with self._deadline():
-                data = await self._transport.receive()
-            conn.receive_data(data)
+                while event is NEED_DATA:
+                    conn.receive_data(await self._transport.receive())
+                    event = conn.next_event()
+        if event is PEER_CLOSED:
+            await self.close()
+            raise SMTPServerDisconnected("Connection unexpectedly closed")
+        assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
+        if self._logging():
+            logger.debug("reply: %d %r", event.code, event.message)
+        if self._progress is not None and isinstance(event.command, Rcpt):
+            self._progress.rcpt_reply(event.command.address, event.code, event.message)
+        if event.code == 421:
+            # RFC 5321 §3.8: the server is closing the channel; so do we.
+            await self.close()
+        return event
 
     async def _exchange(self, command: Command) -> Reply:
         await self._write(self._send(command))
@@ -725,6 +735,9 @@ class SMTPSession:
         secret = Secret(password)
         del password
         await self.ehlo_or_helo_if_needed()
+        for value, what in ((user, "user name"), (secret.reveal(), "password")):
+            if "\r" in value or "\n" in value or "\0" in value:
+                raise BadArgument(f"the {what} contains CR, LF or NUL")  # never quoted: secret
         if not self.has_extn("auth"):
             raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
         advertised = {name.upper() for name in self.esmtp_features["auth"].split()}

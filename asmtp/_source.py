@@ -11,7 +11,7 @@ import email.generator
 import email.message
 import io
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
 from typing import BinaryIO
 
 __all__ = ["CHUNK_SIZE", "MessageSource", "chunks", "known_size", "to_source"]
@@ -37,10 +37,13 @@ def to_source(msg: object) -> MessageSource:
         return msg
     if isinstance(msg, io.TextIOBase) or "b" not in getattr(msg, "mode", "b"):
         raise TypeError("a message file must be opened in binary mode ('rb')")
-    if hasattr(msg, "read") or isinstance(msg, (AsyncIterable, Iterable)):
+    if hasattr(msg, "read") or isinstance(msg, (AsyncIterable, Iterator)):
         return msg  # type: ignore[return-value]
+    # Other iterables (dict, set, range...) are refused: their items are rarely message
+    # chunks, and a list or tuple of bytes, or an iterator, says so explicitly.
     raise TypeError(
-        "a message must be str, bytes, a binary file or an (async) iterable of bytes, "
+        "a message must be str, bytes, an email message, a binary file, a list or tuple of "
+        "bytes, or an (async) iterator of bytes, "
         f"not {type(msg).__name__}"
     )
 
@@ -63,7 +66,7 @@ def known_size(source: MessageSource) -> int | None:
     return None
 
 
-async def chunks(source: MessageSource, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+async def chunks(source: MessageSource, size: int = CHUNK_SIZE) -> AsyncGenerator[bytes, None]:
     """Yield the message as ``bytes`` chunks of at most ``size`` bytes (iterables: as given)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         view = memoryview(source).cast("B")

@@ -255,6 +255,8 @@ class ClientConnection:
         if not data:
             self._peer_closed = True
             return
+        if self._state is State.ERROR:
+            return  # never used again: keep nothing (memory stays bounded)
         if self._state is State.TLS_HANDSHAKE:
             self._fail(
                 "server sent data after its 220 reply to STARTTLS and before the TLS "

@@ -1,0 +1,184 @@
+"""Secrets never leak: not to logs, the debug transcript, reprs, nor exception messages.
+
+A password and an OAuth token go through every path that carries credentials (PLAIN with
+an initial response, LOGIN's challenge answers, XOAUTH2 and its error challenge, a refused
+login) with DEBUG logging and ``set_debuglevel(1)`` on. Then everything this process can
+show is searched for the secrets and their base64 forms. ``conftest.py`` here also searches
+what pytest captured for every hostile test.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import pickle
+import traceback
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
+
+import pytest
+
+import asmtp
+from asmtp.auth import CramMD5, Login, OAuthBearer, Plain, ScramSHA256, Secret, XOAuth2
+from asmtp.protocol import Auth, AuthResponse, Raw
+from support.scripted import ExpectData, ExpectLine, Send, Step
+
+from ._kit import GREETING, PASSWORD, TOKEN, USER, client, leaked, secret_forms
+
+if TYPE_CHECKING:
+    from support.fixtures import ScriptedServerFactory
+
+pytestmark = pytest.mark.anyio
+
+EHLO_AUTH: Final = b"250-hostile.test\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n"
+XOAUTH2_ERROR: Final = base64.b64encode(b'{"status":"401","schemes":"bearer"}')
+
+
+def _wire(text: str) -> bytes:
+    return base64.b64encode(text.encode())
+
+
+def _script() -> list[list[Step]]:
+    plain = _wire(f"\0{USER}\0{PASSWORD}")
+    xoauth2 = _wire(f"user={USER}\x01auth=Bearer {TOKEN}\x01\x01")
+    hello: list[Step] = [Send(GREETING), ExpectLine(b"EHLO"), Send(EHLO_AUTH)]
+    quit_: list[Step] = [ExpectLine(b"QUIT"), Send(b"221 bye\r\n")]
+    return [
+        [  # PLAIN with an initial response, then a message
+            *hello,
+            ExpectLine(b"AUTH PLAIN " + plain),
+            Send(b"235 2.7.0 ok\r\n"),
+            ExpectLine(b"MAIL"),
+            Send(b"250 ok\r\n"),
+            ExpectLine(b"RCPT"),
+            Send(b"250 ok\r\n"),
+            ExpectLine(b"DATA"),
+            Send(b"354 go\r\n"),
+            ExpectData(),
+            Send(b"250 queued\r\n"),
+            *quit_,
+        ],
+        [  # LOGIN: the password answers a challenge
+            *hello,
+            ExpectLine(b"AUTH LOGIN " + _wire(USER)),
+            Send(b"334 UGFzc3dvcmQ6\r\n"),
+            ExpectLine(_wire(PASSWORD)),
+            Send(b"235 2.7.0 ok\r\n"),
+            *quit_,
+        ],
+        [  # XOAUTH2 refused: the error challenge, an empty answer, then 535
+            *hello,
+            ExpectLine(b"AUTH XOAUTH2 " + xoauth2),
+            Send(b"334 " + XOAUTH2_ERROR + b"\r\n"),
+            ExpectLine(b""),
+            Send(b"535 5.7.8 token rejected\r\n"),
+            *quit_,
+        ],
+        [  # a refused PLAIN login
+            *hello,
+            ExpectLine(b"AUTH PLAIN " + plain),
+            Send(b"535 5.7.8 bad credentials\r\n"),
+            *quit_,
+        ],
+    ]
+
+
+@pytest.fixture
+def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """DEBUG for the asmtp logger during the test, restored afterwards."""
+    logger = logging.getLogger("asmtp")
+    level, handlers = logger.level, list(logger.handlers)
+    caplog.set_level(logging.DEBUG, logger="asmtp")
+    try:
+        yield caplog
+    finally:
+        logger.setLevel(level)
+        for handler in logger.handlers[len(handlers) :]:
+            logger.removeHandler(handler)
+
+
+def _describe(exc: BaseException) -> str:
+    """Everything an exception shows: str, repr, args, the chain, the formatted traceback."""
+    parts = [str(exc), repr(exc), repr(exc.args)]
+    parts += traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return "\n".join(parts)
+
+
+async def test_no_secret_in_logs_transcript_reprs_or_errors(
+    scripted_server_factory: ScriptedServerFactory,
+    debug_logging: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = scripted_server_factory(scripts=_script())
+    shown: list[str] = []
+    errors: list[BaseException] = []
+
+    async with client(server.port) as smtp:
+        smtp.set_debuglevel(1)
+        await smtp.login(USER, PASSWORD, mechanisms=["PLAIN"])
+        await smtp.sendmail(USER, "b@x.test", b"Subject: hi\r\n\r\nhello\r\n")
+        shown.append(repr(smtp))
+
+    async with client(server.port) as smtp:
+        smtp.set_debuglevel(1)
+        await smtp.login(USER, PASSWORD, mechanisms=["LOGIN"])
+        shown.append(repr(smtp))
+
+    async with client(server.port) as smtp:
+        smtp.set_debuglevel(1)
+        await smtp.ehlo()  # auth(), as smtplib's, does not say EHLO itself
+        mechanism = XOAuth2(USER, TOKEN)
+        with pytest.raises(asmtp.SMTPAuthenticationError) as caught:
+            await smtp.auth("XOAUTH2", mechanism)
+        errors.append(caught.value)
+        shown += [repr(smtp), repr(mechanism), str(mechanism)]
+
+    async with client(server.port) as smtp:
+        smtp.set_debuglevel(1)
+        with pytest.raises(asmtp.SMTPAuthenticationError) as caught:
+            await smtp.login(USER, PASSWORD, mechanisms=["PLAIN"])
+        errors.append(caught.value)
+        shown.append(repr(smtp))
+    server.check()
+
+    secret = Secret(PASSWORD)
+    objects: list[object] = [
+        secret,
+        Plain(USER, PASSWORD),
+        Login(USER, PASSWORD),
+        CramMD5(USER, PASSWORD),
+        ScramSHA256(USER, PASSWORD),
+        XOAuth2(USER, TOKEN),
+        OAuthBearer(USER, TOKEN, "mx.test", 587),
+        Auth(b"PLAIN", _wire(f"\0{USER}\0{PASSWORD}")),
+        AuthResponse(_wire(PASSWORD)),
+        Raw(b"X-TOKEN " + TOKEN.encode(), sensitive=True),
+    ]
+    shown += [repr(each) for each in objects] + [str(each) for each in objects]
+    with pytest.raises(TypeError) as not_pickled:
+        pickle.dumps(secret)
+    errors.append(not_pickled.value)
+
+    captured = capsys.readouterr()
+    transcript = debug_logging.text
+    assert "AUTH PLAIN" in transcript, "the transcript was not captured: the test proves nothing"
+    assert "235" in transcript
+    everything = {
+        "log": transcript,
+        "stdout": captured.out,
+        "stderr": captured.err,
+        "reprs": "\n".join(shown),
+        "errors": "\n".join(_describe(exc) for exc in errors),
+    }
+    found = {where: leaked(text) for where, text in everything.items() if leaked(text)}
+    assert not found, f"secret material found in: {found}"
+
+
+def test_the_leak_detector_finds_what_it_looks_for() -> None:
+    """Not vacuous: each form is found inside a realistic payload."""
+    assert leaked(PASSWORD) and leaked(TOKEN)
+    for shift in range(3):
+        payload = _wire("x" * shift + f"\0{USER}\0{PASSWORD}")
+        assert "password" in " ".join(leaked(payload.decode())), shift
+    assert leaked(_wire(f"user={USER}\x01auth=Bearer {TOKEN}\x01\x01").decode())
+    assert len(secret_forms()) == 8
