@@ -180,6 +180,7 @@ class SMTPPool:
     tasks; they return the refused dict (a :class:`SendResult` with ``attempts``) and raise
     what :class:`SMTP` raises, the final exception carrying ``attempts`` too.
     ``mechanism`` is a factory: SASL mechanisms are stateful, so each connection gets one.
+    ``chunking=False`` keeps DATA even where the server offers CHUNKING.
     """
 
     def __init__(
@@ -200,6 +201,7 @@ class SMTPPool:
         idle_timeout: float = 30.0,
         rate_limit: float | None = None,
         retry: RetryPolicy | None = None,
+        chunking: bool = True,
     ) -> None:
         if max_connections < 1 or max_messages_per_connection < 1:
             raise ValueError("max_connections and max_messages_per_connection must be >= 1")
@@ -212,6 +214,7 @@ class SMTPPool:
         self._timeout = timeout
         self._source_address = source_address
         self.retry = retry or RetryPolicy()
+        self.chunking = chunking
         self.max_connections = max_connections
         self._limiter: anyio.CapacityLimiter | None = None  # made inside the event loop
         self._idle = _Idle(idle_timeout, max_messages_per_connection)
@@ -336,6 +339,7 @@ class SMTPPool:
             timeout=self._timeout,
             source_address=self._source_address,
         )
+        smtp.use_chunking = self.chunking
         await smtp.__aenter__()
         try:
             await secure_and_login(
