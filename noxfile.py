@@ -34,6 +34,14 @@ def interop(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against Postfix's smtp-sink, side by side with aiosmtplib, smtplib and
+    smtp-source; ``-- --quick`` for a smoke run, ``-- --write-docs`` to update the docs."""
+    session.install("-e", ".", "aiosmtplib", "trio", "uvloop")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.5")
@@ -44,5 +52,5 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package and the tests."""
-    session.install("-e", ".[test]", "mypy>=1.10", "nox")
-    session.run("mypy", "--strict", "asmtp", "tests", "noxfile.py", "docs")
+    session.install("-e", ".[test]", "mypy>=1.10", "nox", "aiosmtplib")
+    session.run("mypy", "--strict", "asmtp", "tests", "noxfile.py", "docs", "benchmarks")

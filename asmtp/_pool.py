@@ -314,11 +314,14 @@ class SMTPPool:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.max_connections)
         async with self._limiter:
-            wait = self._rate.reserve(time.monotonic())
+            now = time.monotonic()
+            wait = self._rate.reserve(now)
             if wait:
                 await anyio.sleep(wait)
-            slot, expired = self._idle.checkout(time.monotonic())
-            await self._close_all(expired)
+                now = time.monotonic()
+            slot, expired = self._idle.checkout(now)
+            if expired:
+                await self._close_all(expired)
             if slot is None:
                 slot = _Slot(await self._open())
             try:

@@ -1,0 +1,301 @@
+"""The clients under test, each driven the way its users would drive it.
+
+Every function sends ``Workload.messages`` copies of one message and checks that no
+recipient was refused. Timing and CPU accounting wrap them in :mod:`benchmarks._worker`,
+except for ``smtp-source``, a child process measured here with ``RUSAGE_CHILDREN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import smtplib
+import subprocess
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiosmtplib
+import anyio
+
+import asmtp
+
+from ._jobs import LOCAL_HOSTNAME, SENDER, Job, Measurement
+from ._servers import postfix_tool
+
+__all__ = [
+    "ASYNC_CLIENTS",
+    "SYNC_CLIENTS",
+    "WorkCounter",
+    "Workload",
+    "smtp_source",
+]
+
+_SOURCE_TIMEOUT: Final = 300.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What to send, where, how many times, and over how many connections."""
+
+    host: str
+    port: int
+    payload: bytes
+    recipients: list[str]
+    messages: int
+    concurrency: int = 1
+
+
+class WorkCounter:
+    """The shared queue of (identical) messages that worker tasks pull from."""
+
+    def __init__(self, messages: int) -> None:
+        self._left = messages
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Claim the next message; False once all are claimed. Cheap for tasks."""
+        if self._left <= 0:
+            return False
+        self._left -= 1
+        return True
+
+    def take_threadsafe(self) -> bool:
+        """:meth:`take` for threads."""
+        with self._lock:
+            return self.take()
+
+
+def _refused(result: Mapping[str, object]) -> None:
+    if result:
+        raise RuntimeError(f"recipients refused: {dict(result)!r}")
+
+
+# -- asmtp (asyncio, uvloop and trio through anyio) ------------------------------------------
+
+
+def _asmtp_client(w: Workload) -> asmtp.SMTP:
+    return asmtp.SMTP(w.host, w.port, local_hostname=LOCAL_HOSTNAME)
+
+
+async def asmtp_single(w: Workload) -> None:
+    async with _asmtp_client(w) as smtp:
+        for _ in range(w.messages):
+            _refused(await smtp.sendmail(SENDER, w.recipients, w.payload))
+
+
+async def asmtp_workers(w: Workload) -> None:
+    work = WorkCounter(w.messages)
+
+    async def worker() -> None:
+        async with _asmtp_client(w) as smtp:
+            while work.take():
+                _refused(await smtp.sendmail(SENDER, w.recipients, w.payload))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(w.concurrency):
+            group.start_soon(worker)
+
+
+async def asmtp_pool(w: Workload) -> None:
+    """One task per message, as a web app or a mailing loop would, over ``SMTPPool``."""
+    async with asmtp.SMTPPool(
+        w.host,
+        w.port,
+        tls="none",
+        local_hostname=LOCAL_HOSTNAME,
+        max_connections=w.concurrency,
+    ) as pool:
+
+        async def send_one() -> None:
+            _refused(await pool.sendmail(SENDER, w.recipients, w.payload))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(w.messages):
+                group.start_soon(send_one)
+
+
+# -- aiosmtplib (asyncio and uvloop) -----------------------------------------------------
+
+
+def _aiosmtplib_client(w: Workload) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(
+        hostname=w.host, port=w.port, local_hostname=LOCAL_HOSTNAME, start_tls=False
+    )
+
+
+async def aiosmtplib_single(w: Workload) -> None:
+    async with _aiosmtplib_client(w) as smtp:
+        for _ in range(w.messages):
+            errors, _ = await smtp.sendmail(SENDER, w.recipients, w.payload)
+            _refused(errors)
+
+
+async def aiosmtplib_workers(w: Workload) -> None:
+    work = WorkCounter(w.messages)
+
+    async def worker() -> None:
+        async with _aiosmtplib_client(w) as smtp:
+            while work.take():
+                errors, _ = await smtp.sendmail(SENDER, w.recipients, w.payload)
+                _refused(errors)
+
+    await asyncio.gather(*(worker() for _ in range(w.concurrency)))
+
+
+async def aiosmtplib_send(w: Workload) -> None:
+    """``aiosmtplib.send()`` (a connection per message), ``concurrency`` at a time."""
+    semaphore = asyncio.Semaphore(w.concurrency)
+
+    async def send_one() -> None:
+        async with semaphore:
+            errors, _ = await aiosmtplib.send(
+                w.payload,
+                sender=SENDER,
+                recipients=w.recipients,
+                hostname=w.host,
+                port=w.port,
+                local_hostname=LOCAL_HOSTNAME,
+                start_tls=False,
+            )
+            _refused(errors)
+
+    await asyncio.gather(*(send_one() for _ in range(w.messages)))
+
+
+# -- smtplib (threads) -----------------------------------------------------------------------
+
+
+def smtplib_single(w: Workload) -> None:
+    with smtplib.SMTP(w.host, w.port, local_hostname=LOCAL_HOSTNAME) as smtp:
+        for _ in range(w.messages):
+            _refused(smtp.sendmail(SENDER, w.recipients, w.payload))
+
+
+def smtplib_threads(w: Workload) -> None:
+    work = WorkCounter(w.messages)
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with smtplib.SMTP(w.host, w.port, local_hostname=LOCAL_HOSTNAME) as smtp:
+                while work.take_threadsafe():
+                    _refused(smtp.sendmail(SENDER, w.recipients, w.payload))
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(w.concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+# -- Postfix smtp-source (C), the ceiling ---------------------------------------------------
+
+
+def smtp_source(job: Job) -> Measurement:
+    """``smtp-source -d``: ``concurrency`` sessions, each reusing its connection.
+
+    It sends the same message file (``-F``; it appends CRLF to each line itself) with the
+    same number of recipients. Its CPU time is the children's rusage delta.
+    """
+    tool = postfix_tool("smtp-source")
+    if tool is None:
+        raise RuntimeError("smtp-source not found")
+    command = [
+        tool,
+        "-d",
+        "-s",
+        str(job.concurrency),
+        "-m",
+        str(job.messages),
+        "-r",
+        str(job.recipients),
+        "-M",
+        LOCAL_HOSTNAME,
+        "-f",
+        SENDER,
+        "-t",
+        "rcpt@example.com",
+        "-F",
+        job.extra["lf_file"],
+        f"{job.host}:{job.port}",
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(  # noqa: S603 - our own command line
+        command, check=True, timeout=_SOURCE_TIMEOUT, stdin=subprocess.DEVNULL
+    )
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measurement(elapsed=elapsed, cpu=cpu, messages=job.messages)
+
+
+AsyncClient = Callable[[Workload], Awaitable[None]]
+SyncClient = Callable[[Workload], None]
+
+ASYNC_CLIENTS: Final[dict[tuple[str, str], AsyncClient]] = {
+    ("asmtp", "single"): asmtp_single,
+    ("asmtp", "workers"): asmtp_workers,
+    ("asmtp", "pool"): asmtp_pool,
+    ("aiosmtplib", "single"): aiosmtplib_single,
+    ("aiosmtplib", "workers"): aiosmtplib_workers,
+    ("aiosmtplib", "send"): aiosmtplib_send,
+}
+SYNC_CLIENTS: Final[dict[tuple[str, str], SyncClient]] = {
+    ("smtplib", "single"): smtplib_single,
+    ("smtplib", "threads"): smtplib_threads,
+}
+
+
+# -- round trips: one open connection, messages timed one after another ------------------
+
+
+class RoundTripClient:
+    """Open a connection and say EHLO (untimed), then send messages one at a time."""
+
+    def __init__(self, job: Job, payload: bytes, recipients: list[str]) -> None:
+        self.job = job
+        self.payload = payload
+        self.recipients = recipients
+
+    async def asmtp(self, messages: int, timer: Callable[[], float]) -> float:
+        async with asmtp.SMTP(self.job.host, self.job.port, local_hostname=LOCAL_HOSTNAME) as smtp:
+            await smtp.ehlo()
+            _refused(await smtp.sendmail(SENDER, self.recipients, self.payload))
+            start = timer()
+            for _ in range(messages):
+                _refused(await smtp.sendmail(SENDER, self.recipients, self.payload))
+            return timer() - start
+
+    async def aiosmtplib(self, messages: int, timer: Callable[[], float]) -> float:
+        async with aiosmtplib.SMTP(
+            hostname=self.job.host,
+            port=self.job.port,
+            local_hostname=LOCAL_HOSTNAME,
+            start_tls=False,
+        ) as smtp:
+            await smtp.ehlo()
+            errors: dict[str, Any]
+            errors, _ = await smtp.sendmail(SENDER, self.recipients, self.payload)
+            _refused(errors)
+            start = timer()
+            for _ in range(messages):
+                errors, _ = await smtp.sendmail(SENDER, self.recipients, self.payload)
+                _refused(errors)
+            return timer() - start
+
+    def smtplib(self, messages: int, timer: Callable[[], float]) -> float:
+        with smtplib.SMTP(self.job.host, self.job.port, local_hostname=LOCAL_HOSTNAME) as smtp:
+            smtp.ehlo()
+            _refused(smtp.sendmail(SENDER, self.recipients, self.payload))
+            start = timer()
+            for _ in range(messages):
+                _refused(smtp.sendmail(SENDER, self.recipients, self.payload))
+            return timer() - start

@@ -1,0 +1,19 @@
+"""Run asmtp's benchmark suite: ``python benchmarks/run.py [--quick] [--write-docs]``.
+
+Starts Postfix's ``smtp-sink`` on 127.0.0.1, measures asmtp, aiosmtplib, smtplib and
+``smtp-source`` side by side, prints the tables and, with ``--write-docs``, writes them to
+``docs/performance.md``. ``--help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._suite import main
+
+if __name__ == "__main__":
+    sys.exit(main())
