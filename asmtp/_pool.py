@@ -152,6 +152,40 @@ class _Idle:
         return slots
 
 
+class _Gate:
+    """At most ``limit`` holders at once; waiters are served first come, first served.
+
+    Cheaper than a capacity limiter on the common path: taking a free place awaits
+    nothing, and a released place is handed straight to the oldest waiter.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self._waiters: deque[anyio.Event] = deque()
+
+    async def acquire(self) -> None:
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            return
+        granted = anyio.Event()
+        self._waiters.append(granted)
+        try:
+            await granted.wait()
+        except BaseException:
+            if granted.is_set():
+                self.release()  # handed a place but cancelled: pass it on
+            else:
+                self._waiters.remove(granted)
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # the place changes hands; in_use is unchanged
+        else:
+            self.in_use -= 1
+
+
 class _RateLimiter:
     """Spaces sends at ``rate`` per second across the pool (``None``: no limit)."""
 
@@ -216,7 +250,7 @@ class SMTPPool:
         self.retry = retry or RetryPolicy()
         self.chunking = chunking
         self.max_connections = max_connections
-        self._limiter: anyio.CapacityLimiter | None = None  # made inside the event loop
+        self._gate = _Gate(max_connections)
         self._idle = _Idle(idle_timeout, max_messages_per_connection)
         self._rate = _RateLimiter(rate_limit)
         self._closed = False
@@ -311,9 +345,8 @@ class SMTPPool:
     async def _on_connection(self, send: Callable[[SMTP], Awaitable[_T]]) -> _T:
         if self._closed:
             raise RuntimeError("the pool is closed")
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_connections)
-        async with self._limiter:
+        await self._gate.acquire()
+        try:
             now = time.monotonic()
             wait = self._rate.reserve(now)
             if wait:
@@ -331,6 +364,8 @@ class SMTPPool:
                 if self._closed or not self._idle.checkin(slot, time.monotonic()):
                     await self._close_all([slot])
             return result
+        finally:
+            self._gate.release()
 
     async def _open(self) -> SMTP:
         smtp = new_client(
