@@ -129,7 +129,7 @@ def exclusive(
                 self._step_scope = scope
                 return await method(self, *args, **kwargs)
             # Only our own deadline cancels this scope: a step took longer than `timeout`.
-            raise TimeoutError(f"no progress within {self.timeout} seconds")
+            raise TimeoutError(f"a connect, write or reply took longer than {self.timeout} seconds")
         except BaseException as exc:
             translated = await self._translate(exc)
             if translated is exc:
