@@ -17,7 +17,8 @@ import anyio
 
 from . import _addresses, _source
 from ._message import prepare_message
-from ._session import DEFAULT_TIMEOUT, SMTPSession, exclusive
+from ._session import DEFAULT_TIMEOUT, exclusive
+from ._session_commands import SessionCommands
 from ._transport import Transport, connect_tcp, connect_unix, default_ssl_context
 from .errors import (
     SMTPDataError,
@@ -65,7 +66,7 @@ _CHUNKS_IN_FLIGHT: Final = 32
 SendmailResult = dict[str, tuple[int, bytes]]
 
 
-class SMTP(SMTPSession):
+class SMTP(SessionCommands):
     """An SMTP client connection, as :class:`smtplib.SMTP` with coroutine methods.
 
     Unlike smtplib, the constructor does not connect (it cannot await): use

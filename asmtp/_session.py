@@ -1,16 +1,14 @@
-"""The session half of the SMTP facade: connection, I/O, session commands, TLS and AUTH.
+"""The base of the SMTP facade: connection, I/O, timeouts and error translation.
 
-Methods keep smtplib's names, signatures, return values and exceptions; they are coroutines.
 Errors from the core and the transport are translated to smtplib's vocabulary in one place,
-:func:`exclusive`, with the original kept as ``__cause__``. The mail transaction lives in
-``_client`` on top of this class (split only to keep each module readable).
+:func:`exclusive` (through ``SMTPSession._translate``), with the original kept as
+``__cause__``. Session commands, TLS and AUTH are in ``_session_commands``; the mail
+transaction is in ``_client`` on top (each module keeps to one job).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import functools
 import logging
@@ -18,27 +16,20 @@ import math
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import anyio
 
-from . import _addresses
 from ._outcome import Progress, SendOutcome
-from ._sasl import LOGIN_ORDER, as_mechanism, builtin_mechanism
-from ._transport import Transport, connect_tcp, default_ssl_context
-from .auth import Mechanism, SASLError, SASLServerNotGenuine, Secret
+from ._transport import Transport, connect_tcp
 from .errors import (
-    SMTPAuthenticationError,
     SMTPConnectError,
     SMTPException,
-    SMTPHeloError,
-    SMTPNotSupportedError,
     SMTPProtocolError,
     SMTPResponseException,
     SMTPServerDisconnected,
-    SMTPServerNotGenuine,
     SMTPTransactionInterrupted,
     SMTPTransactionTimeout,
 )
@@ -50,24 +41,14 @@ from .protocol import (
     BadArgument,
     ClientConnection,
     Command,
-    Ehlo,
     EndOfData,
-    Expn,
-    Helo,
-    Help,
-    Lhlo,
     LocalProtocolError,
     MessageData,
-    Noop,
-    Quit,
     Raw,
     Rcpt,
     RemoteProtocolError,
     Reply,
-    Rset,
-    StartTLS,
     State,
-    Vrfy,
     command_line,
 )
 from .protocol._connection import DEFAULT_MAX_PENDING
@@ -77,7 +58,7 @@ from .protocol._replies import (
     DEFAULT_MAX_REPLY_LINES,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "SMTPSession", "exclusive"]
+__all__ = ["DEFAULT_TIMEOUT", "SMTPSession", "exclusive", "logger"]
 
 logger = logging.getLogger("asmtp")
 
@@ -91,8 +72,6 @@ _PIPELINE_GROUP: Final = 500
 # States in which no reply is owed and no body is half sent: the connection is in step.
 _IN_STEP: Final = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT, State.CLOSED})
 
-# smtplib's limit on challenges before it calls an AUTH exchange an infinite loop.
-_MAX_CHALLENGES: Final = 5
 _T = TypeVar("_T")
 _Self = TypeVar("_Self", bound="SMTPSession")
 
@@ -167,7 +146,7 @@ class _StepDeadline:
 
 
 class SMTPSession:
-    """Connection and session management shared by :class:`asmtp.SMTP` and its variants.
+    """Connection, I/O, step timeouts and error translation under :class:`asmtp.SMTP`.
 
     Unlike smtplib, the constructor does not connect (it cannot await): use
     ``async with SMTP(host, port) as smtp`` or ``await smtp.connect(...)``. ``timeout``
@@ -522,244 +501,3 @@ class SMTPSession:
         line = f"{cmd} {args}".strip().encode(self.command_encoding)
         reply = await self._exchange(Raw(line))
         return reply.code, reply.message
-
-    # -- session commands --------------------------------------------------------------------
-
-    def _hostname(self, name: str) -> bytes:
-        return (name or self.local_hostname or "localhost").encode(
-            "idna" if not name.isascii() else "ascii"
-        )
-
-    @exclusive
-    async def helo(self, name: str = "") -> tuple[int, bytes]:
-        """Say HELO; sets ``helo_resp``."""
-        reply = await self._exchange(Helo(self._hostname(name)))
-        self.helo_resp = reply.message
-        return reply.code, reply.message
-
-    @exclusive
-    async def ehlo(self, name: str = "") -> tuple[int, bytes]:
-        """Say EHLO (LHLO for LMTP); on ``250`` sets ``does_esmtp`` and ``esmtp_features``."""
-        self.esmtp_features = {}
-        hostname = self._hostname(name)
-        reply = await self._exchange(Lhlo(hostname) if self._lmtp else Ehlo(hostname))
-        self.ehlo_resp = reply.message
-        if reply.code != 250:
-            return reply.code, reply.message
-        self.does_esmtp = True
-        extensions = self._conn.extensions if self._conn is not None else None
-        self.esmtp_features = dict(extensions) if extensions is not None else {}
-        return reply.code, reply.message
-
-    @exclusive
-    async def ehlo_or_helo_if_needed(self) -> None:
-        """EHLO, falling back to HELO, unless one was done; raises :class:`SMTPHeloError`."""
-        if self.helo_resp is None and self.ehlo_resp is None:
-            if not 200 <= (await self.ehlo())[0] <= 299:
-                code, resp = await self.helo()
-                if not 200 <= code <= 299:
-                    raise SMTPHeloError(code, resp)
-
-    def has_extn(self, opt: str) -> bool:
-        """Whether the server advertised the extension ``opt`` (case-insensitive)."""
-        return opt.lower() in self.esmtp_features
-
-    @exclusive
-    async def help(self, args: str = "") -> bytes:
-        """HELP; returns the message only, as smtplib."""
-        return (await self._exchange(Help(args.encode(self.command_encoding)))).message
-
-    @exclusive
-    async def rset(self) -> tuple[int, bytes]:
-        """RSET: abort the current transaction."""
-        self.command_encoding = "ascii"
-        reply = await self._exchange(Rset())
-        return reply.code, reply.message
-
-    async def _rset(self) -> None:
-        try:
-            await self.rset()
-        except SMTPServerDisconnected:
-            pass
-
-    @exclusive
-    async def noop(self) -> tuple[int, bytes]:
-        """NOOP."""
-        reply = await self._exchange(Noop())
-        return reply.code, reply.message
-
-    def _argument(self, address: str) -> bytes:
-        return _addresses.bare_address(address).encode(self.command_encoding)
-
-    @exclusive
-    async def verify(self, address: str) -> tuple[int, bytes]:
-        """VRFY address."""
-        reply = await self._exchange(Vrfy(self._argument(address)))
-        return reply.code, reply.message
-
-    vrfy = verify
-
-    @exclusive
-    async def expn(self, address: str) -> tuple[int, bytes]:
-        """EXPN address."""
-        reply = await self._exchange(Expn(self._argument(address)))
-        return reply.code, reply.message
-
-    @exclusive
-    async def quit(self) -> tuple[int, bytes]:
-        """QUIT, then close; forgets the session (a new EHLO is needed after reconnecting)."""
-        reply = await self._exchange(Quit())
-        self._reset_session()
-        await self.close()
-        return reply.code, reply.message
-
-    # -- TLS and authentication -------------------------------------------------------------
-
-    def _tls_hostname(self) -> str | None:
-        return self._host or None
-
-    @exclusive
-    async def starttls(
-        self, *, context: ssl.SSLContext | None = None, server_hostname: str | None = None
-    ) -> tuple[int, bytes]:
-        """Upgrade to TLS (RFC 3207), verifying the certificate and host name by default.
-
-        ``context`` defaults to the standard library's default context with TLS 1.2 at
-        least (smtplib's default does not verify). Afterwards everything learned before TLS
-        is forgotten and EHLO is sent again. Bytes the server sends between its ``220`` and
-        the handshake abort with :class:`SMTPProtocolError` (response injection). Raises
-        :class:`SMTPNotSupportedError` if STARTTLS is not advertised, and
-        :class:`ssl.SSLError` when the handshake or the verification fails.
-        """
-        await self.ehlo_or_helo_if_needed()
-        if not self.has_extn("starttls"):
-            raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
-        reply = await self._exchange(StartTLS())
-        if reply.code != 220:
-            raise SMTPResponseException(reply.code, reply.message)
-        conn, transport = self._require_tls_handshake()
-        with self._deadline():
-            await transport.start_tls(
-                context or default_ssl_context(), server_hostname or self._tls_hostname()
-            )
-        conn.tls_established()
-        self._reset_session()
-        await self.ehlo()
-        return reply.code, reply.message
-
-    def _require_tls_handshake(self) -> tuple[ClientConnection, Transport]:
-        if self._conn is None or self._transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        return self._conn, self._transport
-
-    @property
-    def is_encrypted(self) -> bool:
-        """True when the connection runs over TLS (SMTP_SSL, or after STARTTLS)."""
-        return self._transport is not None and self._transport.is_tls
-
-    @exclusive
-    async def auth(
-        self,
-        mechanism: str,
-        authobject: Mechanism | Callable[..., str | None],
-        *,
-        initial_response_ok: bool = True,
-    ) -> tuple[int, bytes]:
-        """Authenticate with one SASL mechanism (RFC 4954), as smtplib's ``auth``.
-
-        ``authobject`` is an :class:`asmtp.auth.Mechanism`, or smtplib's callable taking
-        the decoded challenge (``None`` for the initial response) and returning a ``str``.
-        Returns ``(code, message)`` for ``235`` or ``503``; raises
-        :class:`SMTPAuthenticationError` otherwise, and :class:`SMTPException` after more
-        than five challenges (the exchange is cancelled with ``*`` first).
-        """
-        name = mechanism.upper()
-        mech = as_mechanism(name, authobject)
-        first = mech.initial_response() if initial_response_ok else None
-        encoded = None if first is None else base64.b64encode(first)
-        reply = await self._exchange(Auth(name.encode("ascii"), encoded))
-        challenges = 0
-        while reply.code == 334:
-            challenges += 1
-            if challenges > _MAX_CHALLENGES:
-                await self._cancel_auth()
-                raise SMTPException(
-                    "Server AUTH mechanism infinite loop. Last response: "
-                    + repr((reply.code, reply.message))
-                )
-            try:
-                challenge = base64.b64decode(reply.message, validate=True)
-                if first is None and challenges == 1 and not challenge:
-                    # RFC 4954 §4: an empty challenge asks for the initial response we held.
-                    first = mech.initial_response()
-                    response = first if first is not None else mech.respond(challenge)
-                else:
-                    response = mech.respond(challenge)
-            except SASLServerNotGenuine as exc:
-                await self._abort()
-                raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-            except (binascii.Error, SASLError) as exc:
-                await self._cancel_auth()
-                raise SMTPAuthenticationError(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-            reply = await self._exchange(AuthResponse(base64.b64encode(response)))
-        if reply.code == 235:
-            try:
-                mech.success(None)
-            except SASLError as exc:
-                await self._abort()
-                raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-        if reply.code in (235, 503):
-            return reply.code, reply.message
-        raise SMTPAuthenticationError(reply.code, reply.message)
-
-    async def _cancel_auth(self) -> None:
-        # RFC 4954 §4: "*" cancels; the server answers 501.
-        await self._exchange(AuthResponse(b"*"))
-
-    @exclusive
-    async def login(
-        self,
-        user: str,
-        password: str,
-        *,
-        initial_response_ok: bool = True,
-        mechanisms: Sequence[str] | None = None,
-    ) -> tuple[int, bytes]:
-        """Log in with the first advertised mechanism that works, as smtplib's ``login``.
-
-        Tries SCRAM-SHA-256 (which also proves the server), then smtplib's order: CRAM-MD5,
-        PLAIN, LOGIN; ``mechanisms`` chooses the names and order instead. Raises
-        :class:`SMTPNotSupportedError` without AUTH, :class:`SMTPException` when no
-        mechanism fits, and the last :class:`SMTPAuthenticationError` when all fail.
-        """
-        secret = Secret(password)
-        del password
-        await self.ehlo_or_helo_if_needed()
-        for value, what in ((user, "user name"), (secret.reveal(), "password")):
-            if "\r" in value or "\n" in value or "\0" in value:
-                raise BadArgument(f"the {what} contains CR, LF or NUL")  # never quoted: secret
-        if not self.has_extn("auth"):
-            raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
-        advertised = {name.upper() for name in self.esmtp_features["auth"].split()}
-        authlist = [
-            name.upper() for name in (mechanisms or LOGIN_ORDER) if name.upper() in advertised
-        ]
-        if not authlist:
-            raise SMTPException("No suitable authentication method found.")
-        last_exception: SMTPAuthenticationError | None = None
-        for name in authlist:
-            try:
-                code, resp = await self.auth(
-                    name,
-                    builtin_mechanism(name, user, secret),
-                    initial_response_ok=initial_response_ok,
-                )
-            except SMTPServerNotGenuine:
-                raise  # never offer the password to an impostor by another mechanism
-            except SMTPAuthenticationError as exc:
-                last_exception = exc
-                continue
-            if code in (235, 503):
-                return code, resp
-        assert last_exception is not None  # noqa: S101 - every path above sets it or returns
-        raise last_exception
