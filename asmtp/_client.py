@@ -247,8 +247,13 @@ class SMTP(SessionCommands):
         if self.has_extn("size") and size is not None:
             options.append(f"SIZE={size}")
         options.extend(mail_options)
-        bare = [_addresses.bare_address(a) for a in (from_addr, *recipients)]
-        if _addresses.needs_smtputf8(*bare) and not any(_is_smtputf8(o) for o in options):
+        addresses = (from_addr, *recipients)
+        # All-ASCII input cannot need SMTPUTF8; only otherwise parse out the bare addresses
+        # (a non-ASCII display name alone does not need it). _envelope() parses them anyway.
+        needs_utf8 = not all(a.isascii() for a in addresses) and _addresses.needs_smtputf8(
+            *(_addresses.bare_address(a) for a in addresses)
+        )
+        if needs_utf8 and not any(_is_smtputf8(o) for o in options):
             if not self.has_extn("smtputf8"):
                 raise SMTPNotSupportedError(
                     "an envelope address is not ASCII and the server does not advertise SMTPUTF8"

@@ -16,7 +16,7 @@ from typing import Final
 from . import _addresses
 from ._sasl import LOGIN_ORDER, as_mechanism, builtin_mechanism
 from ._session import SMTPSession, exclusive
-from ._transport import Transport, default_ssl_context
+from ._transport import default_ssl_context
 from .auth import Mechanism, SASLError, SASLServerNotGenuine, Secret
 from .errors import (
     SMTPAuthenticationError,
@@ -31,7 +31,6 @@ from .protocol import (
     Auth,
     AuthResponse,
     BadArgument,
-    ClientConnection,
     Ehlo,
     Expn,
     Helo,
@@ -167,7 +166,7 @@ class SessionCommands(SMTPSession):
         reply = await self._exchange(StartTLS())
         if reply.code != 220:
             raise SMTPResponseException(reply.code, reply.message)
-        conn, transport = self._require_tls_handshake()
+        conn, transport = self._require()
         with self._deadline():
             await transport.start_tls(
                 context or default_ssl_context(), server_hostname or self._tls_hostname()
@@ -176,11 +175,6 @@ class SessionCommands(SMTPSession):
         self._reset_session()
         await self.ehlo()
         return reply.code, reply.message
-
-    def _require_tls_handshake(self) -> tuple[ClientConnection, Transport]:
-        if self._conn is None or self._transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        return self._conn, self._transport
 
     @property
     def is_encrypted(self) -> bool:
