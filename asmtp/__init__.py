@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import auth, errors, protocol
 from ._api import TLSMode, connect, send_message, sendmail
+from ._batch import Outgoing
 from ._client import (
     DEFAULT_TIMEOUT,
     LMTP,
@@ -46,6 +47,7 @@ __all__ = [
     "SMTP_SSL",
     "SMTP_SSL_PORT",
     "BadArgument",
+    "Outgoing",
     "RetryPolicy",
     "SMTPAuthenticationError",
     "SMTPConnectError",

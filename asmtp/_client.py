@@ -10,22 +10,26 @@ from __future__ import annotations
 import contextlib
 import email.message
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import anyio
 
 from . import _addresses, _source
+from ._batch import Outgoing, send_batch
 from ._message import prepare_message
+from ._outcome import SendOutcome
 from ._session import DEFAULT_TIMEOUT, exclusive
 from ._session_commands import SessionCommands
 from ._transport import Transport, connect_tcp, connect_unix, default_ssl_context
 from .errors import (
     SMTPDataError,
+    SMTPException,
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
     SMTPSenderRefused,
     SMTPServerDisconnected,
+    SMTPTransactionInterrupted,
 )
 from .protocol import (
     Bdat,
@@ -135,7 +139,16 @@ class SMTP(SessionCommands):
 
     async def _send_body(self, source: _source.MessageSource) -> list[Reply]:
         """Stream the body after 354 and return the replies to its end (LMTP: several)."""
-        conn = self._require()[0]
+        await self._write(await self._write_body(source))
+        return await self._read_pending(self._require()[0])
+
+    async def _write_body(self, source: _source.MessageSource) -> bytes:
+        """Stream the body after 354 but for its last piece and the end, which are returned.
+
+        The caller writes them, alone or followed by the next transaction (RFC 2920 §3.1).
+        From the moment they exist the server may accept the message even if we never see
+        its reply, so the send counts as having sent its end.
+        """
         held = b""
         self._mark_body_started()
         async with contextlib.aclosing(_source.chunks(source)) as chunks:
@@ -144,12 +157,9 @@ class SMTP(SessionCommands):
                 if held:
                     await self._write(held)
                 held = encoded
-        # The last piece and the terminator share one write. From here on the server may
-        # accept the message even if we never see its reply.
         end = self._send(EndOfData())
         self._mark_end_sent()
-        await self._write(held + end)
-        return await self._read_pending(conn)
+        return held + end
 
     async def _read_pending(self, conn: ClientConnection) -> list[Reply]:
         """Read every reply still owed, stopping early if the server closes with 421."""
@@ -187,9 +197,11 @@ class SMTP(SessionCommands):
         """
         source = _source.to_source(msg)
         with anyio.fail_after(deadline) if deadline is not None else contextlib.nullcontext():
-            return await self._sendmail(from_addr, to_addrs, source, mail_options, rcpt_options)
+            self._start_send()
+            await self.ehlo_or_helo_if_needed()
+            return await self._transact(from_addr, to_addrs, source, mail_options, rcpt_options)
 
-    async def _sendmail(
+    async def _transact(
         self,
         from_addr: str,
         to_addrs: str | Sequence[str],
@@ -197,8 +209,7 @@ class SMTP(SessionCommands):
         mail_options: Sequence[Param],
         rcpt_options: Sequence[Param],
     ) -> SendmailResult:
-        self._start_send()
-        await self.ehlo_or_helo_if_needed()
+        """One whole transaction, its replies all read before it returns."""
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         options = self._sendmail_options(source, from_addr, recipients, mail_options)
         conn = self._require()[0]
@@ -212,17 +223,7 @@ class SMTP(SessionCommands):
             commands = self._envelope(from_addr, recipients, options, rcpt_options, Data())
             # RFC 2920 §3.1: MAIL, the RCPTs and DATA form one group, DATA last.
             replies = await self._send_group(commands)
-            envelope_replies, data_reply = (
-                replies[: len(commands) - 1],
-                replies[len(commands) - 1 :],
-            )
-            refused = await self._judge_envelope(
-                from_addr, recipients, envelope_replies, abandon=data_reply
-            )
-            if not data_reply or data_reply[0].code != 354:
-                if not data_reply:
-                    raise SMTPServerDisconnected("the server closed the connection before DATA")
-                raise SMTPDataError(data_reply[0].code, data_reply[0].message)
+            refused = await self._judge_pipelined(from_addr, recipients, replies)
         else:
             self._envelope(from_addr, recipients, options, rcpt_options)  # checks every argument
             refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
@@ -231,6 +232,23 @@ class SMTP(SessionCommands):
                 raise SMTPDataError(reply.code, reply.message)
         replies = await self._send_body(source)
         return await self._finish(replies, recipients, refused)
+
+    async def _judge_pipelined(
+        self, from_addr: str, recipients: list[str], replies: list[Reply]
+    ) -> SendmailResult:
+        """Verdict on a pipelined MAIL, RCPTs and DATA: the refused dict once DATA got 354."""
+        envelope_replies, data_reply = (
+            replies[: len(recipients) + 1],
+            replies[len(recipients) + 1 :],
+        )
+        refused = await self._judge_envelope(
+            from_addr, recipients, envelope_replies, abandon=data_reply
+        )
+        if not data_reply:
+            raise SMTPServerDisconnected("the server closed the connection before DATA")
+        if data_reply[0].code != 354:
+            raise SMTPDataError(data_reply[0].code, data_reply[0].message)
+        return refused
 
     def _sendmail_options(
         self,
@@ -417,15 +435,60 @@ class SMTP(SessionCommands):
             await self._rset()
 
     async def _finish(
-        self, replies: list[Reply], recipients: list[str], refused: SendmailResult
+        self,
+        replies: list[Reply],
+        recipients: list[str],
+        refused: SendmailResult,
+        *,
+        reset: bool = True,
     ) -> SendmailResult:
-        """Judge the replies to the end of data; SMTP has exactly one."""
+        """Judge the replies to the end of data; SMTP has exactly one.
+
+        ``reset=False`` skips smtplib's RSET after a refusal: the end of data closes the
+        transaction either way (RFC 5321 §4.1.1.4), and with the next transaction already
+        on the wire an RSET would land in the middle of it.
+        """
         reply = replies[-1]
         self._mark_finished(reply.code == 250)
         if reply.code != 250:
-            await self._after_failure(reply.code)
+            if reset or reply.code == 421:
+                await self._after_failure(reply.code)
             raise SMTPDataError(reply.code, reply.message)
         return refused
+
+    async def sendmail_many(self, messages: Iterable[Outgoing]) -> list[SendmailResult | Exception]:
+        """Send several messages back to back; one entry per message, in order.
+
+        Each entry is what :meth:`sendmail` (or :meth:`send_message`, for
+        :meth:`Outgoing.message`) would have returned, or the exception it would have
+        raised: a refused message does not stop the others. With PIPELINING and DATA, each
+        message's end of data goes out in one write with the next message's envelope
+        (RFC 2920 §3.1), so a message costs one round trip; the replies are still matched
+        to their own message.
+
+        If the connection fails, the messages on the wire get
+        :class:`~asmtp.errors.SMTPTransactionInterrupted` (or ``...Timeout``) with their
+        ``outcome``, and those not yet begun get one with ``outcome.accepted`` ``False``.
+        A cancellation propagates after the same bookkeeping.
+        """
+        items = list(messages)
+        results: list[SendmailResult | Exception | None] = [None] * len(items)
+
+        def report(index: int, result: SendmailResult | Exception) -> None:
+            results[index] = result
+
+        reason = "the server closed the connection"
+        try:
+            await send_batch(self, iter(enumerate(items)), report)
+        except (SMTPException, OSError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+        not_begun = SendOutcome(accepted=False)
+        return [
+            result
+            if result is not None
+            else SMTPTransactionInterrupted(f"not sent: {reason}", not_begun)
+            for result in results
+        ]
 
     @exclusive
     async def send_message(
@@ -553,9 +616,14 @@ class LMTP(SMTP):
         return None if self._host.startswith("/") else super()._tls_hostname()
 
     async def _finish(
-        self, replies: list[Reply], recipients: list[str], refused: SendmailResult
+        self,
+        replies: list[Reply],
+        recipients: list[str],
+        refused: SendmailResult,
+        *,
+        reset: bool = True,
     ) -> SendmailResult:
-        """RFC 2033 §4.2: one reply per accepted recipient, in RCPT order."""
+        """RFC 2033 §4.2: one reply per accepted recipient, in RCPT order (never RSET)."""
         accepted = [each for each in recipients if each not in refused]
         delivered = [
             each for each, reply in zip(accepted, replies, strict=False) if reply.is_positive

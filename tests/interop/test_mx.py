@@ -246,3 +246,31 @@ async def test_pipelining_and_chunking_show_in_postfix_log(
     counts = _kit.command_counts(session)
     assert ("bdat=1" if chunking else "data=1") in counts.split()
     await _kit.delivered(servers.maildir("user"), marker)
+
+
+@CHUNKING
+async def test_sendmail_many_back_to_back_to_postfix(servers: Servers, chunking: bool) -> None:
+    """Five messages on one connection, one refused at RCPT: the others are each stored once.
+
+    With DATA each next MAIL goes out with the previous end of data (RFC 2920 §3.1); with
+    BDAT each waits for the previous reply. Either way the replies land on their messages.
+    """
+    markers = [_kit.token() for _ in range(5)]
+    sender, user = servers.address("sender"), servers.address("user")
+    batch = [
+        asmtp.Outgoing(sender, [user], _kit.message(marker, b"back to back\r\n.dot\r\n"))
+        for marker in markers
+    ]
+    batch[2] = asmtp.Outgoing(sender, ["nobody@example.test"], _kit.message(markers[2], b"x\r\n"))
+    async with mx(servers, chunking=chunking) as smtp:
+        results = await smtp.sendmail_many(batch)
+    refused = results.pop(2)
+    assert isinstance(refused, asmtp.SMTPRecipientsRefused)
+    assert list(refused.recipients) == ["nobody@example.test"]
+    assert results == [{}, {}, {}, {}]
+    for index, marker in enumerate(markers):
+        if index == 2:
+            assert await _kit.absent(servers.maildir("user"), marker)
+            continue
+        stored = await _kit.delivered(servers.maildir("user"), marker)
+        assert b"\n.dot\n" in stored.replace(b"\r\n", b"\n")

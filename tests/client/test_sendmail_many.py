@@ -1,0 +1,304 @@
+"""SMTP.sendmail_many: back-to-back transactions on one connection (RFC 2920 §3.1).
+
+The scripted servers prove the overlap byte for byte: they withhold a message's final reply
+until the next message's envelope has arrived, which only a client that starts the next
+transaction before that reply can satisfy. They also prove that each reply lands on its own
+message when some are refused, and what each message's outcome is when the connection
+fails with several messages on the wire. aiosmtpd proves the same results end to end, with
+PIPELINING advertised (overlapped) and without it (one transaction after another).
+"""
+
+from __future__ import annotations
+
+import email.message
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+import asmtp
+from asmtp import Outgoing
+from client._kit import HOST, ME, smtp, verbs
+from support.aiosmtpd_server import RecordingHandler
+from support.scripted import Close, ExpectClosed, ExpectData, ExpectLine, Sleep, Step
+from support.steps import smtp_script
+
+if TYPE_CHECKING:
+    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
+
+pytestmark = pytest.mark.anyio
+
+EHLO: tuple[bytes | Step, bytes] = (
+    ExpectLine(b"EHLO"),
+    b"250-scripted.test\r\n250 PIPELINING\r\n",
+)
+QUIT: tuple[bytes | Step, bytes] = (b"QUIT\r\n", b"221 bye\r\n")
+ENVELOPE_OK = b"250 ok\r\n250 ok\r\n354 go ahead\r\n"
+
+
+def group(recipient: bytes = b"b@x.test") -> bytes:
+    return b"MAIL FROM:<a@x.test>\r\nRCPT TO:<" + recipient + b">\r\nDATA\r\n"
+
+
+def outgoing(n: int, recipient: str = "b@x.test") -> Outgoing:
+    return Outgoing("a@x.test", [recipient], f"Subject: {n}\r\n\r\nmessage {n}\r\n".encode())
+
+
+def outcome_of(result: object) -> asmtp.SendOutcome:
+    assert isinstance(result, (asmtp.SMTPTransactionInterrupted, asmtp.SMTPTransactionTimeout))
+    return result.outcome
+
+
+# -- the overlap, proved on the wire -----------------------------------------------------------
+
+
+async def test_next_mail_goes_out_before_the_previous_final_reply(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Scripted server: message n's 250 is sent only after message n+1's envelope arrived."""
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                EHLO,
+                (group(), ENVELOPE_OK),
+                (ExpectData(), b""),  # message 1 ended: its reply is withheld ...
+                (group(), b"250 queued 1\r\n" + ENVELOPE_OK),  # ... until message 2 began
+                (ExpectData(), b""),
+                (group(), b"250 queued 2\r\n" + ENVELOPE_OK),
+                (ExpectData(), b"250 queued 3\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with smtp(server) as client:
+        results = await client.sendmail_many([outgoing(1), outgoing(2), outgoing(3)])
+        assert client.last_outcome == asmtp.SendOutcome(True, ("b@x.test",), {}, True)
+    assert results == [{}, {}, {}]
+    bodies = [piece for piece in server.captured if piece.endswith(b"\r\n.\r\n")]
+    assert bodies == [b"Subject: %d\r\n\r\nmessage %d\r\n.\r\n" % (n, n) for n in (1, 2, 3)]
+
+
+async def test_each_reply_lands_on_its_own_message(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Scripted server: a refused end of data, an all-refused envelope and a good message.
+
+    The end of data closes its transaction, so no RSET follows a refused one while the next
+    envelope is already queued; a refused envelope is reset before the next message.
+    """
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                EHLO,
+                (group(), ENVELOPE_OK),
+                (ExpectData(), b""),
+                (
+                    group(b"nobody@x.test"),
+                    b"554 5.6.0 content rejected\r\n"
+                    b"250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n",
+                ),
+                (b"RSET\r\n", b"250 flushed\r\n"),
+                (group(), ENVELOPE_OK),
+                (ExpectData(), b"250 queued\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with smtp(server) as client:
+        first, second, third = await client.sendmail_many(
+            [outgoing(1), outgoing(2, "nobody@x.test"), outgoing(3)]
+        )
+    assert isinstance(first, asmtp.SMTPDataError)
+    assert (first.smtp_code, first.smtp_error) == (554, b"5.6.0 content rejected")
+    assert isinstance(second, asmtp.SMTPRecipientsRefused)
+    assert second.recipients == {"nobody@x.test": (550, b"5.1.1 no such user")}
+    assert third == {}
+
+
+async def test_bad_input_fails_its_message_before_the_wire(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Scripted server: a CR in message 2's address; messages 1 and 3 go out as if it were not there."""
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                EHLO,
+                (group(), ENVELOPE_OK),
+                (ExpectData(), b""),
+                (group(b"c@x.test"), b"250 queued 1\r\n" + ENVELOPE_OK),
+                (ExpectData(), b"250 queued 3\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    async with smtp(server) as client:
+        results = await client.sendmail_many(
+            [outgoing(1), outgoing(2, "evil@x.test>\r\nRSET"), outgoing(3, "c@x.test")]
+        )
+    assert results[0] == {} and results[2] == {}
+    assert isinstance(results[1], ValueError)
+    assert b"evil" not in server.received
+
+
+async def test_refused_partially_returns_that_messages_refused_dict(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Scripted server: one of two recipients refused in message 2 only."""
+    two = b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nDATA\r\n"
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                EHLO,
+                (two, b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+                (ExpectData(), b""),
+                (two, b"250 queued 1\r\n250 ok\r\n250 ok\r\n452 4.2.2 mailbox full\r\n354 go\r\n"),
+                (ExpectData(), b"250 queued 2\r\n"),
+                QUIT,
+            ]
+        )
+    )
+    pair = Outgoing("a@x.test", ["b@x.test", "c@x.test"], b"hi\r\n")
+    async with smtp(server) as client:
+        results = await client.sendmail_many([pair, pair])
+    assert results == [{}, {"c@x.test": (452, b"4.2.2 mailbox full")}]
+
+
+# -- the connection fails with messages on the wire --------------------------------------------
+
+
+async def test_disconnect_after_an_end_of_data_tells_each_message_apart(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Scripted server closes after message 1's end and message 2's envelope arrived.
+
+    Message 1 may have been accepted (unknown), message 2 cannot have been, message 3
+    never started: exactly what a caller needs to resend 2 and 3 and not 1.
+    """
+    server = scripted_server_factory(
+        [*smtp_script([EHLO, (group(), ENVELOPE_OK), (ExpectData(), b""), (group(), b"")]), Close()]
+    )
+    async with smtp(server) as client:
+        results = await client.sendmail_many([outgoing(1), outgoing(2), outgoing(3)])
+        assert not client.is_connected
+    first, second, third = (outcome_of(result) for result in results)
+    assert first.accepted is None and first.body_started
+    assert first.recipients == ("b@x.test",)
+    assert second.accepted is False and not second.body_started
+    assert third.accepted is False and not third.body_started
+    assert "not sent" in str(results[2])
+
+
+async def test_421_at_the_end_of_data_stops_the_batch(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Scripted server answers message 1's end with 421 and closes."""
+    server = scripted_server_factory(
+        [
+            *smtp_script(
+                [
+                    EHLO,
+                    (group(), ENVELOPE_OK),
+                    (ExpectData(), b""),
+                    (group(), b"421 4.3.2 shutting down\r\n"),
+                ]
+            ),
+            ExpectClosed(),
+        ]
+    )
+    async with smtp(server) as client:
+        results = await client.sendmail_many([outgoing(1), outgoing(2), outgoing(3)])
+    assert isinstance(results[0], asmtp.SMTPDataError) and results[0].smtp_code == 421
+    assert outcome_of(results[1]).accepted is False
+    assert outcome_of(results[2]).accepted is False
+
+
+async def test_timeout_waiting_for_the_final_reply(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Scripted server goes silent with message 1's end and message 2's envelope unanswered."""
+    server = scripted_server_factory(
+        [
+            *smtp_script([EHLO, (group(), ENVELOPE_OK), (ExpectData(), b""), (group(), b"")]),
+            Sleep(1.5),
+            Close(),
+        ]
+    )
+    client = asmtp.SMTP(HOST, server.port, ME, timeout=0.5)
+    async with client:
+        results = await client.sendmail_many([outgoing(1), outgoing(2)])
+        assert not client.is_connected
+    assert all(isinstance(result, asmtp.SMTPTransactionTimeout) for result in results)
+    assert [outcome_of(result).accepted for result in results] == [None, False]
+
+
+async def test_cancelled_batch_closes_the_connection(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """Scripted server never answers message 1's end; the caller gives up."""
+    server = scripted_server_factory(
+        [
+            *smtp_script([EHLO, (group(), ENVELOPE_OK), (ExpectData(), b""), (group(), b"")]),
+            ExpectClosed(),
+        ]
+    )
+    async with smtp(server) as client:
+        with anyio.move_on_after(0.5) as scope:
+            await client.sendmail_many([outgoing(1), outgoing(2)])
+        assert scope.cancelled_caught
+        assert not client.is_connected  # replies were owed: never reused
+        assert client.last_outcome is not None
+
+
+async def test_unconnected_client_reports_every_message_unsent() -> None:
+    results = await asmtp.SMTP().sendmail_many([outgoing(1), outgoing(2)])
+    assert [outcome_of(result).accepted for result in results] == [False, False]
+    assert all("please run connect() first" in str(result) for result in results)
+
+
+# -- aiosmtpd, end to end ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["overlapped", "lockstep"])
+async def test_aiosmtpd_receives_every_message_once(
+    smtpd_server_factory: SMTPDServerFactory, pipelining: bool
+) -> None:
+    """aiosmtpd, with PIPELINING advertised (overlapped) or not (one after another)."""
+    handler = RecordingHandler(
+        advertise_pipelining=pipelining, refuse_recipients={"gone@x.test": "550 5.1.1 gone"}
+    )
+    server = smtpd_server_factory(handler)
+    message = email.message.EmailMessage()
+    message["From"] = "a@x.test"
+    message["To"] = "b@x.test"
+    message["Bcc"] = "hidden@x.test"
+    message["Subject"] = "by headers"
+    message.set_content("sent with send_message's rules\n")
+    batch = [
+        outgoing(1),
+        Outgoing("a@x.test", ["b@x.test", "gone@x.test"], b"Subject: 2\r\n\r\nmessage 2\r\n"),
+        Outgoing.message(message),
+        outgoing(4, "gone@x.test"),
+        outgoing(5),
+    ]
+    async with smtp(server) as client:
+        results = await client.sendmail_many(batch)
+    assert results[:3] == [{}, {"gone@x.test": (550, b"5.1.1 gone")}, {}]
+    assert isinstance(results[3], asmtp.SMTPRecipientsRefused)
+    assert results[4] == {}
+    deliveries = handler.deliveries
+    assert [d.rcpt_tos for d in deliveries] == [
+        ("b@x.test",),
+        ("b@x.test",),
+        ("b@x.test", "hidden@x.test"),
+        ("b@x.test",),
+    ]
+    assert b"Bcc" not in deliveries[2].content and b"by headers" in deliveries[2].content
+    assert b"message 5" in deliveries[3].content
+    assert verbs(handler.commands).count("RSET") == 1  # after message 4's refused envelope
+
+
+def test_outgoing_needs_an_envelope_or_a_message() -> None:
+    with pytest.raises(TypeError):
+        Outgoing(None, ["b@x.test"], b"hi")
+    with pytest.raises(TypeError):
+        Outgoing(None, None, b"not a message", from_headers=True)
