@@ -13,15 +13,16 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
 
 import anyio
 
 from ._api import TLSMode, new_client, secure_and_login
+from ._batch import Outgoing, send_batch
 from ._client import DEFAULT_TIMEOUT, SMTP, SendmailResult
+from ._outcome import SendOutcome
 from .auth import Mechanism, Secret
 from .errors import (
     SMTPConnectError,
@@ -38,7 +39,6 @@ from .protocol import Param, State
 
 __all__ = ["RetryPolicy", "SMTPPool", "SendResult", "is_retryable", "retry_delay"]
 
-_T = TypeVar("_T")
 _QUIT_TIMEOUT = 5.0
 _RNG = random.Random()  # noqa: S311 - jitter for retries, not secrecy
 
@@ -152,36 +152,117 @@ class _Idle:
         return slots
 
 
-class _Gate:
-    """At most ``limit`` holders at once; waiters are served first come, first served.
+class _Job:
+    """One attempt at one message: queued, then run alone or in some connection's batch."""
 
-    Cheaper than a capacity limiter on the common path: taking a free place awaits
-    nothing, and a released place is handed straight to the oldest waiter.
+    __slots__ = (
+        "batchable",
+        "deadline",
+        "done",
+        "error",
+        "item",
+        "promoted",
+        "result",
+        "smtp",
+        "taken",
+        "wake",
+    )
+
+    def __init__(self, item: Outgoing, *, batchable: bool, deadline: float | None) -> None:
+        self.item = item
+        self.batchable = batchable
+        self.deadline = deadline
+        self.wake = anyio.Event()
+        self.promoted = False  # handed a place at the gate: it runs a connection itself
+        self.taken = False  # taken into another caller's batch
+        self.done = False
+        self.result: SendmailResult = {}
+        self.error: Exception | None = None
+        self.smtp: SMTP | None = None  # the connection it ran on, when it ran alone
+
+    def finish(self, result: SendmailResult | Exception) -> None:
+        if isinstance(result, Exception):
+            self.error = result
+        else:
+            self.result = result
+        self.done = True
+        self.wake.set()
+
+    def outcome(self) -> SendmailResult:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    async def run_alone(self, smtp: SMTP) -> SendmailResult:
+        self.smtp = smtp
+        item = self.item
+        if item.from_headers:
+            assert isinstance(item.msg, email.message.Message)  # noqa: S101 - Outgoing checks it
+            return await smtp.send_message(
+                item.msg,
+                item.from_addr,
+                item.to_addrs,
+                item.mail_options,
+                item.rcpt_options,
+                deadline=self.deadline,
+            )
+        assert item.from_addr is not None and item.to_addrs is not None  # noqa: S101 - ditto
+        return await smtp.sendmail(
+            item.from_addr,
+            item.to_addrs,
+            item.msg,
+            item.mail_options,
+            item.rcpt_options,
+            deadline=self.deadline,
+        )
+
+
+class _Gate:
+    """At most ``limit`` callers hold a connection at once; the others queue, first come first served.
+
+    A holder may take queued jobs into its connection's batch (:meth:`take`); their owners
+    keep waiting until the job is done. A released place goes straight to the oldest job
+    still queued, whose owner then runs a connection itself.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_use = 0
-        self._waiters: deque[anyio.Event] = deque()
+        self._waiters: deque[_Job] = deque()
 
-    async def acquire(self) -> None:
+    def __len__(self) -> int:
+        return len(self._waiters)
+
+    async def enter(self, job: _Job) -> bool:
+        """Wait for a place (True) or for another holder to finish ``job`` (False)."""
         if self.in_use < self.limit and not self._waiters:
             self.in_use += 1
-            return
-        granted = anyio.Event()
-        self._waiters.append(granted)
+            return True
+        self._waiters.append(job)
         try:
-            await granted.wait()
+            await job.wake.wait()
         except BaseException:
-            if granted.is_set():
+            if job.promoted:
                 self.release()  # handed a place but cancelled: pass it on
-            else:
-                self._waiters.remove(granted)
+            elif not job.taken:
+                self._waiters.remove(job)
+            # A taken job is on another connection's wire: it completes, unobserved.
             raise
+        return job.promoted
+
+    def take(self) -> _Job | None:
+        """The oldest queued job, if it may join a batch; it leaves the queue."""
+        if self._waiters and self._waiters[0].batchable:
+            job = self._waiters.popleft()
+            job.taken = True
+            return job
+        return None
 
     def release(self) -> None:
         if self._waiters:
-            self._waiters.popleft().set()  # the place changes hands; in_use is unchanged
+            job = self._waiters.popleft()  # the place changes hands; in_use is unchanged
+            job.promoted = True
+            job.wake.set()
         else:
             self.in_use -= 1
 
@@ -194,6 +275,10 @@ class _RateLimiter:
             raise ValueError(f"rate_limit must be positive, got {rate}")
         self._interval = 1.0 / rate if rate else 0.0
         self._next = 0.0
+
+    @property
+    def limited(self) -> bool:
+        return bool(self._interval)
 
     def reserve(self, now: float) -> float:
         """Seconds to wait before the next send may start."""
@@ -215,6 +300,15 @@ class SMTPPool:
     what :class:`SMTP` raises, the final exception carrying ``attempts`` too.
     ``mechanism`` is a factory: SASL mechanisms are stateful, so each connection gets one.
     ``chunking=False`` keeps DATA even where the server offers CHUNKING.
+
+    While every connection is busy, sends queue; a caller whose turn comes sends its own
+    message and then up to ``max_batch - 1`` queued ones back to back on its connection,
+    each next transaction written with the previous end of data (RFC 2920 §3.1, see
+    :meth:`SMTP.sendmail_many`). Each queued caller gets its own result as soon as its
+    reply is in. Sends with a ``deadline``, a streamed body or under a ``rate_limit`` run
+    alone; ``max_batch=1`` turns batching off. A caller cancelled while its message is on
+    another caller's connection stops waiting; that message still completes, so the
+    connection stays in step.
     """
 
     def __init__(
@@ -236,9 +330,12 @@ class SMTPPool:
         rate_limit: float | None = None,
         retry: RetryPolicy | None = None,
         chunking: bool = True,
+        max_batch: int = 16,
     ) -> None:
-        if max_connections < 1 or max_messages_per_connection < 1:
-            raise ValueError("max_connections and max_messages_per_connection must be >= 1")
+        if max_connections < 1 or max_messages_per_connection < 1 or max_batch < 1:
+            raise ValueError(
+                "max_connections, max_messages_per_connection and max_batch must be >= 1"
+            )
         self.host, self.port, self.tls = host, port, tls
         self._username = username
         self._password = Secret(password) if password is not None else None
@@ -249,6 +346,7 @@ class SMTPPool:
         self._source_address = source_address
         self.retry = retry or RetryPolicy()
         self.chunking = chunking
+        self.max_batch = max_batch
         self.max_connections = max_connections
         self._gate = _Gate(max_connections)
         self._idle = _Idle(idle_timeout, max_messages_per_connection)
@@ -289,13 +387,8 @@ class SMTPPool:
         A message given as a file or an iterator is read once, so it is retried only
         when none of its body had been read.
         """
-
-        async def attempt(smtp: SMTP) -> SendmailResult:
-            return await smtp.sendmail(
-                from_addr, to_addrs, msg, mail_options, rcpt_options, deadline=deadline
-            )
-
-        return await self._with_retries(attempt, replayable=_replayable(msg))
+        item = Outgoing(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        return await self._with_retries(item, replayable=_replayable(msg), deadline=deadline)
 
     async def send_message(
         self,
@@ -308,30 +401,24 @@ class SMTPPool:
         deadline: float | None = None,
     ) -> SendResult:
         """:meth:`SMTP.send_message` on a pooled connection, retried while safe."""
-
-        async def attempt(smtp: SMTP) -> SendmailResult:
-            return await smtp.send_message(
-                msg, from_addr, to_addrs, mail_options, rcpt_options, deadline=deadline
-            )
-
-        return await self._with_retries(attempt, replayable=True)
+        item = Outgoing.message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+        return await self._with_retries(item, replayable=True, deadline=deadline)
 
     async def _with_retries(
-        self, send: Callable[[SMTP], Awaitable[SendmailResult]], *, replayable: bool
+        self, item: Outgoing, *, replayable: bool, deadline: float | None
     ) -> SendResult:
+        # A deadline or a one-shot stream belongs to its own caller's connection turn.
+        batchable = (
+            replayable and deadline is None and self.max_batch > 1 and not self._rate.limited
+        )
         attempt = 0
         while True:
             attempt += 1
-            used: list[SMTP] = []
-
-            async def tracked(smtp: SMTP, used: list[SMTP] = used) -> SendmailResult:
-                used.append(smtp)
-                return await send(smtp)
-
+            job = _Job(item, batchable=batchable, deadline=deadline)
             try:
-                refused = await self._on_connection(tracked)
+                refused = await self._attempt(job)
             except Exception as exc:
-                outcome = used[0].last_outcome if used else None
+                outcome = job.smtp.last_outcome if job.smtp is not None else None
                 # A streamed body can be read only once: retry it only if none was read.
                 can_replay = replayable or outcome is None or not outcome.body_started
                 retry = can_replay and is_retryable(exc) and attempt < self.retry.attempts
@@ -342,10 +429,11 @@ class SMTPPool:
                 continue
             return SendResult(refused, attempt)
 
-    async def _on_connection(self, send: Callable[[SMTP], Awaitable[_T]]) -> _T:
+    async def _attempt(self, job: _Job) -> SendmailResult:
         if self._closed:
             raise RuntimeError("the pool is closed")
-        await self._gate.acquire()
+        if not await self._gate.enter(job):
+            return job.outcome()  # another caller's connection sent it
         try:
             now = time.monotonic()
             wait = self._rate.reserve(now)
@@ -358,14 +446,48 @@ class SMTPPool:
             if slot is None:
                 slot = _Slot(await self._open())
             try:
-                result = await send(slot.smtp)
+                if not job.batchable:
+                    slot.sent += 1
+                    return await job.run_alone(slot.smtp)
+                await self._run_batch(job, slot)
+                return job.outcome()
             finally:
-                slot.sent += 1
                 if self._closed or not self._idle.checkin(slot, time.monotonic()):
                     await self._close_all([slot])
-            return result
         finally:
             self._gate.release()
+
+    async def _run_batch(self, first: _Job, slot: _Slot) -> None:
+        """Send ``first`` and, back to back on the same connection, jobs queued meanwhile.
+
+        Each next job is taken only when the connection is ready for it, up to
+        ``max_batch`` and the connection's message limit; their owners are woken as soon
+        as each reply is in.
+        """
+        taken: list[_Job] = []
+
+        def jobs() -> Iterator[tuple[_Job, Outgoing]]:
+            job: _Job | None = first
+            while job is not None:
+                taken.append(job)
+                slot.sent += 1
+                yield job, job.item
+                if len(taken) >= self.max_batch or slot.sent >= self._idle.max_messages:
+                    return
+                job = None if self._closed else self._gate.take()
+
+        try:
+            await send_batch(slot.smtp, jobs(), _Job.finish)
+        except Exception as exc:
+            if not first.done:
+                first.finish(exc)  # the connection failed before its message began
+        finally:
+            # send_batch reports every job it took; this only guards the bookkeeping.
+            for job in taken:
+                if not job.done:
+                    job.finish(
+                        SMTPTransactionInterrupted("the batch ended", SendOutcome(accepted=False))
+                    )
 
     async def _open(self) -> SMTP:
         smtp = new_client(
