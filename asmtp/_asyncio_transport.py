@@ -10,6 +10,7 @@ and anything else keep using anyio.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 from collections import deque
@@ -24,7 +25,13 @@ _READ_HIGH_WATER = 256 * 1024
 
 
 class _Protocol(asyncio.Protocol):
-    """Buffers received data and wakes one waiting reader; handles write flow control."""
+    """Buffers received data and wakes one waiting reader; handles write flow control.
+
+    A waiting reader has an absolute deadline on the loop's clock. One watchdog timer per
+    connection enforces it: the timer is armed when none is pending and, when it fires
+    before the current deadline (a later read moved it), re-armed for that deadline. So a
+    read that waits costs a clock reading, not a timer, however many replies arrive.
+    """
 
     def __init__(self) -> None:
         self.chunks: deque[bytes] = deque()
@@ -33,9 +40,12 @@ class _Protocol(asyncio.Protocol):
         self.eof = False
         self.error: BaseException | None = None
         self._reader: asyncio.Future[None] | None = None
+        self._reader_deadline = math.inf
+        self._watchdog: asyncio.TimerHandle | None = None
         self._writable: asyncio.Future[None] | None = None
         self.transport: asyncio.Transport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.closed = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports quack like asyncio.Transport without subclassing it.
@@ -71,6 +81,9 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
         self.error = exc
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if not self.closed.done():
             self.closed.set_result(None)
         self._wake_reader()
@@ -89,22 +102,50 @@ class _Protocol(asyncio.Protocol):
         if self._reader is not None and not self._reader.done():
             self._reader.set_result(None)
 
-    async def wait_readable(self) -> None:
-        self._reader = asyncio.get_running_loop().create_future()
+    async def wait_readable(self, deadline: float) -> None:
+        """Wait for data, end of stream or an error; TimeoutError once ``deadline`` passed."""
+        self._reader = reader = self._loop.create_future()
+        self._reader_deadline = deadline
+        if deadline != math.inf:
+            watchdog = self._watchdog
+            if watchdog is None or watchdog.when() > deadline:
+                if watchdog is not None:
+                    watchdog.cancel()
+                self._watchdog = self._loop.call_at(deadline, self._check_deadline)
         try:
-            await self._reader
+            await reader
         finally:
             self._reader = None
 
-    async def wait_writable(self) -> None:
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        reader = self._reader
+        if reader is None or reader.done():
+            return  # nobody waits: the next wait arms a new timer
+        if self._loop.time() >= self._reader_deadline:
+            reader.set_exception(TimeoutError("no complete reply within the timeout"))
+        else:
+            self._watchdog = self._loop.call_at(self._reader_deadline, self._check_deadline)
+
+    async def wait_writable(self, deadline: float) -> None:
+        """Wait until the write buffer drained below its mark (rare: bodies on slow links)."""
         if self._writable is not None and not self._writable.done():
-            await asyncio.shield(self._writable)
+            timeout = None if deadline == math.inf else max(0.0, deadline - self._loop.time())
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writable), timeout)
+            except asyncio.TimeoutError:  # not the builtin before Python 3.11
+                raise TimeoutError("could not write within the timeout") from None
 
 
 class AsyncioTransport:
-    """:class:`asmtp._transport.Transport` over an ``asyncio.Transport``."""
+    """:class:`asmtp._transport.Transport` over an ``asyncio.Transport``.
+
+    It enforces the deadlines given to :meth:`send` and :meth:`receive` itself.
+    """
 
     __slots__ = ("_protocol", "_tls", "_transport")
+
+    enforces_deadlines = True
 
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol, tls: bool) -> None:
         self._transport, self._protocol, self._tls = transport, protocol, tls
@@ -118,22 +159,22 @@ class AsyncioTransport:
     def is_tls(self) -> bool:
         return self._tls
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, deadline: float = math.inf) -> None:
         if self._transport.is_closing():
             raise ConnectionResetError("the connection was lost while sending")
         self._transport.write(data)
-        await self._protocol.wait_writable()
+        await self._protocol.wait_writable(deadline)
         if self._protocol.error is not None or self._transport.is_closing():
             raise ConnectionResetError("the connection was lost while sending")
 
-    async def receive(self) -> bytes:
+    async def receive(self, deadline: float = math.inf) -> bytes:
         protocol = self._protocol
         while not protocol.chunks:
             if protocol.eof:
                 if protocol.error is not None and not isinstance(protocol.error, ssl.SSLError):
                     raise ConnectionResetError(str(protocol.error)) from protocol.error
                 return b""
-            await protocol.wait_readable()
+            await protocol.wait_readable(deadline)
         return protocol.take()
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:

@@ -454,11 +454,21 @@ class SMTPSession:
             logger.debug("send: %r", line)
         return data
 
+    def _deadline_at(self) -> float:
+        """The absolute deadline of a step starting now, for transports that enforce it."""
+        return math.inf if self.timeout is None else _now() + self.timeout
+
     async def _write(self, data: bytes) -> None:
         # The state may already be CLOSED: QUIT's own bytes still have to go out.
         transport = self._transport
         if transport is None:
             raise SMTPServerDisconnected("please run connect() first")
+        if transport.enforces_deadlines:
+            try:
+                await transport.send(data, self._deadline_at())
+            except TimeoutError:
+                raise TimeoutError(f"a write took longer than {self.timeout} seconds") from None
+            return
         with self._deadline():
             await transport.send(data)
 
@@ -467,17 +477,26 @@ class SMTPSession:
 
         Raises :class:`SMTPServerDisconnected` when the server closes the connection.
         """
-        conn = self._conn
-        if conn is None or self._transport is None:
+        conn, transport = self._conn, self._transport
+        if conn is None or transport is None:
             raise SMTPServerDisconnected("please run connect() first")
         event = conn.next_event()
         if event is NEED_DATA:
             # One deadline for the whole reply, so a server dribbling bytes (slowloris)
             # cannot stretch it: the reply must be complete within `timeout`.
-            with self._deadline():
-                while event is NEED_DATA:
-                    conn.receive_data(await self._transport.receive())
-                    event = conn.next_event()
+            if transport.enforces_deadlines:
+                deadline = self._deadline_at()
+                try:
+                    while event is NEED_DATA:
+                        conn.receive_data(await transport.receive(deadline))
+                        event = conn.next_event()
+                except TimeoutError:
+                    raise TimeoutError(f"a reply took longer than {self.timeout} seconds") from None
+            else:
+                with self._deadline():
+                    while event is NEED_DATA:
+                        conn.receive_data(await transport.receive())
+                        event = conn.next_event()
         if event is PEER_CLOSED:
             await self.close()
             raise SMTPServerDisconnected("Connection unexpectedly closed")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import ssl
 from typing import Protocol
 
@@ -37,11 +38,18 @@ def default_ssl_context() -> ssl.SSLContext:
 
 
 class Transport(Protocol):
-    """What the client needs from a byte stream."""
+    """What the client needs from a byte stream.
 
-    async def send(self, data: bytes) -> None: ...
+    ``deadline`` is an absolute time on the event loop's clock. A transport whose
+    ``enforces_deadlines`` is true raises :class:`TimeoutError` once it passed; otherwise
+    it ignores it and the caller bounds the wait with a cancel scope.
+    """
 
-    async def receive(self) -> bytes: ...
+    enforces_deadlines: bool
+
+    async def send(self, data: bytes, deadline: float = math.inf) -> None: ...
+
+    async def receive(self, deadline: float = math.inf) -> bytes: ...
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None: ...
 
@@ -59,6 +67,8 @@ class AnyioTransport:
 
     __slots__ = ("_local_address", "_stream")
 
+    enforces_deadlines = False  # anyio's cancel scopes bound its waits (see Transport)
+
     def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         address = stream.extra(SocketAttribute.local_address, None)  # noqa: S610
@@ -74,13 +84,13 @@ class AnyioTransport:
         """True once the stream is encrypted."""
         return isinstance(self._stream, TLSStream)
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, deadline: float = math.inf) -> None:
         try:
             await self._stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise ConnectionResetError("the connection was lost while sending") from exc
 
-    async def receive(self) -> bytes:
+    async def receive(self, deadline: float = math.inf) -> bytes:
         try:
             return await self._stream.receive(_RECEIVE_SIZE)
         except anyio.EndOfStream:

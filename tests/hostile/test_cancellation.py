@@ -9,6 +9,7 @@ of the data reached the server unanswered, and ``False`` only when it cannot hav
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Callable
 from typing import Final
@@ -54,14 +55,16 @@ class BlockingTransport:
             await anyio.sleep_forever()
         await anyio.lowlevel.checkpoint()
 
-    async def send(self, data: bytes) -> None:
+    enforces_deadlines = False  # the client's cancel scope bounds every wait
+
+    async def send(self, data: bytes, deadline: float = math.inf) -> None:
         await self._step()
         if self.closed:
             raise ConnectionResetError("closed")
         for reply in self.dialogue.feed(data):
             self.outbox += reply
 
-    async def receive(self) -> bytes:
+    async def receive(self, deadline: float = math.inf) -> bytes:
         await self._step()
         if not self.outbox:
             if self.dialogue.closed:

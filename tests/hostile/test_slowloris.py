@@ -206,3 +206,28 @@ async def test_one_shot_deadline_bounds_connecting_too() -> None:
         elapsed = time.monotonic() - started
         assert not outer.cancelled_caught
         assert elapsed < TIMEOUT + SLACK
+
+
+async def test_each_reply_gets_the_whole_timeout_afresh() -> None:
+    """Four replies of 0.6 s each: every one inside TIMEOUT, together far beyond it.
+
+    Under asyncio one watchdog timer per connection bounds the reads; it fires at the first
+    read's deadline and must re-arm for the read waiting then instead of failing it.
+    """
+    with unchecked([*_slow_envelope(), ExpectLine(b"QUIT"), Send(b"221 bye\r\n")]) as server:
+        smtp = client(server.port)
+        started = time.monotonic()
+        async with smtp:
+            assert await smtp.sendmail(SENDER, RECIPIENTS[0], b"hello\r\n") == {}
+        assert time.monotonic() - started > 2 * TIMEOUT
+
+
+async def test_timeout_error_names_the_step() -> None:
+    with unchecked([Send(GREETING), ExpectLine(b"EHLO"), Sleep(OUTER + 1)]) as server:
+        smtp = client(server.port)
+        await smtp.connect()
+        try:
+            with pytest.raises(TimeoutError, match=rf"reply took longer than {TIMEOUT} seconds"):
+                await smtp.ehlo()
+        finally:
+            await smtp.close()
