@@ -257,6 +257,8 @@ PAIRS: Final = (
     ("asmtp/single/uvloop", "aiosmtplib/single/uvloop"),
     ("asmtp/single/asyncio", "smtplib/single/threads"),
     ("asmtp/single/uvloop", "smtp-source/single/C"),
+    ("asmtp/batch/asyncio", "aiosmtplib/single/asyncio"),
+    ("asmtp/batch/uvloop", "aiosmtplib/single/uvloop"),
     ("asmtp/pool/asyncio", "aiosmtplib/workers/asyncio"),
     ("asmtp/pool/uvloop", "aiosmtplib/workers/uvloop"),
     ("asmtp/pool/asyncio", "aiosmtplib/send/asyncio"),
@@ -365,6 +367,7 @@ def targets(results: Results) -> list[Target]:
     uvpool = pool.replace("asyncio", "uvloop")
     pipelined = results.round_trips("asmtp/sink", 1)
     chunked = results.round_trips("asmtp/chunking", 1)
+    overlapped = results.round_trips("asmtp-many/sink", 1)
     streamed = results.growth("asmtp/file", "rss")
     as_bytes = results.growth("asmtp/bytes", "rss")
     large = f"{results.memory_size / 2**20:.0f} MiB message"
@@ -411,6 +414,13 @@ def targets(results: Results) -> list[Target]:
         ),
         Target("round trips per message with PIPELINING = 2", pipelined, 2.25, False, " RT"),
         Target("round trips per message with CHUNKING = 1", chunked, 1.25, False, " RT"),
+        Target(
+            "round trips per message, transactions overlapped (RFC 2920) = 1",
+            overlapped,
+            1.25,
+            False,
+            " RT",
+        ),
         Target(
             f"{large} streamed from a file: peak growth ≤ 0.1x size",
             streamed[1] if streamed else None,

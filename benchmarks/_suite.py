@@ -55,6 +55,10 @@ def throughput_cases(pool: bool) -> list[Case]:
             for loop in ("asyncio", "uvloop", "trio")
         ),
         *(
+            Case("asmtp", "batch", loop, 1, "asmtp, 1 connection, sendmail_many")
+            for loop in ("asyncio", "uvloop")
+        ),
+        *(
             Case("aiosmtplib", "single", loop, 1, "aiosmtplib, 1 connection")
             for loop in ("asyncio", "uvloop")
         ),
@@ -91,6 +95,7 @@ def throughput_cases(pool: bool) -> list[Case]:
 
 ROUNDTRIP_CASES: Final = (
     RoundTripCase("asmtp", "sink", "asmtp (PIPELINING)"),
+    RoundTripCase("asmtp-many", "sink", "asmtp sendmail_many (PIPELINING, overlapped)"),
     RoundTripCase("asmtp", "chunking", "asmtp (PIPELINING + CHUNKING)"),
     RoundTripCase("aiosmtplib", "sink", "aiosmtplib"),
     RoundTripCase("smtplib", "sink", "smtplib"),

@@ -76,6 +76,8 @@ def _roundtrip(job: Job) -> Measurement:
         elapsed = rt.smtplib(job.messages, time.perf_counter)
     elif job.client == "aiosmtplib":
         elapsed = asyncio.run(rt.aiosmtplib(job.messages, time.perf_counter))
+    elif job.client == "asmtp-many":
+        elapsed = run_loop(job.loop, lambda: rt.asmtp_many(job.messages, time.perf_counter))
     else:
         elapsed = run_loop(job.loop, lambda: rt.asmtp(job.messages, time.perf_counter))
     return Measurement(elapsed=elapsed, cpu=0.0, messages=job.messages)
