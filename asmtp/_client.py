@@ -261,8 +261,9 @@ class SMTP(SessionCommands):
         options: list[Param] = []
         if not self.does_esmtp:
             return options
-        size = _source.known_size(source)
-        if self.has_extn("size") and size is not None:
+        # Counting the line endings of a large body costs a pass over it: only when asked.
+        size = _source.known_size(source) if self.has_extn("size") else None
+        if size is not None:
             options.append(f"SIZE={size}")
         options.extend(mail_options)
         addresses = (from_addr, *recipients)
