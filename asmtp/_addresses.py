@@ -7,6 +7,7 @@ Owns extracting the bare address from what a caller passes (``"Name <a@b>"``, ``
 from __future__ import annotations
 
 import email.utils
+import re
 
 from .errors import SMTPNotSupportedError
 from .protocol import BadArgument
@@ -14,7 +15,7 @@ from .protocol import BadArgument
 __all__ = ["bare_address", "encode_address", "needs_smtputf8"]
 
 # Characters that make an address more than a bare local@domain for parseaddr.
-_NEEDS_PARSING = frozenset(' <>"(),;:[]\\\t')
+_NEEDS_PARSING = re.compile(r'[ <>"(),;:\[\]\\\t]')
 
 
 def bare_address(address: str) -> str:
@@ -26,7 +27,7 @@ def bare_address(address: str) -> str:
     """
     if "\r" in address or "\n" in address or "\0" in address:
         raise BadArgument(f"address contains CR, LF or NUL: {address[:80]!r}")
-    if address and not any(c in address for c in _NEEDS_PARSING):
+    if address and _NEEDS_PARSING.search(address) is None:
         return address  # already bare: parseaddr would return it unchanged
     name, addr = email.utils.parseaddr(address)
     if (name, addr) == ("", ""):

@@ -151,12 +151,15 @@ class SMTP(SessionCommands):
         """
         held = b""
         self._mark_body_started()
-        async with contextlib.aclosing(_source.chunks(source)) as chunks:
-            async for chunk in chunks:
-                encoded = self._send(MessageData(chunk))
-                if held:
-                    await self._write(held)
-                held = encoded
+        if isinstance(source, bytes) and len(source) <= _source.CHUNK_SIZE:
+            held = self._send(MessageData(source))  # one piece: no chunk iterator needed
+        else:
+            async with contextlib.aclosing(_source.chunks(source)) as chunks:
+                async for chunk in chunks:
+                    encoded = self._send(MessageData(chunk))
+                    if held:
+                        await self._write(held)
+                    held = encoded
         end = self._send(EndOfData())
         self._mark_end_sent()
         return held + end

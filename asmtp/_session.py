@@ -94,7 +94,7 @@ def exclusive(
 
     @functools.wraps(method)
     async def wrapper(self: SMTPSession, *args: Any, **kwargs: Any) -> _T:
-        task = anyio.get_current_task().id
+        task = _current_task()
         if self._owner == task:
             return await method(self, *args, **kwargs)
         if self._owner is not None:
@@ -120,6 +120,15 @@ def exclusive(
             self._step_scope = None
 
     return wrapper
+
+
+def _current_task() -> object:
+    """The running task: asyncio's own cheap lookup under asyncio, anyio's elsewhere."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop running: trio
+        return anyio.get_current_task().id
+    return task if task is not None else anyio.get_current_task().id
 
 
 def _now() -> float:
