@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -158,7 +159,7 @@ class ClientConnection:
 
     def can_send(self, command: Command) -> bool:
         """Whether :meth:`send` would accept ``command`` now, arguments aside."""
-        return self._order_problem(command) is None
+        return self._order_problem(command, transition_key(command)) is None
 
     # -- sending ----------------------------------------------------------------------
 
@@ -169,7 +170,8 @@ class ClientConnection:
         command is not allowed now, and :class:`BadArgument` when an argument would break
         the framing.
         """
-        problem = self._order_problem(command)
+        kind = transition_key(command)
+        problem = self._order_problem(command, kind)
         if problem is not None:
             raise LocalProtocolError(problem)
         if isinstance(command, MessageData):
@@ -186,8 +188,29 @@ class ClientConnection:
             data = command_line(AuthResponse(command.line))
         else:
             data = command_line(command)
-        self._record(command)
+        self._record(command, kind)
         return data
+
+    def send_all(self, commands: Sequence[Command]) -> bytes:
+        """The bytes for several commands written together (a pipelined group), all or none.
+
+        As :meth:`send` for each in turn, but if any is refused (:class:`BadArgument`,
+        :class:`LocalProtocolError`) none is recorded and the state is as before the call:
+        a bad argument in the last recipient cannot leave the first ones half-sent.
+        """
+        if any(isinstance(command, (MessageData, EndOfData)) for command in commands):
+            raise LocalProtocolError("send_all() takes commands; send message content alone")
+        state, txn, queued = self._state, self._txn, len(self._pending)
+        rcpts_pending = txn.rcpts_pending if txn is not None else 0
+        try:
+            return b"".join([self.send(command) for command in commands])
+        except LocalProtocolError:
+            while len(self._pending) > queued:
+                self._pending.pop()
+            self._state, self._txn = state, txn
+            if txn is not None:
+                txn.rcpts_pending = rcpts_pending
+            raise
 
     def loggable(self, command: Command) -> bytes:
         """The command as a transcript may show it, with AUTH data redacted.
@@ -198,11 +221,10 @@ class ClientConnection:
             return b"<redacted>"
         return redacted_line(command)
 
-    def _order_problem(self, command: Command) -> str | None:
+    def _order_problem(self, command: Command, kind: Kind) -> str | None:
         state = self._state
         if state is State.ERROR:
             return "the connection had a protocol error and cannot be used"
-        kind = transition_key(command)
         if kind not in TRANSITIONS[state]:
             return f"{type(command).__name__} cannot be sent in state {state.name}"
         if self.lmtp and kind in (Ehlo, Helo):
@@ -225,8 +247,8 @@ class ClientConnection:
                 return f"{self.max_pending} commands already await replies"
         return None
 
-    def _record(self, command: Command) -> None:
-        kind = transition_key(command)
+    def _record(self, command: Command, table_key: Kind) -> None:
+        kind = table_key
         if isinstance(command, Raw):
             kind = self._raw_kind(command)
         txn = self._txn
@@ -235,7 +257,7 @@ class ClientConnection:
         elif isinstance(command, Rcpt) and txn is not None:
             txn.rcpts_pending += 1
         self._pending.append(_Pending(command, kind, txn))
-        next_state = TRANSITIONS[self._state][transition_key(command)]
+        next_state = TRANSITIONS[self._state][table_key]
         if next_state is State.READY and self._state is not State.READY:
             # Leaving a transaction (RSET, end of data, BDAT LAST): replies still arrive for
             # the queued commands, which keep their own reference to the transaction.

@@ -77,6 +77,10 @@ class State(enum.Enum):
     ERROR = "error"
     """A protocol error happened: the connection must not be used again."""
 
+    # Members are singletons compared by identity: hash them by identity too, in C, instead
+    # of Enum's Python-level hash of the name (the table is looked up for every command).
+    __hash__ = object.__hash__
+
 
 class BdatLast:
     """Table key for ``Bdat(last=True)``, which ends the transaction unlike other chunks."""

@@ -7,6 +7,7 @@ import pytest
 from asmtp.protocol import (
     NEED_DATA,
     Auth,
+    BadArgument,
     Bdat,
     ClientConnection,
     Command,
@@ -243,3 +244,46 @@ def test_each_protocol_refuses_the_others_greeting(lmtp: bool, command: Command)
     with pytest.raises(LocalProtocolError, match="LHLO"):
         script.conn.send(command)
     assert (script.state(), script.conn.pending) == (State.GREETED, ())
+
+
+# -- send_all: a group is recorded whole or not at all -------------------------------------------
+
+
+def test_send_all_gives_the_groups_bytes_and_records_every_command() -> None:
+    script = greeted("PIPELINING")
+    wire = script.conn.send_all([MAIL, RCPT_BOB, RCPT_CAROL, Data()])
+    assert wire == GROUP_WIRE
+    assert script.conn.pending == (MAIL, RCPT_BOB, RCPT_CAROL, Data())
+    assert script.state() is State.DATA_REQUESTED
+
+
+def test_send_all_with_a_bad_last_argument_records_nothing() -> None:
+    """A CR in the last recipient: nothing of the group exists, the state is as before."""
+    script = greeted("PIPELINING")
+    bad = Rcpt(b"evil@example.com\r\nRSET")
+    with pytest.raises(BadArgument):
+        script.conn.send_all([MAIL, RCPT_BOB, bad, Data()])
+    assert script.conn.pending == ()
+    assert script.state() is State.READY
+    send_group(script)  # the connection is as good as new
+
+
+def test_send_all_refused_mid_transaction_restores_the_open_transaction() -> None:
+    """Two RCPTs and DATA into an open transaction, then a RCPT after DATA: all taken back."""
+    script = greeted("PIPELINING")
+    script.step(MAIL, RCPT_BOB, sends=MAIL_WIRE + BOB_WIRE)
+    with pytest.raises(LocalProtocolError, match="cannot be sent in state DATA_REQUESTED"):
+        script.conn.send_all([RCPT_CAROL, RCPT_DAN, Data(), Rcpt(b"erin@example.com")])
+    assert script.conn.pending == (MAIL, RCPT_BOB)
+    assert script.state() is State.RCPT
+    script.receive(b"250 sender ok\r\n250 bob ok\r\n")
+    assert script.conn.accepted_recipients == (b"bob@example.com",)
+    script.step(Data(), sends=b"DATA\r\n", answers=b"354 go ahead\r\n")
+    assert script.state() is State.BODY
+
+
+def test_send_all_refuses_message_content() -> None:
+    script = greeted("PIPELINING")
+    with pytest.raises(LocalProtocolError, match="message content"):
+        script.conn.send_all([MAIL, MessageData(b"x")])
+    assert script.conn.pending == ()
