@@ -158,7 +158,7 @@ async def _run(
                 envelope.rcpt_options,
                 Data(),
             )
-            group = b"".join(smtp._send(command) for command in commands)
+            group = smtp._send_all(commands)
             await smtp._write(unwritten + group)
             unwritten = b""
             if owed is not None:

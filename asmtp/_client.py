@@ -228,7 +228,7 @@ class SMTP(SessionCommands):
             replies = await self._send_group(commands)
             refused = await self._judge_pipelined(from_addr, recipients, replies)
         else:
-            self._envelope(from_addr, recipients, options, rcpt_options)  # checks every argument
+            _check_arguments(self._envelope(from_addr, recipients, options, rcpt_options))
             refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
             reply = await self._exchange(Data())
             if reply.code != 354:
@@ -291,23 +291,26 @@ class SMTP(SessionCommands):
         rcpt_options: Sequence[Param],
         *tail: Command,
     ) -> list[Command]:
-        """MAIL, the RCPTs and ``tail``, every argument checked before a byte goes out."""
-        commands: list[Command] = [
+        """MAIL, the RCPTs and ``tail``.
+
+        Their arguments are checked when they are serialised: all at once by
+        :meth:`_send_all`, or up front by :func:`_check_arguments` before lock-step.
+        """
+        return [
             self._mail_command(from_addr, options),
             *(self._rcpt_command(each, rcpt_options) for each in recipients),
             *tail,
         ]
-        for command in commands:
-            command_line(command)
-        return commands
 
     async def _send_group(self, commands: list[Command]) -> list[Reply]:
         """Write pipelined commands in bounded groups and read every reply."""
         conn = self._require()[0]
         replies: list[Reply] = []
+        if len(commands) > _PIPELINE_GROUP:
+            _check_arguments(commands)  # later groups must not fail after earlier ones went out
         for start in range(0, len(commands), _PIPELINE_GROUP):
             group = commands[start : start + _PIPELINE_GROUP]
-            await self._write(b"".join(self._send(command) for command in group))
+            await self._write(self._send_all(group))
             replies += await self._read_pending(conn)
             if conn.state is State.CLOSED or replies[0].code != 250:
                 break
@@ -384,9 +387,9 @@ class SMTP(SessionCommands):
         refused: SendmailResult = {}
         if pipelining:
             commands = self._envelope(from_addr, recipients, options, rcpt_options)
-            unsent = b"".join(self._send(command) for command in commands)
+            unsent = self._send_all(commands)
         else:
-            self._envelope(from_addr, recipients, options, rcpt_options)  # checks every argument
+            _check_arguments(self._envelope(from_addr, recipients, options, rcpt_options))
             refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
             commands, unsent = [], b""
         replies: list[Reply] = []
@@ -524,6 +527,12 @@ class SMTP(SessionCommands):
             rcpt_options,
             deadline=deadline,
         )
+
+
+def _check_arguments(commands: list[Command]) -> None:
+    """Serialise each command once, for its argument checks alone (before lock-step)."""
+    for command in commands:
+        command_line(command)
 
 
 def _chunking_refused(replies: list[Reply], envelope_count: int) -> bool:
