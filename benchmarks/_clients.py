@@ -116,7 +116,12 @@ async def asmtp_batched(w: Workload) -> None:
 
 
 async def asmtp_pool(w: Workload) -> None:
-    """One task per message, as a web app or a mailing loop would, over ``SMTPPool``."""
+    """One task per message, as a web app or a mailing loop would, over ``SMTPPool``.
+
+    The tasks are the event loop's own, as a web server's request tasks are: under
+    asyncio (and uvloop) ``asyncio.gather``, exactly as ``aiosmtplib_send`` spawns its
+    tasks; under trio an anyio task group.
+    """
     async with asmtp.SMTPPool(
         w.host,
         w.port,
@@ -128,9 +133,20 @@ async def asmtp_pool(w: Workload) -> None:
         async def send_one() -> None:
             _refused(await pool.sendmail(SENDER, w.recipients, w.payload))
 
+        if _on_asyncio():
+            await asyncio.gather(*(send_one() for _ in range(w.messages)))
+            return
         async with anyio.create_task_group() as group:
             for _ in range(w.messages):
                 group.start_soon(send_one)
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # -- aiosmtplib (asyncio and uvloop) -----------------------------------------------------

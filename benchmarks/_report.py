@@ -502,9 +502,12 @@ Postfix's own C load generator `smtp-source` as the ceiling.
   after every measurement: every message sent arrived.
 - **Clients**, each in a fresh process per measurement, sending the same bytes (the same
   message file for `smtp-source -F`), with every reply checked:
-  - asmtp on one connection; asmtp's `SMTPPool(max_connections=50)` with one task per
-    message; asmtp with 50 connections each owned by a worker task pulling from a shared
-    queue; under asyncio, uvloop and trio;
+  - asmtp on one connection, sending one message after another, and in batches of 100
+    with `sendmail_many` (asyncio and uvloop); asmtp's `SMTPPool(max_connections=50)`
+    with one task per message (started with `asyncio.gather` under asyncio and uvloop,
+    as for `aiosmtplib.send()`; an anyio task group under trio); asmtp with 50
+    connections each owned by a worker task pulling from a shared queue; under asyncio,
+    uvloop and trio;
   - aiosmtplib on one connection and with 50 worker connections (asyncio and uvloop), and
     `aiosmtplib.send()` (a new connection per message) under a semaphore of 50;
   - `smtplib` on one connection, and 50 threads each with its own connection;
