@@ -141,6 +141,11 @@ async def _run(
         progress = in_flight[key] = smtp._start_send()
         try:
             envelope = _resolve(smtp, item)
+        except (TypeError, *_VERDICTS) as exc:  # bad input, found before any byte of it
+            del in_flight[key]
+            report(key, exc)
+            continue
+        try:
             if not _can_overlap(smtp, envelope):
                 if owed is not None:
                     await smtp._write(unwritten)
@@ -178,6 +183,9 @@ async def _run(
             break
         if conn.state in (State.MAIL, State.RCPT):
             await smtp._rset()  # a refused DATA leaves the envelope open (as smtplib does)
+        elif conn.state is not State.READY:
+            await smtp._abort()  # out of step (a body cut short): never reuse it
+            break
     if owed is not None:
         await smtp._write(unwritten)
         await _settle(smtp, owed, 0, report, in_flight)

@@ -24,7 +24,6 @@ from ._session_commands import SessionCommands
 from ._transport import Transport, connect_tcp, connect_unix, default_ssl_context
 from .errors import (
     SMTPDataError,
-    SMTPException,
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
     SMTPSenderRefused,
@@ -475,8 +474,9 @@ class SMTP(SessionCommands):
 
         If the connection fails, the messages on the wire get
         :class:`~asmtp.errors.SMTPTransactionInterrupted` (or ``...Timeout``) with their
-        ``outcome``, and those not yet begun get one with ``outcome.accepted`` ``False``.
-        A cancellation propagates after the same bookkeeping.
+        ``outcome``, and those not yet begun get one with ``outcome.accepted`` ``False``;
+        so does a body that cannot be read to its end (an iterator yielding ``str``), which
+        also closes the connection. A cancellation propagates after the same bookkeeping.
         """
         items = list(messages)
         results: list[SendmailResult | Exception | None] = [None] * len(items)
@@ -484,10 +484,10 @@ class SMTP(SessionCommands):
         def report(index: int, result: SendmailResult | Exception) -> None:
             results[index] = result
 
-        reason = "the server closed the connection"
+        reason = "the connection was closed first"
         try:
             await send_batch(self, iter(enumerate(items)), report)
-        except (SMTPException, OSError, TimeoutError) as exc:
+        except Exception as exc:  # every message in flight is reported; say why the rest wait
             reason = str(exc) or type(exc).__name__
         not_begun = SendOutcome(accepted=False)
         return [

@@ -11,6 +11,7 @@ PIPELINING advertised (overlapped) and without it (one transaction after another
 from __future__ import annotations
 
 import email.message
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,7 +19,7 @@ import pytest
 
 import asmtp
 from asmtp import Outgoing
-from client._kit import HOST, ME, smtp, verbs
+from client._kit import HOST, ME, closing, smtp, verbs
 from support.aiosmtpd_server import RecordingHandler
 from support.scripted import Close, ExpectClosed, ExpectData, ExpectLine, Sleep, Step
 from support.steps import smtp_script
@@ -115,10 +116,18 @@ async def test_each_reply_lands_on_its_own_message(
     assert third == {}
 
 
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (outgoing(2, "evil@x.test>\r\nRSET"), ValueError),
+        (Outgoing("a@x.test", ["evil@x.test"], 12345), TypeError),
+    ],
+    ids=["cr-in-address", "not-a-message"],
+)
 async def test_bad_input_fails_its_message_before_the_wire(
-    scripted_server_factory: ScriptedServerFactory,
+    scripted_server_factory: ScriptedServerFactory, bad: Outgoing, error: type[Exception]
 ) -> None:
-    """Scripted server: a CR in message 2's address; messages 1 and 3 go out as if it were not there."""
+    """Scripted server: message 2 is bad; messages 1 and 3 go out as if it were not there."""
     server = scripted_server_factory(
         smtp_script(
             [
@@ -132,11 +141,9 @@ async def test_bad_input_fails_its_message_before_the_wire(
         )
     )
     async with smtp(server) as client:
-        results = await client.sendmail_many(
-            [outgoing(1), outgoing(2, "evil@x.test>\r\nRSET"), outgoing(3, "c@x.test")]
-        )
+        results = await client.sendmail_many([outgoing(1), bad, outgoing(3, "c@x.test")])
     assert results[0] == {} and results[2] == {}
-    assert isinstance(results[1], ValueError)
+    assert isinstance(results[1], error)
     assert b"evil" not in server.received
 
 
@@ -295,6 +302,35 @@ async def test_aiosmtpd_receives_every_message_once(
     assert b"Bcc" not in deliveries[2].content and b"by headers" in deliveries[2].content
     assert b"message 5" in deliveries[3].content
     assert verbs(handler.commands).count("RSET") == 1  # after message 4's refused envelope
+
+
+async def test_a_body_that_breaks_midway_closes_the_connection(
+    smtpd_server_factory: SMTPDServerFactory,
+) -> None:
+    """aiosmtpd with PIPELINING: message 2's iterator yields str after its first chunk.
+
+    Message 1 was delivered and says so; message 2 was cut short (not accepted, its
+    TypeError kept as the cause); message 3 never began; the connection is not reused.
+    """
+    handler = RecordingHandler(advertise_pipelining=True)
+    server = smtpd_server_factory(handler)
+
+    def broken() -> Iterator[object]:
+        yield b"Subject: 2\r\n\r\n"
+        yield "not bytes"
+
+    batch = [outgoing(1), Outgoing("a@x.test", ["b@x.test"], broken()), outgoing(3)]
+    client = smtp(server)
+    async with closing(client):
+        await client.connect()
+        results = await client.sendmail_many(batch)
+        assert not client.is_connected
+    assert results[0] == {}
+    cut_short = results[1]
+    assert outcome_of(cut_short).accepted is False
+    assert isinstance(cut_short, Exception) and isinstance(cut_short.__cause__, TypeError)
+    assert outcome_of(results[2]).accepted is False and "not sent" in str(results[2])
+    assert [d.content.count(b"message 1") for d in handler.deliveries] == [1]
 
 
 def test_outgoing_needs_an_envelope_or_a_message() -> None:
