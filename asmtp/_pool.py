@@ -230,9 +230,6 @@ class _Gate:
         self.in_use = 0
         self._waiters: deque[_Job] = deque()
 
-    def __len__(self) -> int:
-        return len(self._waiters)
-
     async def enter(self, job: _Job) -> bool:
         """Wait for a place (True) or for another holder to finish ``job`` (False)."""
         if self.in_use < self.limit and not self._waiters:
