@@ -172,6 +172,30 @@ def client_reads_before(session: list[str], verb: str) -> int:
     )
 
 
+def client_reads_between(session: list[str], start: tuple[str, int], end: tuple[str, int]) -> int:
+    """Reads of the client socket after the ``n``-th command ``start`` up to the ``n``-th ``end``.
+
+    Each is ``(verb, n)`` with ``n`` counted from 1; the read that carried ``end`` counts.
+    """
+    first = _READ.search(session[0])
+    assert first is not None
+
+    def index(verb: str, n: int) -> int:
+        found = [
+            i
+            for i, t in enumerate(session)
+            if t.startswith("< unknown[127.0.0.1]: ")
+            and t.partition(": ")[2].upper().startswith(verb)
+        ]
+        return found[n - 1]
+
+    return sum(
+        1
+        for t in session[index(*start) + 1 : index(*end)]
+        if (m := _READ.search(t)) is not None and m["fd"] == first["fd"]
+    )
+
+
 def command_counts(session: list[str]) -> str:
     """The disconnect line's command counts, e.g. ``ehlo=1 mail=1 rcpt=1 bdat=1 quit=1 ...``."""
     return session[-1].partition("]")[2].strip()

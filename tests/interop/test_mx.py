@@ -274,3 +274,29 @@ async def test_sendmail_many_back_to_back_to_postfix(servers: Servers, chunking:
             continue
         stored = await _kit.delivered(servers.maildir("user"), marker)
         assert b"\n.dot\n" in stored.replace(b"\r\n", b"\n")
+
+
+async def test_sendmail_many_overlap_shows_in_postfix_log(servers: Servers) -> None:
+    """Postfix's trace log: message 2's MAIL arrives in the read that ends message 1.
+
+    Without the overlap, smtpd would read message 1's body and end, answer, and only then
+    read message 2's MAIL in a read of its own.
+    """
+    marker = _kit.token()
+    helo = f"overlap-{marker}.interop.test"
+    sender, user = servers.address("sender"), servers.address("user")
+    batch = [
+        asmtp.Outgoing(sender, [user], _kit.message(f"{marker}-{n}", b"overlapped\r\n"))
+        for n in range(3)
+    ]
+    smtp = asmtp.SMTP(servers.host, servers.trace_port, helo, timeout=_kit.TIMEOUT)
+    smtp.use_chunking = False
+    async with smtp:
+        assert await smtp.sendmail_many(batch) == [{}, {}, {}]
+    session = await _kit.trace_session(servers.logs["postfix"], helo)
+    verbs = [c.split()[0].upper() for c in _kit.commands(session)]
+    assert verbs == ["EHLO", *["MAIL", "RCPT", "DATA"] * 3, "QUIT"]
+    assert _kit.client_reads_between(session, ("DATA", 1), ("MAIL", 2)) == 1
+    assert _kit.client_reads_between(session, ("DATA", 2), ("MAIL", 3)) == 1
+    for n in range(3):
+        await _kit.delivered(servers.maildir("user"), f"{marker}-{n}")
