@@ -195,11 +195,8 @@ async def _settle(
     smtp: SMTP, owed: _Owed[_K], leave: int, report: Report[_K], in_flight: dict[_K, Progress]
 ) -> None:
     """Read the owed message's replies (``leave`` later ones stay queued) and report it."""
-    conn = smtp._require()[0]
     smtp._progress = owed.progress
-    replies = []
-    while conn.pending_count > leave:
-        replies.append(await smtp.getreply())
+    replies = await smtp._read_pending(smtp._require()[0], leave)
     try:
         result: SendmailResult | Exception = await smtp._finish(
             replies, owed.recipients, owed.refused, reset=False

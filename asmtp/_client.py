@@ -163,11 +163,22 @@ class SMTP(SessionCommands):
         self._mark_end_sent()
         return held + end
 
-    async def _read_pending(self, conn: ClientConnection) -> list[Reply]:
-        """Read every reply still owed, stopping early if the server closes with 421."""
+    async def _read_pending(self, conn: ClientConnection, leave: int = 0) -> list[Reply]:
+        """Read the replies owed until ``leave`` commands still wait, or the server closes.
+
+        Replies already received are taken straight from the core; only a missing one
+        goes through :meth:`getreply`, which waits for it.
+        """
         replies: list[Reply] = []
-        while conn.pending_count:
-            replies.append(await self.getreply())
+        while conn.pending_count > leave:
+            event = conn.next_event()
+            if not isinstance(event, Reply):
+                replies.append(await self.getreply())  # NEED_DATA or PEER_CLOSED: it decides
+                continue
+            self._note_reply(event)
+            replies.append(event)
+            if event.code == 421:
+                await self.close()  # RFC 5321 §3.8, as getreply() does
         return replies
 
     @exclusive

@@ -105,6 +105,9 @@ def exclusive(
         self._owner = task
         self._log_on = self._logging()  # once per call: the check costs ~0.5 µs per command
         try:
+            transport = self._transport
+            if transport is not None and transport.enforces_deadlines:
+                return await method(self, *args, **kwargs)  # the transport bounds each step
             with anyio.CancelScope() as scope:
                 self._step_scope = scope
                 return await method(self, *args, **kwargs)
@@ -525,14 +528,18 @@ class SMTPSession:
             await self.close()
             raise SMTPServerDisconnected("Connection unexpectedly closed")
         assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
-        if self._log_wanted():
-            logger.debug("reply: %d %r", event.code, event.message)
-        if self._progress is not None and isinstance(event.command, Rcpt):
-            self._progress.rcpt_reply(event.command.address, event.code, event.message)
+        self._note_reply(event)
         if event.code == 421:
             # RFC 5321 §3.8: the server is closing the channel; so do we.
             await self.close()
         return event
+
+    def _note_reply(self, reply: Reply) -> None:
+        """Log ``reply`` and record a RCPT verdict in the send's progress."""
+        if self._log_wanted():
+            logger.debug("reply: %d %r", reply.code, reply.message)
+        if self._progress is not None and isinstance(reply.command, Rcpt):
+            self._progress.rcpt_reply(reply.command.address, reply.code, reply.message)
 
     async def _exchange(self, command: Command) -> Reply:
         await self._write(self._send(command))
