@@ -39,7 +39,7 @@ from .errors import (
     SMTPTransactionInterrupted,
     SMTPTransactionTimeout,
 )
-from .protocol import Data, Param, State
+from .protocol import Data, Param, State, body_type
 
 if TYPE_CHECKING:
     from ._client import SMTP, SendmailResult
@@ -97,6 +97,9 @@ class _Envelope:
     recipients: list[str]
     source: _source.MessageSource
     mail_options: list[Param]
+    """As sent: SIZE=, SMTPUTF8 and BODY= added where they apply."""
+    given_options: list[Param]
+    """As the caller gave them (a whole transaction adds the rest itself)."""
     rcpt_options: Sequence[Param]
 
 
@@ -222,7 +225,7 @@ def _resolve(smtp: SMTP, item: Outgoing) -> _Envelope:
     recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
     source = _source.to_source(msg)
     options = smtp._sendmail_options(source, from_addr, recipients, mail_options)
-    return _Envelope(from_addr, recipients, source, options, item.rcpt_options)
+    return _Envelope(from_addr, recipients, source, options, mail_options, item.rcpt_options)
 
 
 def _arguments(
@@ -232,7 +235,7 @@ def _arguments(
         envelope.from_addr,
         envelope.recipients,
         envelope.source,
-        envelope.mail_options,
+        envelope.given_options,
         envelope.rcpt_options,
     )
 
@@ -243,6 +246,7 @@ def _can_overlap(smtp: SMTP, envelope: _Envelope) -> bool:
         extensions
         and extensions.pipelining
         and not (extensions.chunking and smtp.use_chunking)
+        and body_type(envelope.mail_options) != "BINARYMIME"  # BDAT only (RFC 3030 §3)
         and 0 < len(envelope.recipients) < _MAX_OVERLAPPED_ENVELOPE
     )
 

@@ -44,6 +44,7 @@ from .protocol import (
     Reply,
     SmtpUtf8,
     State,
+    body_type,
     command_line,
     param_bytes,
 )
@@ -228,9 +229,18 @@ class SMTP(SessionCommands):
         conn = self._require()[0]
         extensions = conn.extensions
         pipelining = bool(extensions and extensions.pipelining and recipients)
-        if extensions and extensions.chunking and self.use_chunking and recipients:
+        # The caller's BODY=BINARYMIME: their bytes are the message, and only BDAT carries
+        # them (RFC 3030 §3); _sendmail_options() checked the server offers both.
+        verbatim = _wants_binarymime(mail_options)
+        if extensions and extensions.chunking and (self.use_chunking or verbatim) and recipients:
             return await self._send_chunked(
-                from_addr, recipients, source, options, rcpt_options, pipelining=pipelining
+                from_addr,
+                recipients,
+                source,
+                options,
+                rcpt_options,
+                pipelining=pipelining,
+                verbatim=verbatim,
             )
         if pipelining:
             commands = self._envelope(from_addr, recipients, options, rcpt_options, Data())
@@ -270,8 +280,19 @@ class SMTP(SessionCommands):
         recipients: list[str],
         mail_options: Sequence[Param],
     ) -> list[Param]:
-        """SIZE= when advertised, the caller's options, and SMTPUTF8 when an address needs it."""
+        """SIZE= when advertised, the caller's options, SMTPUTF8 when an address needs it,
+        and BODY=BINARYMIME for an 8-bit body going out as BDAT where the server offers it.
+
+        Raises :class:`SMTPNotSupportedError` for the caller's BODY=BINARYMIME unless the
+        server offers CHUNKING and BINARYMIME.
+        """
         options: list[Param] = []
+        if _wants_binarymime(mail_options) and not (
+            self.has_extn("chunking") and self.has_extn("binarymime")
+        ):
+            raise SMTPNotSupportedError(
+                "BODY=BINARYMIME needs CHUNKING and BINARYMIME, which the server does not advertise"
+            )
         if not self.does_esmtp:
             return options
         # Counting the line endings of a large body costs a pass over it: only when asked.
@@ -291,7 +312,18 @@ class SMTP(SessionCommands):
                     "an envelope address is not ASCII and the server does not advertise SMTPUTF8"
                 )
             options.append("SMTPUTF8")
+        if _eight_bit(source) and self._auto_binarymime(options):
+            options.append("BODY=BINARYMIME")  # RFC 3030 §3: 8-bit content, no encoding
         return options
+
+    def _auto_binarymime(self, options: Sequence[Param]) -> bool:
+        """Whether BDAT will carry the body to a server offering BINARYMIME, undeclared."""
+        return (
+            self.use_chunking
+            and self.has_extn("chunking")
+            and self.has_extn("binarymime")
+            and body_type(options) is None
+        )
 
     def _envelope(
         self,
@@ -386,12 +418,15 @@ class SMTP(SessionCommands):
         rcpt_options: Sequence[Param],
         *,
         pipelining: bool,
+        verbatim: bool = False,
     ) -> SendmailResult:
         """CHUNKING (RFC 3030): the body as BDAT chunks, the last marked LAST.
 
         With PIPELINING the envelope and the first chunk share one write and replies are
         read as they are owed (one round trip for a message that fits one chunk); without
         it, lock-step. After a refused chunk no further chunk is sent (RFC 3030 §4.2).
+        ``verbatim`` sends the bytes as given (BINARYMIME); otherwise line endings are
+        written as CRLF.
         """
         conn = self._require()[0]
         refused: SendmailResult = {}
@@ -403,7 +438,9 @@ class SMTP(SessionCommands):
             refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
             commands, unsent = [], b""
         replies: list[Reply] = []
-        normaliser = LineEndingNormaliser()
+        normaliser: LineEndingNormaliser | _AsGiven = (
+            _AsGiven() if verbatim else LineEndingNormaliser()
+        )
         held: bytes | None = None
         completed = True
         self._mark_body_started()
@@ -551,6 +588,28 @@ def _chunking_refused(replies: list[Reply], envelope_count: int) -> bool:
     if envelope_count and replies and replies[0].code != 250:
         return True
     return any(not reply.is_positive for reply in replies[envelope_count:])
+
+
+class _AsGiven:
+    """The BDAT body writer for BINARYMIME: every byte as the caller gave it."""
+
+    def encode(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def _wants_binarymime(options: Sequence[Param]) -> bool:
+    """Whether the caller asked for BODY=BINARYMIME."""
+    return body_type(options) == "BINARYMIME"
+
+
+def _eight_bit(source: _source.MessageSource) -> bool:
+    """True for a body in memory with an octet above 127 (a stream is not read ahead)."""
+    if isinstance(source, memoryview):
+        return not bytes(source).isascii()
+    return isinstance(source, (bytes, bytearray)) and not source.isascii()
 
 
 def _is_last(reply: Reply) -> bool:

@@ -39,7 +39,19 @@ from ._events import (
     Vrfy,
 )
 from ._extensions import Extensions
-from ._params import Body, EnvId, Notify, Orcpt, Param, Ret, Size, SmtpUtf8, param_bytes, xtext
+from ._params import (
+    Body,
+    EnvId,
+    Notify,
+    Orcpt,
+    Param,
+    Ret,
+    Size,
+    SmtpUtf8,
+    body_type,
+    param_bytes,
+    xtext,
+)
 from ._replies import ReplyReader
 from ._state import TRANSITIONS, State
 
@@ -87,6 +99,7 @@ __all__ = [
     "StartTLS",
     "State",
     "Vrfy",
+    "body_type",
     "command_line",
     "normalise_line_endings",
     "param_bytes",

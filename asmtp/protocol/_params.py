@@ -7,6 +7,7 @@ everywhere; these classes exist so that values are checked before anything is se
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,7 @@ __all__ = [
     "Ret",
     "Size",
     "SmtpUtf8",
+    "body_type",
     "param_bytes",
     "xtext",
 ]
@@ -151,3 +153,16 @@ def param_bytes(param: Param, encoding: str = "ascii") -> bytes:
     if isinstance(param, (Size, Body, SmtpUtf8, Ret, EnvId, Notify, Orcpt)):
         return bytes(param)
     raise BadArgument(f"unsupported ESMTP parameter {param!r}")  # pragma: no cover - typing
+
+
+def body_type(params: Iterable[Param]) -> str | None:
+    """The ``BODY=`` value among MAIL parameters, upper-cased, or ``None`` if none sets it."""
+    for param in params:
+        if isinstance(param, Body):
+            return param.value.upper()
+        if isinstance(param, (str, bytes)):
+            text = param.decode("ascii", "replace") if isinstance(param, bytes) else param
+            name, equals, value = text.partition("=")
+            if equals and name.strip().upper() == "BODY":
+                return value.strip().upper()
+    return None

@@ -300,3 +300,21 @@ async def test_sendmail_many_overlap_shows_in_postfix_log(servers: Servers) -> N
     assert _kit.client_reads_between(session, ("DATA", 2), ("MAIL", 3)) == 1
     for n in range(3):
         await _kit.delivered(servers.maildir("user"), f"{marker}-{n}")
+
+
+async def test_binarymime_is_refused_before_the_wire_where_postfix_lacks_it(
+    servers: Servers,
+) -> None:
+    """Postfix offers CHUNKING but not BINARYMIME: asking for it fails before MAIL, and the
+    connection goes on to send the next message."""
+    marker = _kit.token()
+    async with mx(servers) as smtp:
+        await smtp.ehlo()
+        assert not smtp.has_extn("binarymime") and smtp.has_extn("chunking")
+        with pytest.raises(asmtp.SMTPNotSupportedError, match="BINARYMIME"):
+            await smtp.sendmail(
+                servers.address("sender"), [servers.address("user")], b"\x00", ["BODY=BINARYMIME"]
+            )
+        sent = _kit.message(marker, b"after the refusal\r\n")
+        assert await smtp.sendmail(servers.address("sender"), [servers.address("user")], sent) == {}
+    await _kit.delivered(servers.maildir("user"), marker)
