@@ -192,6 +192,9 @@ async def test_deadline_sends_are_not_batched(
         async with anyio.create_task_group() as tg:
             await tg.start(send, "one@x.test")
             await tg.start(send, "two@x.test")
+    # Batched, message 2's envelope would ride in the write ending message 1; in its own
+    # turn it is written only after message 1's reply, so never in the same read.
+    assert not any(b"hi\r\n.\r\n" in data and b"two@x.test" in data for data in server.reads[0])
 
 
 async def test_many_callers_over_few_pipelining_connections(
