@@ -11,13 +11,12 @@ from ._api import TLSMode, connect, send_message, sendmail
 from ._batch import Outgoing
 from ._client import (
     DEFAULT_TIMEOUT,
-    LMTP,
-    LMTP_PORT,
     SMTP,
     SMTP_SSL,
     SMTP_SSL_PORT,
     SendmailResult,
 )
+from ._lmtp import LMTP, LMTP_PORT
 from ._outcome import SendOutcome
 from ._pool import RetryPolicy, SendResult, SMTPPool
 from .errors import (

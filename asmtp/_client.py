@@ -1,4 +1,4 @@
-"""SMTP, SMTP_SSL and LMTP: the smtplib-shaped async facade.
+"""SMTP and SMTP_SSL: the smtplib-shaped async facade (LMTP is in ``_lmtp``).
 
 Adds the mail transaction (MAIL, RCPT, DATA, sendmail, send_message) to the session in
 ``_session``; the smtplib semantics of each step are kept, including which exception is
@@ -17,11 +17,12 @@ import anyio
 
 from . import _addresses, _source
 from ._batch import Outgoing, send_batch
+from ._chunked import send_chunked
 from ._message import prepare_message
 from ._outcome import SendOutcome
 from ._session import DEFAULT_TIMEOUT, exclusive
 from ._session_commands import SessionCommands
-from ._transport import Transport, connect_tcp, connect_unix, default_ssl_context
+from ._transport import Transport, connect_tcp, default_ssl_context
 from .errors import (
     SMTPDataError,
     SMTPNotSupportedError,
@@ -31,12 +32,10 @@ from .errors import (
     SMTPTransactionInterrupted,
 )
 from .protocol import (
-    Bdat,
     ClientConnection,
     Command,
     Data,
     EndOfData,
-    LineEndingNormaliser,
     Mail,
     MessageData,
     Param,
@@ -51,8 +50,6 @@ from .protocol import (
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "LMTP",
-    "LMTP_PORT",
     "SMTP",
     "SMTP_SSL",
     "SMTP_SSL_PORT",
@@ -60,12 +57,9 @@ __all__ = [
 ]
 
 SMTP_SSL_PORT: Final = 465
-LMTP_PORT: Final = 2003
 # RFC 2920 §3.1 allows any group size, but a bounded group keeps the server's replies within
 # its socket buffer so neither side blocks writing while the other is not reading.
 _PIPELINE_GROUP: Final = 500
-# BDAT chunks written before their replies are read: bounds the replies queued unread.
-_CHUNKS_IN_FLIGHT: Final = 32
 
 SendmailResult = dict[str, tuple[int, bytes]]
 
@@ -233,7 +227,8 @@ class SMTP(SessionCommands):
         # them (RFC 3030 §3); _sendmail_options() checked the server offers both.
         verbatim = _wants_binarymime(mail_options)
         if extensions and extensions.chunking and (self.use_chunking or verbatim) and recipients:
-            return await self._send_chunked(
+            return await send_chunked(
+                self,
                 from_addr,
                 recipients,
                 source,
@@ -409,73 +404,6 @@ class SMTP(SessionCommands):
             raise SMTPRecipientsRefused(refused)
         return refused
 
-    async def _send_chunked(
-        self,
-        from_addr: str,
-        recipients: list[str],
-        source: _source.MessageSource,
-        options: Sequence[Param],
-        rcpt_options: Sequence[Param],
-        *,
-        pipelining: bool,
-        verbatim: bool = False,
-    ) -> SendmailResult:
-        """CHUNKING (RFC 3030): the body as BDAT chunks, the last marked LAST.
-
-        With PIPELINING the envelope and the first chunk share one write and replies are
-        read as they are owed (one round trip for a message that fits one chunk); without
-        it, lock-step. After a refused chunk no further chunk is sent (RFC 3030 §4.2).
-        ``verbatim`` sends the bytes as given (BINARYMIME); otherwise line endings are
-        written as CRLF.
-        """
-        conn = self._require()[0]
-        refused: SendmailResult = {}
-        if pipelining:
-            commands = self._envelope(from_addr, recipients, options, rcpt_options)
-            unsent = self._send_all(commands)
-        else:
-            _check_arguments(self._envelope(from_addr, recipients, options, rcpt_options))
-            refused = await self._envelope_lockstep(from_addr, recipients, options, rcpt_options)
-            commands, unsent = [], b""
-        replies: list[Reply] = []
-        normaliser: LineEndingNormaliser | _AsGiven = (
-            _AsGiven() if verbatim else LineEndingNormaliser()
-        )
-        held: bytes | None = None
-        completed = True
-        self._mark_body_started()
-        async with contextlib.aclosing(_source.chunks(source)) as chunks:
-            async for chunk in chunks:
-                piece = normaliser.encode(chunk)
-                if not piece:
-                    continue  # a BDAT chunk must not be empty unless it is the LAST one
-                if held is not None:
-                    await self._write(unsent + self._send(Bdat(held)))
-                    unsent = b""
-                    in_flight = _CHUNKS_IN_FLIGHT if pipelining else 0
-                    while conn.pending_count > in_flight:
-                        replies.append(await self.getreply())
-                    if _chunking_refused(replies, len(commands)):
-                        completed = False
-                        break
-                held = piece
-        if completed:
-            last = self._send(Bdat((held or b"") + normaliser.finish(), last=True))
-            self._mark_end_sent()
-            await self._write(unsent + last)
-        replies += await self._read_pending(conn)
-        if commands:
-            refused = await self._judge_envelope(
-                from_addr, recipients, replies[: len(commands)], abandon=[]
-            )
-        body_replies = replies[len(commands) :]
-        refusal = next((r for r in body_replies if not r.is_positive and not _is_last(r)), None)
-        if refusal is not None or not completed:
-            reply = refusal or body_replies[-1]
-            await self._after_failure(reply.code)
-            raise SMTPDataError(reply.code, reply.message)
-        return await self._finish([r for r in body_replies if _is_last(r)], recipients, refused)
-
     async def _abandon_body(self, data_reply: list[Reply]) -> None:
         """End a body the server opened although the envelope failed (RFC 2920 §3.1)."""
         if data_reply and data_reply[0].code == 354:
@@ -583,23 +511,6 @@ def _check_arguments(commands: list[Command]) -> None:
         command_line(command)
 
 
-def _chunking_refused(replies: list[Reply], envelope_count: int) -> bool:
-    """MAIL refused, or any chunk refused: no further chunk may be sent (RFC 3030 §4.2)."""
-    if envelope_count and replies and replies[0].code != 250:
-        return True
-    return any(not reply.is_positive for reply in replies[envelope_count:])
-
-
-class _AsGiven:
-    """The BDAT body writer for BINARYMIME: every byte as the caller gave it."""
-
-    def encode(self, chunk: bytes) -> bytes:
-        return chunk
-
-    def finish(self) -> bytes:
-        return b""
-
-
 def _wants_binarymime(options: Sequence[Param]) -> bool:
     """Whether the caller asked for BODY=BINARYMIME."""
     return body_type(options) == "BINARYMIME"
@@ -610,10 +521,6 @@ def _eight_bit(source: _source.MessageSource) -> bool:
     if isinstance(source, memoryview):
         return not bytes(source).isascii()
     return isinstance(source, (bytes, bytearray)) and not source.isascii()
-
-
-def _is_last(reply: Reply) -> bool:
-    return isinstance(reply.command, Bdat) and reply.command.last
 
 
 def _is_smtputf8(option: Param) -> bool:
@@ -658,71 +565,3 @@ class SMTP_SSL(SMTP):
             tls_context=self.context,
             server_hostname=self.server_hostname or host,
         )
-
-
-class LMTP(SMTP):
-    """LMTP (RFC 2033) to a local delivery agent, as :class:`smtplib.LMTP`.
-
-    A host starting with ``/`` is a Unix socket path. Unlike smtplib, ``sendmail`` reads
-    the one reply per accepted recipient that LMTP sends after the data: recipients refused
-    there join the refused dict, and :class:`SMTPRecipientsRefused` is raised when every
-    recipient failed.
-    """
-
-    default_port = LMTP_PORT
-    ehlo_msg = "lhlo"
-    _lmtp = True
-
-    def __init__(
-        self,
-        host: str = "",
-        port: int = LMTP_PORT,
-        local_hostname: str | None = None,
-        source_address: tuple[str, int] | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        **limits: int,
-    ) -> None:
-        super().__init__(host, port, local_hostname, timeout, source_address, **limits)
-
-    def _split_host(self, host: str | None, port: int) -> tuple[str, int]:
-        target = host if host is not None else (self._host or "localhost")
-        if target.startswith("/"):
-            return target, 0
-        return super()._split_host(host, port)
-
-    async def _open_transport(self, host: str, port: int) -> Transport:
-        if host.startswith("/"):
-            return await connect_unix(host)
-        return await super()._open_transport(host, port)
-
-    def _tls_hostname(self) -> str | None:
-        return None if self._host.startswith("/") else super()._tls_hostname()
-
-    async def _finish(
-        self,
-        replies: list[Reply],
-        recipients: list[str],
-        refused: SendmailResult,
-        *,
-        reset: bool = True,
-    ) -> SendmailResult:
-        """RFC 2033 §4.2: one reply per accepted recipient, in RCPT order (never RSET)."""
-        accepted = [each for each in recipients if each not in refused]
-        delivered = [
-            each for each, reply in zip(accepted, replies, strict=False) if reply.is_positive
-        ]
-        self._mark_finished(bool(delivered))
-        for each, reply in zip(accepted, replies, strict=False):
-            if reply.code not in (250, 251):
-                refused[each] = (reply.code, reply.message)
-        if len(replies) < len(accepted):
-            # The server closed (421) before answering for everyone: not delivered as far
-            # as we can tell, so report those recipients as refused with the last reply.
-            last = replies[-1]
-            for each in accepted[len(replies) :]:
-                refused[each] = (last.code, last.message)
-        if any(reply.code == 421 for reply in replies):
-            await self.close()
-        if len(refused) == len(recipients):
-            raise SMTPRecipientsRefused(refused)
-        return refused
