@@ -98,9 +98,9 @@ class _Envelope:
     source: _source.MessageSource
     mail_options: list[Param]
     """As sent: SIZE=, SMTPUTF8 and BODY= added where they apply."""
-    given_options: list[Param]
-    """As the caller gave them (a whole transaction adds the rest itself)."""
     rcpt_options: Sequence[Param]
+    verbatim: bool
+    """The caller asked for BODY=BINARYMIME: BDAT only, bytes as given."""
 
 
 @dataclass
@@ -156,7 +156,17 @@ async def _run(
                     await _settle(smtp, owed, 0, report, in_flight)
                     owed = None
                 smtp._progress = progress
-                report(key, await smtp._transact(*_arguments(envelope)))
+                report(
+                    key,
+                    await smtp._send_transaction(
+                        envelope.from_addr,
+                        envelope.recipients,
+                        envelope.source,
+                        envelope.mail_options,
+                        envelope.rcpt_options,
+                        verbatim=envelope.verbatim,
+                    ),
+                )
                 del in_flight[key]
                 continue
             commands = smtp._envelope(
@@ -225,19 +235,8 @@ def _resolve(smtp: SMTP, item: Outgoing) -> _Envelope:
     recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
     source = _source.to_source(msg)
     options = smtp._sendmail_options(source, from_addr, recipients, mail_options)
-    return _Envelope(from_addr, recipients, source, options, mail_options, item.rcpt_options)
-
-
-def _arguments(
-    envelope: _Envelope,
-) -> tuple[str, list[str], _source.MessageSource, list[Param], Sequence[Param]]:
-    return (
-        envelope.from_addr,
-        envelope.recipients,
-        envelope.source,
-        envelope.given_options,
-        envelope.rcpt_options,
-    )
+    verbatim = body_type(mail_options) == "BINARYMIME"
+    return _Envelope(from_addr, recipients, source, options, item.rcpt_options, verbatim)
 
 
 def _can_overlap(smtp: SMTP, envelope: _Envelope) -> bool:
@@ -246,7 +245,7 @@ def _can_overlap(smtp: SMTP, envelope: _Envelope) -> bool:
         extensions
         and extensions.pipelining
         and not (extensions.chunking and smtp.use_chunking)
-        and body_type(envelope.mail_options) != "BINARYMIME"  # BDAT only (RFC 3030 §3)
+        and not envelope.verbatim  # BDAT only (RFC 3030 §3)
         and 0 < len(envelope.recipients) < _MAX_OVERLAPPED_ENVELOPE
     )
 

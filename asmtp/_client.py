@@ -220,12 +220,27 @@ class SMTP(SessionCommands):
         """One whole transaction, its replies all read before it returns."""
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         options = self._sendmail_options(source, from_addr, recipients, mail_options)
-        conn = self._require()[0]
-        extensions = conn.extensions
-        pipelining = bool(extensions and extensions.pipelining and recipients)
         # The caller's BODY=BINARYMIME: their bytes are the message, and only BDAT carries
         # them (RFC 3030 §3); _sendmail_options() checked the server offers both.
         verbatim = _wants_binarymime(mail_options)
+        return await self._send_transaction(
+            from_addr, recipients, source, options, rcpt_options, verbatim=verbatim
+        )
+
+    async def _send_transaction(
+        self,
+        from_addr: str,
+        recipients: list[str],
+        source: _source.MessageSource,
+        options: Sequence[Param],
+        rcpt_options: Sequence[Param],
+        *,
+        verbatim: bool,
+    ) -> SendmailResult:
+        """:meth:`_transact` with the MAIL options already completed by _sendmail_options()."""
+        conn = self._require()[0]
+        extensions = conn.extensions
+        pipelining = bool(extensions and extensions.pipelining and recipients)
         if extensions and extensions.chunking and (self.use_chunking or verbatim) and recipients:
             return await send_chunked(
                 self,
@@ -307,7 +322,7 @@ class SMTP(SessionCommands):
                     "an envelope address is not ASCII and the server does not advertise SMTPUTF8"
                 )
             options.append("SMTPUTF8")
-        if _eight_bit(source) and self._auto_binarymime(options):
+        if self._auto_binarymime(options) and _eight_bit(source):  # the scan comes last
             options.append("BODY=BINARYMIME")  # RFC 3030 §3: 8-bit content, no encoding
         return options
 
