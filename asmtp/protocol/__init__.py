@@ -11,7 +11,7 @@ library. It imports nothing that performs I/O (no asyncio, anyio, trio, socket, 
 
 from __future__ import annotations
 
-from ._body import DataEncoder, LineEndingNormaliser, normalise_line_endings
+from ._body import BdatEncoder, DataEncoder, LineEndingNormaliser, normalise_line_endings
 from ._commands import command_line
 from ._connection import NEED_DATA, PEER_CLOSED, ClientConnection, Sentinel
 from ._errors import BadArgument, LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -63,6 +63,7 @@ __all__ = [
     "AuthResponse",
     "BadArgument",
     "Bdat",
+    "BdatEncoder",
     "Body",
     "ClientConnection",
     "Command",

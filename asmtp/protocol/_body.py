@@ -1,15 +1,17 @@
-"""Streaming body encoders.
+"""Streaming body framing: every byte of message content passes through here.
 
-Owns the transparency of message content. ``DataEncoder`` (RFC 5321 §4.5.2) turns every bare
-CR and bare LF into CRLF and doubles a dot at the start of a line, so no content can end the
-data early or smuggle a second message (the CVE-2023-51764 class). It takes chunks of any
-size and keeps only a carried-over CR and a line-start flag, so memory is O(chunk). BDAT
-(RFC 3030) needs no stuffing: its framing is the ``Bdat`` command's byte count.
+Owns the transparency of message content, chosen by the command that opens the body.
+``DataEncoder`` (after DATA, RFC 5321 §4.5.2) turns every bare CR and bare LF into CRLF and
+doubles a dot at the start of a line, so no content can end the data early or smuggle a
+second message (the CVE-2023-51764 class). ``BdatEncoder`` (RFC 3030) frames chunks by their
+byte count and never stuffs: it writes line endings as CRLF, or passes the bytes as given
+when the transaction declared BODY=BINARYMIME. Each takes chunks of any size and keeps only a
+carried-over CR and a flag, so memory is O(chunk).
 """
 
 from __future__ import annotations
 
-__all__ = ["DataEncoder", "LineEndingNormaliser", "normalise_line_endings"]
+__all__ = ["BdatEncoder", "DataEncoder", "LineEndingNormaliser", "normalise_line_endings"]
 
 
 def _only_crlf(data: bytes) -> bool:
@@ -102,3 +104,33 @@ class LineEndingNormaliser:
         """A held-back CR becomes a line ending."""
         held, self._pending_cr = self._pending_cr, False
         return b"\r\n" if held else b""
+
+
+class BdatEncoder:
+    """Frames a message body as BDAT chunks (RFC 3030 §2): ``BDAT size [LAST]`` then the bytes.
+
+    Line endings are written as CRLF (the content must still be canonical text), unless
+    ``binary``: the transaction declared BODY=BINARYMIME and its bytes go out as given
+    (RFC 3030 §3). Dots are never doubled: the byte count is the framing.
+    """
+
+    __slots__ = ("_normaliser",)
+
+    def __init__(self, *, binary: bool = False) -> None:
+        self._normaliser = None if binary else LineEndingNormaliser()
+
+    def chunk(self, data: bytes, *, last: bool) -> bytes | None:
+        """The wire bytes of one chunk, or ``None`` when nothing is left to send yet.
+
+        A CR at the end of a chunk is carried into the next one (it may start a CRLF), so
+        a chunk of only ``\r`` sends nothing; the last chunk always goes out, if empty as
+        ``BDAT 0 LAST``.
+        """
+        normaliser = self._normaliser
+        if normaliser is not None:
+            data = normaliser.encode(data)
+            if last:
+                data += normaliser.finish()
+        if not data and not last:
+            return None
+        return b"BDAT %d%s\r\n" % (len(data), b" LAST" if last else b"") + data

@@ -11,9 +11,9 @@ import enum
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Final, NoReturn
 
-from ._body import DataEncoder
+from ._body import BdatEncoder, DataEncoder
 from ._commands import command_line, redacted_line
 from ._errors import BadArgument, LocalProtocolError, RemoteProtocolError, quote
 from ._events import (
@@ -42,11 +42,23 @@ from ._replies import (
     DEFAULT_MAX_REPLY_LINES,
     ReplyReader,
 )
-from ._state import GROUP_ENDERS, TRANSITIONS, BdatLast, Kind, State, transition_key
+from ._state import (
+    GROUP_ENDERS,
+    TRANSITIONS,
+    BdatLast,
+    Kind,
+    Reopen,
+    State,
+    reply_moves_by_kind,
+    transition_key,
+)
 
 __all__ = ["NEED_DATA", "PEER_CLOSED", "ClientConnection", "Sentinel"]
 
 DEFAULT_MAX_PENDING = 1000
+
+_MOVES_BY_KIND: Final = reply_moves_by_kind()
+_HELLO: Final[tuple[Kind, ...]] = (Ehlo, Helo, Lhlo)
 
 
 class Sentinel(enum.Enum):
@@ -84,6 +96,8 @@ class _Transaction:
     mail_refused: bool = False
     rcpts_pending: int = 0
     accepted: list[bytes] = field(default_factory=list)
+    binary: bool = False
+    """MAIL declared BODY=BINARYMIME: BDAT carries the body byte for byte (RFC 3030 §3)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -127,6 +141,7 @@ class ClientConnection:
         self._extensions: Extensions | None = None
         self._txn: _Transaction | None = None
         self._encoder = DataEncoder()
+        self._bdat = BdatEncoder()
         self._peer_closed = False
         self._greeted = False
 
@@ -181,7 +196,10 @@ class ClientConnection:
         if isinstance(command, EndOfData):
             data = self._encoder.finish()
         elif isinstance(command, Bdat):
-            data = command_line(command) + command.data
+            framed = self._bdat.chunk(command.data, last=command.last)
+            if framed is None:
+                return b""  # nothing left once normalised: no chunk, no reply awaited
+            data = framed
         elif isinstance(command, Raw) and self._state is State.AUTH_CHALLENGE:
             # A raw line answering a challenge is a credential: serialise it as one, so
             # that a CR, LF or NUL in it is reported without quoting it.
@@ -253,7 +271,8 @@ class ClientConnection:
             kind = self._raw_kind(command)
         txn = self._txn
         if isinstance(command, Mail):
-            txn = self._txn = _Transaction()
+            txn = self._txn = _Transaction(binary=_declares_binary(b" ".join(command.params)))
+            self._bdat = BdatEncoder(binary=txn.binary)
         elif isinstance(command, Rcpt) and txn is not None:
             txn.rcpts_pending += 1
         self._pending.append(_Pending(command, kind, txn))
@@ -345,73 +364,62 @@ class ClientConnection:
         return entry.txn.accepted[entry.answered]
 
     def _apply_reply(self, entry: _Pending, reply: Reply) -> None:
-        """Reply-driven moves: the only place a reply changes the state."""
+        """Record what ``reply`` says of its command, then make the move the table gives."""
+        raw = isinstance(entry.command, Raw)
+        if not raw or entry.kind in _HELLO:
+            self._record_verdict(entry, reply)
+        state, txn = self._state, entry.txn
+        for move in _MOVES_BY_KIND.get(entry.kind, ()):
+            if (
+                (move.raw is None or move.raw is raw)
+                and state in move.sources
+                and move.on.matches(reply.code)
+                and (not move.own_transaction or (txn is not None and self._txn is txn))
+            ):
+                self._arrive(move.target, entry)
+                return
+
+    def _record_verdict(self, entry: _Pending, reply: Reply) -> None:
+        """What a reply tells whatever the state: extensions, the transaction's counts."""
         kind, txn, ok = entry.kind, entry.txn, reply.is_positive
-        state = self._state
-        if kind in (Ehlo, Lhlo, Helo):
+        if kind in _HELLO:
             if ok:
                 # As smtplib: only a 250 EHLO reply lists extensions.
                 ehlo_250 = kind is not Helo and reply.code == 250
                 self._extensions = (
                     Extensions.from_ehlo_lines(reply.lines) if ehlo_250 else Extensions()
                 )
-                if state in (State.GREETED, State.READY, State.MAIL, State.RCPT):
-                    self._state, self._txn = State.READY, None
+        elif txn is None:
+            return
         elif kind is Mail:
-            if isinstance(entry.command, Raw):
-                if ok and state is State.READY:
-                    self._txn = _Transaction(mail_accepted=True)
-                    self._state = State.MAIL
-            elif txn is not None:
-                txn.mail_accepted, txn.mail_refused = ok, not ok
-                if not ok and self._txn is txn and state in (State.MAIL, State.RCPT):
-                    self._state, self._txn = State.READY, None
-        elif kind is Rcpt:
-            self._rcpt_reply(entry, ok)
-        elif kind is Data:
-            if reply.code == 354 and (
-                state is State.DATA_REQUESTED or isinstance(entry.command, Raw)
-            ):
-                self._state, self._encoder = State.BODY, DataEncoder()
-            elif state is State.DATA_REQUESTED:
-                self._state = self._transaction_state()
-        elif kind is Rset:
-            # As the table for Rset: before EHLO, RSET does not open the session.
-            if ok and isinstance(entry.command, Raw) and state is not State.GREETED:
-                self._state, self._txn = State.READY, None
-        elif kind in (StartTLS,):
-            if reply.code == 220:
-                self._state = State.TLS_HANDSHAKE
-                if self._reader.in_reply:
-                    self._fail(
-                        "server sent data after its 220 reply to STARTTLS and before the "
-                        "TLS handshake (response injection)"
-                    )
-            elif state is State.STARTTLS_REQUESTED:
-                self._state = State.READY
-        elif kind in (Auth, AuthResponse):
-            if reply.code == 334:
-                self._state = State.AUTH_CHALLENGE
-            elif state in (State.AUTH, State.AUTH_CHALLENGE, State.READY):
-                self._state = State.READY
-        elif kind is Quit and isinstance(entry.command, Raw):
-            self._state = State.CLOSED
+            txn.mail_accepted, txn.mail_refused = ok, not ok
+        elif kind is Rcpt and isinstance(entry.command, Rcpt):
+            txn.rcpts_pending -= 1
+            if ok:
+                txn.accepted.append(entry.command.address)
 
-    def _rcpt_reply(self, entry: _Pending, ok: bool) -> None:
-        command, txn = entry.command, entry.txn
-        if isinstance(command, Raw):
-            if ok and self._txn is not None and self._state in (State.MAIL, State.RCPT):
-                address = command.line.split(b":", 1)[-1].strip().split(b" ", 1)[0]
-                self._txn.accepted.append(address.strip(b"<>"))
-                self._state = State.RCPT
-            return
-        if txn is None or not isinstance(command, Rcpt):
-            return
-        txn.rcpts_pending -= 1
-        if ok:
-            txn.accepted.append(command.address)
-        elif self._txn is txn and self._state is State.RCPT:
-            self._state = self._transaction_state()
+    def _arrive(self, target: State | Reopen, entry: _Pending) -> None:
+        """Enter ``target`` with what entering it implies."""
+        if target is Reopen.TRANSACTION:
+            target = self._transaction_state()
+        command = entry.command
+        if target is State.READY:
+            self._txn = None
+        elif target is State.BODY:
+            self._encoder = DataEncoder()
+        elif isinstance(command, Raw) and entry.kind is Mail:
+            # A raw MAIL the server accepted opens the transaction the reply reveals.
+            self._txn = _Transaction(mail_accepted=True, binary=_declares_binary(command.line))
+            self._bdat = BdatEncoder(binary=self._txn.binary)
+        elif isinstance(command, Raw) and entry.kind is Rcpt and self._txn is not None:
+            address = command.line.split(b":", 1)[-1].strip().split(b" ", 1)[0]
+            self._txn.accepted.append(address.strip(b"<>"))
+        self._state = target
+        if target is State.TLS_HANDSHAKE and self._reader.in_reply:
+            self._fail(
+                "server sent data after its 220 reply to STARTTLS and before the "
+                "TLS handshake (response injection)"
+            )
 
     def _transaction_state(self) -> State:
         txn = self._txn
@@ -443,3 +451,8 @@ class ClientConnection:
     def _fail(self, message: str) -> NoReturn:
         self._state = State.ERROR
         raise RemoteProtocolError(message)
+
+
+def _declares_binary(params: bytes) -> bool:
+    """Whether MAIL parameters declare BODY=BINARYMIME (RFC 3030 §3)."""
+    return b"BODY=BINARYMIME" in params.upper()

@@ -3,12 +3,14 @@
 ``TRANSITIONS[state][kind]`` is the state after sending a command of that kind; a kind
 missing from a state's row may not be sent in that state. Sending is optimistic: with
 PIPELINING the next command is sent before the previous one is answered, so the table
-assumes success and :meth:`ClientConnection._apply_reply` moves back when a reply refuses.
+assumes success, and the replies move it back when they refuse: :data:`REPLY_MOVES` lists
+every such move, and the connection applies them from that table.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Final
 
 from ._events import (
@@ -36,11 +38,16 @@ from ._events import (
 
 __all__ = [
     "GROUP_ENDERS",
+    "OTHER_MOVES",
     "REPLY_MOVES",
     "TRANSITIONS",
     "BdatLast",
+    "On",
+    "Reopen",
+    "ReplyMove",
     "State",
     "mermaid_diagram",
+    "reply_moves_by_kind",
     "transition_key",
 ]
 
@@ -142,21 +149,198 @@ GROUP_ENDERS: Final[frozenset[Kind]] = frozenset(
     {Ehlo, Helo, Lhlo, Data, Vrfy, Expn, Help, Noop, Quit, StartTLS, Auth, AuthResponse, Raw}
 )
 
-# The moves made by replies rather than by sending (ClientConnection._apply_reply), for the
-# diagram; tests/protocol checks each one by driving a connection through it.
-REPLY_MOVES: Final[tuple[tuple[State, str, State], ...]] = (
+
+class On(enum.Enum):
+    """Which replies make a reply-driven move."""
+
+    POSITIVE = "2xx"
+    REFUSED = "not 2xx"
+    GO_AHEAD = "354"
+    NOT_GO_AHEAD = "not 354"
+    CHALLENGE = "334"
+    NOT_CHALLENGE = "not 334"
+    TLS_READY = "220"
+    NOT_TLS_READY = "not 220"
+    ANY = "any reply"
+
+    def matches(self, code: int) -> bool:
+        """Whether a reply with ``code`` makes the move."""
+        return _MATCHES[self](code)
+
+
+_MATCHES: Final = {
+    On.POSITIVE: lambda code: 200 <= code < 300,
+    On.REFUSED: lambda code: not 200 <= code < 300,
+    On.GO_AHEAD: lambda code: code == 354,
+    On.NOT_GO_AHEAD: lambda code: code != 354,
+    On.CHALLENGE: lambda code: code == 334,
+    On.NOT_CHALLENGE: lambda code: code != 334,
+    On.TLS_READY: lambda code: code == 220,
+    On.NOT_TLS_READY: lambda code: code != 220,
+    On.ANY: lambda code: True,
+}
+
+
+class Reopen(enum.Enum):
+    """A move's target that depends on the open transaction, not on the reply alone."""
+
+    TRANSACTION = "where the open transaction stands"
+    """READY once MAIL was refused, RCPT while a recipient is accepted or awaited, else MAIL."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyMove:
+    """One state change made by a reply rather than by sending.
+
+    The reply to a command of one of ``kinds`` (sent structured, as a raw line, or either,
+    per ``raw``), matching ``on``, moves the connection from any state in ``sources`` to
+    ``target``. ``own_transaction`` limits the move to replies that belong to the
+    transaction still open (with several transactions overlapped, a late reply to an
+    earlier one moves nothing). The diagram draws the move from ``drawn_from`` (default:
+    every source) to ``drawn_to`` (default: the target; required for
+    :data:`Reopen.TRANSACTION`): moves that may happen in almost any state, because a raw
+    line may be sent in any state, are drawn from the state they normally start from.
+    """
+
+    label: str
+    kinds: tuple[Kind, ...]
+    on: On
+    sources: frozenset[State]
+    target: State | Reopen
+    raw: bool | None = None
+    own_transaction: bool = False
+    drawn_from: frozenset[State] | None = None
+    drawn_to: State | None = None
+
+
+_ANY_STATE: Final = frozenset(State) - {State.ERROR}
+_HELLO: Final[tuple[Kind, ...]] = (Ehlo, Helo, Lhlo)
+
+# Every reply-driven move: ClientConnection applies the first entry that matches a reply,
+# and docs/protocol.md's diagram is drawn from the same entries.
+REPLY_MOVES: Final[tuple[ReplyMove, ...]] = (
+    ReplyMove(
+        "250 to EHLO/HELO/LHLO",
+        _HELLO,
+        On.POSITIVE,
+        frozenset({_S.GREETED, _S.READY, _S.MAIL, _S.RCPT}),
+        _S.READY,
+    ),
+    ReplyMove(
+        "MAIL accepted (raw line)", (Mail,), On.POSITIVE, frozenset({_S.READY}), _S.MAIL, raw=True
+    ),
+    ReplyMove(
+        "MAIL refused",
+        (Mail,),
+        On.REFUSED,
+        frozenset({_S.MAIL, _S.RCPT}),
+        _S.READY,
+        raw=False,
+        own_transaction=True,
+    ),
+    ReplyMove(
+        "RCPT accepted (raw line)",
+        (Rcpt,),
+        On.POSITIVE,
+        frozenset({_S.MAIL, _S.RCPT}),
+        _S.RCPT,
+        raw=True,
+    ),
+    ReplyMove(
+        "every RCPT refused",
+        (Rcpt,),
+        On.REFUSED,
+        frozenset({_S.RCPT}),
+        Reopen.TRANSACTION,
+        raw=False,
+        own_transaction=True,
+        drawn_to=_S.MAIL,
+    ),
+    ReplyMove("354", (Data,), On.GO_AHEAD, frozenset({_S.DATA_REQUESTED}), _S.BODY),
+    ReplyMove(
+        "354 to a raw DATA",
+        (Data,),
+        On.GO_AHEAD,
+        _ANY_STATE - {_S.DATA_REQUESTED},
+        _S.BODY,
+        raw=True,
+        drawn_from=frozenset({_S.RCPT}),
+    ),
+    ReplyMove(
+        "DATA refused",
+        (Data,),
+        On.NOT_GO_AHEAD,
+        frozenset({_S.DATA_REQUESTED}),
+        Reopen.TRANSACTION,
+        drawn_to=_S.RCPT,
+    ),
+    ReplyMove(
+        "RSET accepted (raw line)",
+        (Rset,),
+        On.POSITIVE,
+        _ANY_STATE - {_S.GREETED},
+        _S.READY,
+        raw=True,
+        drawn_from=frozenset({_S.MAIL, _S.RCPT}),
+    ),
+    # RFC 3207 §4.2: after 220 the handshake comes next whatever was sent (a raw STARTTLS
+    # too), so that the injection checks apply.
+    ReplyMove(
+        "220",
+        (StartTLS,),
+        On.TLS_READY,
+        _ANY_STATE,
+        _S.TLS_HANDSHAKE,
+        drawn_from=frozenset({_S.STARTTLS_REQUESTED}),
+    ),
+    ReplyMove(
+        "refusal", (StartTLS,), On.NOT_TLS_READY, frozenset({_S.STARTTLS_REQUESTED}), _S.READY
+    ),
+    ReplyMove(
+        "334",
+        (Auth, AuthResponse),
+        On.CHALLENGE,
+        _ANY_STATE,
+        _S.AUTH_CHALLENGE,
+        drawn_from=frozenset({_S.AUTH}),
+    ),
+    ReplyMove(
+        "235 or refusal",
+        (Auth, AuthResponse),
+        On.NOT_CHALLENGE,
+        frozenset({_S.AUTH, _S.AUTH_CHALLENGE, _S.READY}),
+        _S.READY,
+        drawn_from=frozenset({_S.AUTH}),
+    ),
+    ReplyMove(
+        "QUIT answered (raw line)",
+        (Quit,),
+        On.ANY,
+        _ANY_STATE,
+        _S.CLOSED,
+        raw=True,
+        drawn_from=frozenset({_S.READY}),
+    ),
+)
+
+# Moves that no reply to a command makes, for the diagram only: the greeting (any reply
+# while AWAIT_GREETING) and the end of the STARTTLS handshake, which the transport reports.
+OTHER_MOVES: Final[tuple[tuple[State, str, State], ...]] = (
     (_S.AWAIT_GREETING, "greeting", _S.GREETED),
-    (_S.GREETED, "250 to EHLO/HELO/LHLO", _S.READY),
-    (_S.MAIL, "MAIL refused", _S.READY),
-    (_S.RCPT, "every RCPT refused", _S.MAIL),
-    (_S.DATA_REQUESTED, "354", _S.BODY),
-    (_S.DATA_REQUESTED, "DATA refused", _S.RCPT),
-    (_S.AUTH, "334", _S.AUTH_CHALLENGE),
-    (_S.AUTH, "235 or refusal", _S.READY),
-    (_S.STARTTLS_REQUESTED, "220", _S.TLS_HANDSHAKE),
-    (_S.STARTTLS_REQUESTED, "refusal", _S.READY),
     (_S.TLS_HANDSHAKE, "handshake done: tls_established()", _S.GREETED),
 )
+
+
+def reply_moves_by_kind() -> dict[Kind, tuple[ReplyMove, ...]]:
+    """:data:`REPLY_MOVES` indexed by command kind, in table order (for quick lookup)."""
+    index: dict[Kind, list[ReplyMove]] = {}
+    for move in REPLY_MOVES:
+        for kind in move.kinds:
+            index.setdefault(kind, []).append(move)
+    return {kind: tuple(moves) for kind, moves in index.items()}
+
+
+_ORDER: Final = list(State)
 
 
 def mermaid_diagram() -> str:
@@ -177,7 +361,13 @@ def mermaid_diagram() -> str:
             )
         for target, names in grouped.items():
             lines.append(f"    {state.name} --> {target.name}: {', '.join(names)}")
-    for source, label, target in REPLY_MOVES:
+    for move in REPLY_MOVES:
+        target = move.drawn_to or move.target
+        assert isinstance(target, State)  # noqa: S101 - every Reopen move names drawn_to
+        for source in sorted(move.drawn_from or move.sources, key=_ORDER.index):
+            if source is not target:
+                lines.append(f"    {source.name} --> {target.name}: on {move.label}")
+    for source, label, target in OTHER_MOVES:
         lines.append(f"    {source.name} --> {target.name}: on {label}")
     lines.append("    ERROR: ERROR (after any protocol error; terminal)")
     return "\n".join(lines) + "\n"

@@ -45,7 +45,7 @@ from asmtp.protocol import (
     xtext,
 )
 
-from ._helpers import greeted, script_at
+from ._helpers import Script, greeted, script_at
 
 
 @pytest.mark.parametrize(
@@ -312,3 +312,48 @@ def test_xtext_is_printable_ascii_that_decodes_back(raw: bytes) -> None:
 @given(st.text())
 def test_xtext_of_text_encodes_utf8(text: str) -> None:
     assert xtext(text) == xtext(text.encode("utf-8"))
+
+
+def _in_bdat_transaction(*mail_params: bytes) -> Script:
+    script = greeted("CHUNKING", "BINARYMIME", "PIPELINING")
+    script.send(Mail(b"a@x", mail_params))
+    script.receive(b"250 ok\r\n")
+    script.send(Rcpt(b"b@y"))
+    script.receive(b"250 ok\r\n")
+    return script
+
+
+@pytest.mark.parametrize(
+    ("chunks", "wire"),
+    [
+        ([Bdat(b"a\nb\r\n", last=True)], b"BDAT 6 LAST\r\na\r\nb\r\n"),
+        ([Bdat(b"a\r"), Bdat(b"\nb", last=True)], b"BDAT 1\r\naBDAT 3 LAST\r\n\r\nb"),
+        ([Bdat(b"x\r"), Bdat(b"", last=True)], b"BDAT 1\r\nxBDAT 2 LAST\r\n\r\n"),
+        ([Bdat(b"\r"), Bdat(b"\r"), Bdat(b"\n", last=True)], b"BDAT 2\r\n\r\nBDAT 2 LAST\r\n\r\n"),
+        ([Bdat(b".\n.", last=True)], b"BDAT 4 LAST\r\n.\r\n."),
+    ],
+    ids=["bare-lf", "cr-carried", "cr-at-the-end", "cr-only-chunk-sends-nothing", "no-stuffing"],
+)
+def test_bdat_writes_line_endings_as_crlf_counting_what_it_sends(
+    chunks: list[Bdat], wire: bytes
+) -> None:
+    script = _in_bdat_transaction()
+    assert script.send(*chunks) == wire
+    assert len(script.conn.pending) == wire.count(b"BDAT ")
+
+
+def test_bdat_sends_bytes_as_given_when_mail_declared_binarymime() -> None:
+    script = _in_bdat_transaction(b"BODY=BINARYMIME")
+    body = b"\x00\xff bare\nlf and cr\r"
+    assert script.send(Bdat(body, last=True)) == b"BDAT %d LAST\r\n" % len(body) + body
+
+
+def test_bdat_framing_is_chosen_per_transaction() -> None:
+    script = _in_bdat_transaction(b"BODY=BINARYMIME")
+    script.send(Bdat(b"1\n", last=True))
+    script.receive(b"250 ok\r\n")
+    script.send(Mail(b"a@x"))
+    script.receive(b"250 ok\r\n")
+    script.send(Rcpt(b"b@y"))
+    script.receive(b"250 ok\r\n")
+    assert script.send(Bdat(b"2\n", last=True)) == b"BDAT 3 LAST\r\n2\r\n"

@@ -32,7 +32,7 @@ from asmtp.protocol import (
     State,
     Vrfy,
 )
-from asmtp.protocol._state import REPLY_MOVES, BdatLast, Kind, mermaid_diagram
+from asmtp.protocol._state import OTHER_MOVES, REPLY_MOVES, BdatLast, Kind, mermaid_diagram
 
 from ._helpers import GREETING, greeted, script_at, split_at
 
@@ -116,34 +116,77 @@ def test_any_command_in_any_state_is_in_the_table_or_refused_untouched(
     check_pair(state, command, keywords, lmtp)
 
 
-# How to make each reply-driven move in REPLY_MOVES: from a state reached by script_at, the
-# commands that lead to the move's source state, then the answer that moves it (None: the
-# TLS handshake completing instead of a reply).
-MOVE_RECIPES: dict[tuple[State, str], tuple[State, tuple[Command, ...], bytes | None]] = {
-    (State.AWAIT_GREETING, "greeting"): (State.AWAIT_GREETING, (), GREETING),
-    (State.GREETED, "250 to EHLO/HELO/LHLO"): (State.GREETED, (Ehlo(b"c"),), b"250 hi\r\n"),
-    (State.MAIL, "MAIL refused"): (State.READY, (Mail(b"a@x"),), b"550 no\r\n"),
-    (State.RCPT, "every RCPT refused"): (State.MAIL, (Rcpt(b"b@y"),), b"550 no\r\n"),
-    (State.DATA_REQUESTED, "354"): (State.RCPT, (Data(),), b"354 go\r\n"),
-    (State.DATA_REQUESTED, "DATA refused"): (State.RCPT, (Data(),), b"451 later\r\n"),
-    (State.AUTH, "334"): (State.READY, (Auth(b"LOGIN"),), b"334 VXNlcm5hbWU6\r\n"),
-    (State.AUTH, "235 or refusal"): (State.READY, (Auth(b"PLAIN", b"AGEAYg=="),), b"535 no\r\n"),
-    (State.STARTTLS_REQUESTED, "220"): (State.READY, (StartTLS(),), b"220 go\r\n"),
-    (State.STARTTLS_REQUESTED, "refusal"): (State.READY, (StartTLS(),), b"454 no\r\n"),
-    (State.TLS_HANDSHAKE, "handshake done: tls_established()"): (State.TLS_HANDSHAKE, (), None),
+# How to make each move the diagram draws (REPLY_MOVES from each drawn source, and
+# OTHER_MOVES): from a state reached by script_at (with the given extensions), the commands
+# that lead to the drawn source state, then the answer that moves it (None: the TLS
+# handshake completing instead of a reply).
+Recipe = tuple[State, tuple[str, ...], tuple[Command, ...], bytes | None]
+MOVE_RECIPES: dict[tuple[str, State], Recipe] = {
+    ("greeting", State.AWAIT_GREETING): (State.AWAIT_GREETING, (), (), GREETING),
+    ("250 to EHLO/HELO/LHLO", State.GREETED): (State.GREETED, (), (Ehlo(b"c"),), b"250 hi\r\n"),
+    ("250 to EHLO/HELO/LHLO", State.MAIL): (State.MAIL, (), (Ehlo(b"c"),), b"250 hi\r\n"),
+    ("250 to EHLO/HELO/LHLO", State.RCPT): (State.RCPT, (), (Helo(b"c"),), b"250 hi\r\n"),
+    ("MAIL accepted (raw line)", State.READY): (
+        State.READY,
+        (),
+        (Raw(b"MAIL FROM:<a@x>"),),
+        b"250 ok\r\n",
+    ),
+    ("MAIL refused", State.MAIL): (State.READY, (), (Mail(b"a@x"),), b"550 no\r\n"),
+    ("MAIL refused", State.RCPT): (
+        State.READY,
+        ("PIPELINING",),
+        (Mail(b"a@x"), Rcpt(b"b@y")),
+        b"550 no\r\n",
+    ),
+    ("RCPT accepted (raw line)", State.MAIL): (
+        State.MAIL,
+        (),
+        (Raw(b"RCPT TO:<b@y>"),),
+        b"250 ok\r\n",
+    ),
+    ("every RCPT refused", State.RCPT): (State.MAIL, (), (Rcpt(b"b@y"),), b"550 no\r\n"),
+    ("354", State.DATA_REQUESTED): (State.RCPT, (), (Data(),), b"354 go\r\n"),
+    ("354 to a raw DATA", State.RCPT): (State.RCPT, (), (Raw(b"DATA"),), b"354 go\r\n"),
+    ("DATA refused", State.DATA_REQUESTED): (State.RCPT, (), (Data(),), b"451 later\r\n"),
+    ("RSET accepted (raw line)", State.MAIL): (State.MAIL, (), (Raw(b"RSET"),), b"250 ok\r\n"),
+    ("RSET accepted (raw line)", State.RCPT): (State.RCPT, (), (Raw(b"RSET"),), b"250 ok\r\n"),
+    ("220", State.STARTTLS_REQUESTED): (State.READY, (), (StartTLS(),), b"220 go\r\n"),
+    ("refusal", State.STARTTLS_REQUESTED): (State.READY, (), (StartTLS(),), b"454 no\r\n"),
+    ("334", State.AUTH): (State.READY, (), (Auth(b"LOGIN"),), b"334 VXNlcm5hbWU6\r\n"),
+    ("235 or refusal", State.AUTH): (
+        State.READY,
+        (),
+        (Auth(b"PLAIN", b"AGEAYg=="),),
+        b"535 no\r\n",
+    ),
+    ("QUIT answered (raw line)", State.READY): (State.READY, (), (Raw(b"QUIT"),), b"221 bye\r\n"),
+    ("handshake done: tls_established()", State.TLS_HANDSHAKE): (State.TLS_HANDSHAKE, (), (), None),
 }
 
 
-def test_every_reply_move_has_a_recipe() -> None:
-    assert {(source, label) for source, label, _ in REPLY_MOVES} == set(MOVE_RECIPES)
+def drawn_moves() -> list[tuple[str, State, State]]:
+    """Every (label, source, target) edge the diagram draws for a reply-driven move."""
+    edges = [(label, source, target) for source, label, target in OTHER_MOVES]
+    for move in REPLY_MOVES:
+        target = move.drawn_to or move.target
+        assert isinstance(target, State)
+        for source in move.drawn_from or move.sources:
+            if source is not target:
+                edges.append((move.label, source, target))
+    return edges
 
 
-@pytest.mark.parametrize(("source", "label", "target"), REPLY_MOVES, ids=lambda v: str(v))
+def test_every_drawn_move_has_a_recipe() -> None:
+    assert {(label, source) for label, source, _ in drawn_moves()} == set(MOVE_RECIPES)
+
+
+@pytest.mark.parametrize(("label", "source", "target"), drawn_moves(), ids=lambda v: str(v))
 def test_reply_move_in_the_diagram_is_what_the_connection_does(
-    source: State, label: str, target: State
+    label: str, source: State, target: State
 ) -> None:
-    start, commands, answer = MOVE_RECIPES[source, label]
-    script = script_at(start)
+    start, keywords, commands, answer = MOVE_RECIPES[label, source]
+    script = script_at(start, *keywords)
     script.send(*commands)
     assert script.state() is source
     if answer is None:
@@ -153,6 +196,12 @@ def test_reply_move_in_the_diagram_is_what_the_connection_does(
     assert script.state() is target
 
 
+def test_drawn_sources_are_sources() -> None:
+    for move in REPLY_MOVES:
+        assert (move.drawn_from or move.sources) <= move.sources, move.label
+        assert isinstance(move.target, State) or move.drawn_to is not None, move.label
+
+
 def test_diagram_shows_every_move_that_changes_the_state() -> None:
     diagram = mermaid_diagram()
     assert diagram.startswith("stateDiagram-v2\n")
@@ -160,8 +209,54 @@ def test_diagram_shows_every_move_that_changes_the_state() -> None:
         for target in row.values():
             if target is not state:
                 assert f"    {state.name} --> {target.name}: " in diagram
-    for source, label, target in REPLY_MOVES:
+    for label, source, target in drawn_moves():
         assert f"    {source.name} --> {target.name}: on {label}\n" in diagram
+
+
+@pytest.mark.parametrize(
+    "state", [s for s in State if s not in (State.AWAIT_GREETING, State.ERROR)], ids=str
+)
+def test_a_reply_moves_the_state_as_the_table_says(state: State) -> None:
+    """For every command allowed in ``state`` and every reply code, the table decides."""
+    for command in COMMANDS:
+        for code in _CODES:
+            script = script_at(state, "PIPELINING", "CHUNKING")
+            conn = script.conn
+            if not conn.can_send(command):
+                continue
+            conn.send(command)
+            if not conn.pending_count:
+                continue  # message content awaits no reply of its own
+            sent_state = conn.state
+            accepted_before = conn.accepted_recipients
+            script.receive(b"%d x\r\n" % code)
+            if code == 421 or conn.state is State.ERROR:
+                continue  # closing, or STARTTLS's injection check: not a table move
+            answering = state is State.AUTH_CHALLENGE  # a raw line there answers a challenge
+            expected = expected_after(sent_state, command, code, accepted_before, answering)
+            assert conn.state is expected, (state, command, code)
+
+
+def expected_after(
+    state: State, command: Command, code: int, accepted: tuple[bytes, ...], answering: bool
+) -> State:
+    """The state :data:`REPLY_MOVES` names for ``command``'s reply."""
+    kind = kind_of(command)
+    raw = isinstance(command, Raw)
+    if raw:
+        kind = AuthResponse if answering else RAW_KINDS.get(command.line.split(b" ", 1)[0], Raw)
+    for move in REPLY_MOVES:
+        if kind not in move.kinds or (move.raw is not None and move.raw is not raw):
+            continue
+        if state in move.sources and move.on.matches(code):
+            if isinstance(move.target, State):
+                return move.target
+            return State.RCPT if accepted else State.MAIL  # where the transaction stands
+    return state
+
+
+RAW_KINDS: dict[bytes, Kind] = {b"NOOP": Noop, b"MAIL": Mail, b"BDAT": Raw}
+_CODES = [220, 221, 235, 250, 334, 354, 421, 451, 454, 503, 535, 550]
 
 
 _TEXT = st.binary(max_size=12).filter(lambda text: b"\r" not in text and b"\n" not in text)
