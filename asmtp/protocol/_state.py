@@ -364,9 +364,11 @@ def mermaid_diagram() -> str:
     for move in REPLY_MOVES:
         target = move.drawn_to or move.target
         assert isinstance(target, State)  # noqa: S101 - every Reopen move names drawn_to
-        for source in sorted(move.drawn_from or move.sources, key=_ORDER.index):
-            if source is not target:
-                lines.append(f"    {source.name} --> {target.name}: on {move.label}")
+        lines.extend(
+            f"    {source.name} --> {target.name}: on {move.label}"
+            for source in sorted(move.drawn_from or move.sources, key=_ORDER.index)
+            if source is not target
+        )
     for source, label, target in OTHER_MOVES:
         lines.append(f"    {source.name} --> {target.name}: on {label}")
     lines.append("    ERROR: ERROR (after any protocol error; terminal)")

@@ -171,9 +171,11 @@ def drawn_moves() -> list[tuple[str, State, State]]:
     for move in REPLY_MOVES:
         target = move.drawn_to or move.target
         assert isinstance(target, State)
-        for source in move.drawn_from or move.sources:
-            if source is not target:
-                edges.append((move.label, source, target))
+        edges.extend(
+            (move.label, source, target)
+            for source in move.drawn_from or move.sources
+            if source is not target
+        )
     return edges
 
 
