@@ -10,6 +10,7 @@ every such move, and the connection applies them from that table.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -168,7 +169,7 @@ class On(enum.Enum):
         return _MATCHES[self](code)
 
 
-_MATCHES: Final = {
+_MATCHES: Final[dict[On, Callable[[int], bool]]] = {
     On.POSITIVE: lambda code: 200 <= code < 300,
     On.REFUSED: lambda code: not 200 <= code < 300,
     On.GO_AHEAD: lambda code: code == 354,
@@ -362,12 +363,12 @@ def mermaid_diagram() -> str:
         for target, names in grouped.items():
             lines.append(f"    {state.name} --> {target.name}: {', '.join(names)}")
     for move in REPLY_MOVES:
-        target = move.drawn_to or move.target
-        assert isinstance(target, State)  # noqa: S101 - every Reopen move names drawn_to
+        drawn = move.drawn_to or move.target
+        assert isinstance(drawn, State)  # noqa: S101 - every Reopen move names drawn_to
         lines.extend(
-            f"    {source.name} --> {target.name}: on {move.label}"
+            f"    {source.name} --> {drawn.name}: on {move.label}"
             for source in sorted(move.drawn_from or move.sources, key=_ORDER.index)
-            if source is not target
+            if source is not drawn
         )
     for source, label, target in OTHER_MOVES:
         lines.append(f"    {source.name} --> {target.name}: on {label}")

@@ -245,7 +245,7 @@ def expected_after(
     """The state :data:`REPLY_MOVES` names for ``command``'s reply."""
     kind = kind_of(command)
     raw = isinstance(command, Raw)
-    if raw:
+    if isinstance(command, Raw):
         kind = AuthResponse if answering else RAW_KINDS.get(command.line.split(b" ", 1)[0], Raw)
     for move in REPLY_MOVES:
         if kind not in move.kinds or (move.raw is not None and move.raw is not raw):
