@@ -7,18 +7,21 @@ Runs on asyncio and trio (through anyio). Exceptions are smtplib's own classes, 
 from __future__ import annotations
 
 from . import auth, errors, protocol
-from ._api import TLSMode, connect, send_message, sendmail
-from ._batch import Outgoing
+from ._bulk import RetryPolicy, SMTPPool
 from ._client import (
     DEFAULT_TIMEOUT,
+    LMTP,
+    LMTP_PORT,
     SMTP,
     SMTP_SSL,
     SMTP_SSL_PORT,
-    SendmailResult,
+    Outgoing,
+    TLSMode,
+    connect,
+    send_message,
+    sendmail,
 )
-from ._lmtp import LMTP, LMTP_PORT
-from ._outcome import SendOutcome
-from ._pool import RetryPolicy, SendResult, SMTPPool
+from ._results import SendOutcome, SendResult
 from .errors import (
     BadArgument,
     SMTPAuthenticationError,
@@ -65,7 +68,6 @@ __all__ = [
     "SMTPTransactionTimeout",
     "SendOutcome",
     "SendResult",
-    "SendmailResult",
     "TLSMode",
     "TLSRequiredError",
     "auth",

@@ -20,7 +20,7 @@ from smtplib import (
     SMTPServerDisconnected,
 )
 
-from ._outcome import SendOutcome
+from ._results import SendOutcome
 from .protocol import BadArgument
 
 __all__ = [

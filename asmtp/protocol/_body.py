@@ -112,25 +112,30 @@ class BdatEncoder:
     Line endings are written as CRLF (the content must still be canonical text), unless
     ``binary``: the transaction declared BODY=BINARYMIME and its bytes go out as given
     (RFC 3030 §3). Dots are never doubled: the byte count is the framing.
+
+    A chunk of content is written only once more content is known to follow, so that the
+    last content always goes out with ``LAST`` and no chunk is ever empty (servers refuse
+    ``BDAT 0`` without ``LAST``); it holds one chunk, so memory stays O(chunk).
     """
 
-    __slots__ = ("_normaliser",)
+    __slots__ = ("_held", "_normaliser")
 
     def __init__(self, *, binary: bool = False) -> None:
         self._normaliser = None if binary else LineEndingNormaliser()
+        self._held = b""
 
     def chunk(self, data: bytes, *, last: bool) -> bytes | None:
-        """The wire bytes of one chunk, or ``None`` when nothing is left to send yet.
-
-        A CR at the end of a chunk is carried into the next one (it may start a CRLF), so
-        a chunk of only ``\r`` sends nothing; the last chunk always goes out, if empty as
-        ``BDAT 0 LAST``.
-        """
+        """The wire bytes of the BDAT command ``data`` completes, or ``None``: nothing to
+        send yet (the content is held until more follows or the last chunk)."""
         normaliser = self._normaliser
         if normaliser is not None:
             data = normaliser.encode(data)
             if last:
                 data += normaliser.finish()
-        if not data and not last:
+        if last:
+            data, self._held = self._held + data, b""
+            return b"BDAT %d LAST\r\n" % len(data) + data
+        if not data:
             return None
-        return b"BDAT %d%s\r\n" % (len(data), b" LAST" if last else b"") + data
+        held, self._held = self._held, data
+        return b"BDAT %d\r\n" % len(held) + held if held else None

@@ -198,7 +198,9 @@ class ClientConnection:
         elif isinstance(command, Bdat):
             framed = self._bdat.chunk(command.data, last=command.last)
             if framed is None:
-                return b""  # nothing left once normalised: no chunk, no reply awaited
+                # Held until more content follows: the body has begun, no reply is awaited.
+                self._state = TRANSITIONS[self._state][kind]
+                return b""
             data = framed
         elif isinstance(command, Raw) and self._state is State.AUTH_CHALLENGE:
             # A raw line answering a challenge is a credential: serialise it as one, so

@@ -45,7 +45,7 @@ async def test_one_shot_send_and_concurrent_clients_under_pytest_asyncio(
     """aiosmtpd: asyncio.gather over one-shot sends, one connection each, and an error
     raised as smtplib's class."""
 
-    async def send(n: int) -> asmtp.SendmailResult:
+    async def send(n: int) -> asmtp.SendResult:
         return await asmtp.sendmail(
             "a@x.test",
             [f"r{n}@x.test"],

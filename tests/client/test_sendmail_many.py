@@ -73,8 +73,17 @@ async def test_next_mail_goes_out_before_the_previous_final_reply(
     )
     async with smtp(server) as client:
         results = await client.sendmail_many([outgoing(1), outgoing(2), outgoing(3)])
-        assert client.last_outcome == asmtp.SendOutcome(True, ("b@x.test",), {}, True)
+        assert client.last_outcome == asmtp.SendOutcome(
+            True,
+            ("b@x.test",),
+            {},
+            True,
+            reply=(250, b"queued 3"),
+            replies={"b@x.test": (250, b"queued 3")},
+        )
     assert results == [{}, {}, {}]
+    replies = [result.reply for result in results if isinstance(result, asmtp.SendResult)]
+    assert replies == [(250, b"queued %d" % n) for n in (1, 2, 3)]
     bodies = [piece for piece in server.captured if piece.endswith(b"\r\n.\r\n")]
     assert bodies == [b"Subject: %d\r\n\r\nmessage %d\r\n.\r\n" % (n, n) for n in (1, 2, 3)]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import ssl
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
@@ -55,8 +55,6 @@ class BlockingTransport:
             await anyio.sleep_forever()
         await anyio.lowlevel.checkpoint()
 
-    enforces_deadlines = False  # the client's cancel scope bounds every wait
-
     async def send(self, data: bytes, deadline: float = math.inf) -> None:
         await self._step()
         if self.closed:
@@ -74,7 +72,9 @@ class BlockingTransport:
         self.outbox.clear()
         return data
 
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+    async def start_tls(
+        self, context: ssl.SSLContext, server_hostname: str | None, deadline: float
+    ) -> None:
         raise AssertionError("no TLS here")
 
     async def aclose(self) -> None:
@@ -93,11 +93,11 @@ class FakeSMTP(asmtp.SMTP):
     """An SMTP client whose connection is a :class:`BlockingTransport`."""
 
     def __init__(self, transport: BlockingTransport) -> None:
-        super().__init__("fake.test", 25, "client.test", timeout=5)
-        self.fake = transport
+        async def connector(host: str, port: int, **options: Any) -> Transport:
+            return transport
 
-    async def _open_transport(self, host: str, port: int) -> Transport:
-        return self.fake
+        super().__init__("fake.test", 25, "client.test", timeout=5, connector=connector)
+        self.fake = transport
 
 
 def _check_after_cancel(smtp: FakeSMTP) -> None:

@@ -1,6 +1,6 @@
 """The pool's synchronous bookkeeping: idle slots, rate spacing, backoff and what is retryable.
 
-No sockets and no event loop: :class:`_Idle`, :class:`_RateLimiter`, :func:`retry_delay` and
+No sockets and no event loop: :class:`Idle`, :class:`RateLimiter`, :func:`retry_delay` and
 :func:`is_retryable` are plain functions of their inputs (a fake connection stands in for
 :class:`asmtp.SMTP`, exposing only ``is_connected`` and ``state``).
 """
@@ -14,9 +14,10 @@ from typing import cast
 
 import pytest
 
-import asmtp
 from asmtp import RetryPolicy, SendOutcome, SendResult, SMTPPool
-from asmtp._pool import _Idle, _RateLimiter, _Slot, is_retryable, retry_delay
+from asmtp._bulk import is_retryable, retry_delay
+from asmtp._bulk._idle import Idle, RateLimiter, Slot
+from asmtp._client import Session
 from asmtp.errors import (
     SMTPAuthenticationError,
     SMTPConnectError,
@@ -34,32 +35,32 @@ from asmtp.protocol import State
 
 
 @dataclass
-class FakeSMTP:
-    """What _Idle reads from a connection."""
+class FakeSession:
+    """What Idle reads from a connection."""
 
     is_connected: bool = True
     state: State | None = State.READY
 
 
-def make_slot(*, sent: int = 0, connected: bool = True, state: State | None = State.READY) -> _Slot:
-    return _Slot(cast(asmtp.SMTP, FakeSMTP(connected, state)), sent=sent)
+def make_slot(*, sent: int = 0, connected: bool = True, state: State | None = State.READY) -> Slot:
+    return Slot(cast(Session, FakeSession(connected, state)), sent=sent)
 
 
-def fake(slot: _Slot) -> FakeSMTP:
-    return cast(FakeSMTP, slot.smtp)
+def fake(slot: Slot) -> FakeSession:
+    return cast(FakeSession, slot.session)
 
 
-# -- _Idle --------------------------------------------------------------------------------------
+# -- Idle --------------------------------------------------------------------------------------
 
 
 def test_empty_pool_says_open_a_connection() -> None:
-    idle = _Idle(idle_timeout=30.0, max_messages=10)
+    idle = Idle(idle_timeout=30.0, max_messages=10)
     assert idle.checkout(now=0.0) == (None, [])
     assert len(idle) == 0
 
 
 def test_checkin_keeps_a_ready_connection_and_stamps_it() -> None:
-    idle = _Idle(idle_timeout=30.0, max_messages=10)
+    idle = Idle(idle_timeout=30.0, max_messages=10)
     slot = make_slot(sent=1)
     assert idle.checkin(slot, now=5.0) is True
     assert slot.idle_since == 5.0
@@ -69,7 +70,7 @@ def test_checkin_keeps_a_ready_connection_and_stamps_it() -> None:
 
 
 def test_checkout_reuses_the_newest_connection() -> None:
-    idle = _Idle(idle_timeout=30.0, max_messages=10)
+    idle = Idle(idle_timeout=30.0, max_messages=10)
     older, newer = make_slot(), make_slot()
     idle.checkin(older, now=1.0)
     idle.checkin(newer, now=2.0)
@@ -79,7 +80,7 @@ def test_checkout_reuses_the_newest_connection() -> None:
 
 
 def test_connection_idle_longer_than_the_timeout_is_expired_not_reused() -> None:
-    idle = _Idle(idle_timeout=10.0, max_messages=10)
+    idle = Idle(idle_timeout=10.0, max_messages=10)
     slot = make_slot()
     idle.checkin(slot, now=0.0)
     assert idle.checkout(now=10.5) == (None, [slot])
@@ -87,14 +88,14 @@ def test_connection_idle_longer_than_the_timeout_is_expired_not_reused() -> None
 
 
 def test_idle_exactly_the_timeout_is_still_reused() -> None:
-    idle = _Idle(idle_timeout=10.0, max_messages=10)
+    idle = Idle(idle_timeout=10.0, max_messages=10)
     slot = make_slot()
     idle.checkin(slot, now=0.0)
     assert idle.checkout(now=10.0) == (slot, [])
 
 
 def test_an_expired_newest_connection_expires_every_older_one() -> None:
-    idle = _Idle(idle_timeout=10.0, max_messages=10)
+    idle = Idle(idle_timeout=10.0, max_messages=10)
     a, b, c = make_slot(), make_slot(), make_slot()
     idle.checkin(a, now=0.0)
     idle.checkin(b, now=1.0)
@@ -107,7 +108,7 @@ def test_an_expired_newest_connection_expires_every_older_one() -> None:
 
 def test_fresh_newest_is_reused_while_an_older_expired_one_waits() -> None:
     """Only the newest is looked at; the older expired one goes at a later checkout."""
-    idle = _Idle(idle_timeout=10.0, max_messages=10)
+    idle = Idle(idle_timeout=10.0, max_messages=10)
     old, fresh = make_slot(), make_slot()
     idle.checkin(old, now=0.0)
     idle.checkin(fresh, now=8.0)
@@ -126,13 +127,13 @@ def test_fresh_newest_is_reused_while_an_older_expired_one_waits() -> None:
     ],
 )
 def test_checkin_drops_a_connection_out_of_step(connected: bool, state: State | None) -> None:
-    idle = _Idle(idle_timeout=30.0, max_messages=10)
+    idle = Idle(idle_timeout=30.0, max_messages=10)
     assert idle.checkin(make_slot(connected=connected, state=state), now=0.0) is False
     assert len(idle) == 0
 
 
 def test_checkin_drops_a_connection_that_reached_max_messages() -> None:
-    idle = _Idle(idle_timeout=30.0, max_messages=3)
+    idle = Idle(idle_timeout=30.0, max_messages=3)
     assert idle.checkin(make_slot(sent=2), now=0.0) is True
     assert idle.checkin(make_slot(sent=3), now=0.0) is False
     assert idle.checkin(make_slot(sent=4), now=0.0) is False
@@ -141,7 +142,7 @@ def test_checkin_drops_a_connection_that_reached_max_messages() -> None:
 
 def test_checkout_discards_a_connection_that_fell_out_of_step_while_idle() -> None:
     """Kept READY, later seen closed: handed back for closing, the next one is reused."""
-    idle = _Idle(idle_timeout=30.0, max_messages=10)
+    idle = Idle(idle_timeout=30.0, max_messages=10)
     good, broken = make_slot(), make_slot()
     idle.checkin(good, now=0.0)
     idle.checkin(broken, now=1.0)
@@ -150,7 +151,7 @@ def test_checkout_discards_a_connection_that_fell_out_of_step_while_idle() -> No
 
 
 def test_checkout_discards_a_connection_no_longer_ready() -> None:
-    idle = _Idle(idle_timeout=30.0, max_messages=10)
+    idle = Idle(idle_timeout=30.0, max_messages=10)
     slot = make_slot()
     idle.checkin(slot, now=0.0)
     fake(slot).state = State.CLOSED
@@ -158,7 +159,7 @@ def test_checkout_discards_a_connection_no_longer_ready() -> None:
 
 
 def test_drain_returns_every_idle_connection_once() -> None:
-    idle = _Idle(idle_timeout=30.0, max_messages=10)
+    idle = Idle(idle_timeout=30.0, max_messages=10)
     slots = [make_slot() for _ in range(3)]
     for n, slot in enumerate(slots):
         idle.checkin(slot, now=float(n))
@@ -167,22 +168,22 @@ def test_drain_returns_every_idle_connection_once() -> None:
     assert len(idle) == 0
 
 
-# -- _RateLimiter -------------------------------------------------------------------------------
+# -- RateLimiter -------------------------------------------------------------------------------
 
 
 def test_no_rate_limit_never_waits() -> None:
-    limiter = _RateLimiter(None)
+    limiter = RateLimiter(None)
     assert [limiter.reserve(0.0) for _ in range(100)] == [0.0] * 100
 
 
 def test_rate_limit_spaces_reservations_by_the_interval() -> None:
-    limiter = _RateLimiter(20.0)
+    limiter = RateLimiter(20.0)
     waits = [limiter.reserve(0.0) for _ in range(10)]
     assert waits == pytest.approx([n * 0.05 for n in range(10)])
 
 
 def test_rate_limit_counts_from_now_once_the_schedule_is_past() -> None:
-    limiter = _RateLimiter(10.0)
+    limiter = RateLimiter(10.0)
     assert limiter.reserve(0.0) == 0.0
     assert limiter.reserve(0.0) == pytest.approx(0.1)
     # Long after: no debt and no credit carried over.
@@ -191,7 +192,7 @@ def test_rate_limit_counts_from_now_once_the_schedule_is_past() -> None:
 
 
 def test_rate_limit_partly_elapsed_interval_waits_the_rest() -> None:
-    limiter = _RateLimiter(4.0)
+    limiter = RateLimiter(4.0)
     assert limiter.reserve(10.0) == 0.0
     assert limiter.reserve(10.1) == pytest.approx(0.15)
 
@@ -199,7 +200,7 @@ def test_rate_limit_partly_elapsed_interval_waits_the_rest() -> None:
 @pytest.mark.parametrize("rate", [0.0, -1.0])
 def test_rate_limit_must_be_positive(rate: float) -> None:
     with pytest.raises(ValueError, match="rate_limit"):
-        _RateLimiter(rate)
+        RateLimiter(rate)
 
 
 def test_pool_rejects_bad_limits() -> None:
@@ -330,10 +331,14 @@ def test_smtplib_classes_are_judged_alike() -> None:
 # -- SendResult ---------------------------------------------------------------------------------
 
 
-def test_send_result_is_the_refused_dict_with_attempts() -> None:
-    result = SendResult({"b@x.test": (550, b"no")}, attempts=2)
+def test_send_result_is_the_refused_dict_with_its_outcome() -> None:
+    outcome = SendOutcome(
+        True, ("c@x.test",), {"b@x.test": (550, b"no")}, reply=(250, b"ok queued as 1A"), attempts=2
+    )
+    result = SendResult(outcome)
     assert result == {"b@x.test": (550, b"no")}
     assert isinstance(result, dict)
-    assert result.attempts == 2
-    empty = SendResult({}, attempts=1)
+    assert result.attempts == 2 and result.reply == (250, b"ok queued as 1A")
+    assert result.outcome is outcome
+    empty = SendResult(SendOutcome(True, ("c@x.test",)))
     assert empty == {} and not empty and empty.attempts == 1

@@ -189,7 +189,7 @@ _PATHS: dict[State, list[tuple[Command, bytes]]] = {
     State.RCPT: _IN_RCPT,
     State.DATA_REQUESTED: [*_IN_RCPT, (Data(), b"")],
     State.BODY: [*_IN_RCPT, (Data(), b"354 go ahead\r\n")],
-    State.BDAT: [*_IN_RCPT, (Bdat(b"chunk"), b"250 ok\r\n")],
+    State.BDAT: [*_IN_RCPT, (Bdat(b"chunk"), b""), (Bdat(b"more"), b"250 ok\r\n")],
     State.AUTH: [(Auth(b"LOGIN"), b"")],
     State.AUTH_CHALLENGE: [(Auth(b"LOGIN"), b"334 VXNlcm5hbWU6\r\n")],
     State.STARTTLS_REQUESTED: [(StartTLS(), b"")],

@@ -92,19 +92,20 @@ def test_command_line_is_exact(command: Command, wire: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bdat", "wire"),
+    ("bdats", "wire"),
     [
-        (Bdat(b"chunk\r\n.\r\n"), b"BDAT 10\r\nchunk\r\n.\r\n"),
-        (Bdat(b"end", last=True), b"BDAT 3 LAST\r\nend"),
-        (Bdat(b"", last=True), b"BDAT 0 LAST\r\n"),
+        ([Bdat(b"chunk\r\n.\r\n"), Bdat(b"x")], b"BDAT 10\r\nchunk\r\n.\r\n"),
+        ([Bdat(b"end", last=True)], b"BDAT 3 LAST\r\nend"),
+        ([Bdat(b"", last=True)], b"BDAT 0 LAST\r\n"),
+        ([Bdat(b"held"), Bdat(b"", last=True)], b"BDAT 4 LAST\r\nheld"),
     ],
-    ids=["chunk-unstuffed", "last", "empty-last"],
+    ids=["chunk-unstuffed", "last", "empty-last", "held-until-last"],
 )
-def test_bdat_is_sent_with_its_payload_unchanged(bdat: Bdat, wire: bytes) -> None:
+def test_bdat_is_sent_with_its_payload_unchanged(bdats: list[Bdat], wire: bytes) -> None:
     script = greeted("CHUNKING")
     script.step(Mail(b"a@x"), sends=b"MAIL FROM:<a@x>\r\n", answers=b"250 ok\r\n")
     script.step(Rcpt(b"b@y"), sends=b"RCPT TO:<b@y>\r\n", answers=b"250 ok\r\n")
-    assert script.send(bdat) == wire
+    assert script.send(*bdats) == wire
 
 
 # Every argument a caller controls, each with the state where the command may be sent.
@@ -327,12 +328,25 @@ def _in_bdat_transaction(*mail_params: bytes) -> Script:
     ("chunks", "wire"),
     [
         ([Bdat(b"a\nb\r\n", last=True)], b"BDAT 6 LAST\r\na\r\nb\r\n"),
-        ([Bdat(b"a\r"), Bdat(b"\nb", last=True)], b"BDAT 1\r\naBDAT 3 LAST\r\n\r\nb"),
-        ([Bdat(b"x\r"), Bdat(b"", last=True)], b"BDAT 1\r\nxBDAT 2 LAST\r\n\r\n"),
-        ([Bdat(b"\r"), Bdat(b"\r"), Bdat(b"\n", last=True)], b"BDAT 2\r\n\r\nBDAT 2 LAST\r\n\r\n"),
+        ([Bdat(b"a\r"), Bdat(b"\nb", last=True)], b"BDAT 4 LAST\r\na\r\nb"),
+        ([Bdat(b"a\r"), Bdat(b"\nb"), Bdat(b"c")], b"BDAT 1\r\naBDAT 3\r\n\r\nb"),
+        ([Bdat(b"x\r"), Bdat(b"", last=True)], b"BDAT 3 LAST\r\nx\r\n"),
+        ([Bdat(b"\r"), Bdat(b"\r"), Bdat(b"\n", last=True)], b"BDAT 4 LAST\r\n\r\n\r\n"),
+        (
+            [Bdat(b"abc\r"), Bdat(b"\ndef"), Bdat(b"\r"), Bdat(b"", last=True)],
+            b"BDAT 3\r\nabcBDAT 7 LAST\r\n\r\ndef\r\n",
+        ),
         ([Bdat(b".\n.", last=True)], b"BDAT 4 LAST\r\n.\r\n."),
     ],
-    ids=["bare-lf", "cr-carried", "cr-at-the-end", "cr-only-chunk-sends-nothing", "no-stuffing"],
+    ids=[
+        "bare-lf",
+        "cr-carried",
+        "chunk-written-once-more-follows",
+        "cr-at-the-end",
+        "cr-only-chunks-send-nothing",
+        "trailing-cr-joins-the-last-chunk",
+        "no-stuffing",
+    ],
 )
 def test_bdat_writes_line_endings_as_crlf_counting_what_it_sends(
     chunks: list[Bdat], wire: bytes

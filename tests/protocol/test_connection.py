@@ -73,9 +73,10 @@ def test_one_message_by_data() -> None:
 
 def test_one_message_by_bdat_with_a_refused_chunk_then_rset() -> None:
     script = script_at(State.RCPT, "CHUNKING")
-    script.step(Bdat(b"part"), sends=b"BDAT 4\r\npart", answers=b"250 ok\r\n")
+    script.step(Bdat(b"part"), sends=b"")  # held until more content follows
     assert script.state() is State.BDAT
-    script.step(Bdat(b"more"), sends=b"BDAT 4\r\nmore", answers=b"552 too big\r\n")
+    script.step(Bdat(b"more"), sends=b"BDAT 4\r\npart", answers=b"250 ok\r\n")
+    script.step(Bdat(b"rest"), sends=b"BDAT 4\r\nmore", answers=b"552 too big\r\n")
     assert script.state() is State.BDAT
     assert not script.conn.can_send(Mail(b"a@x"))
     script.step(Rset(), sends=b"RSET\r\n", answers=b"250 ok\r\n")

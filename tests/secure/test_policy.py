@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import asmtp
-from asmtp._api import new_client
+from asmtp._client import client_settings
 from asmtp.auth import CramMD5, Login, Mechanism, Plain, ScramSHA256
 from secure._auth_server import PASSWORD, USER, AuthHandler, start_auth_server, wire_forms
 from secure._kit import ME, MESSAGE, WAIT, verbs
@@ -183,18 +183,21 @@ async def test_implicit_mode_against_a_plain_text_server_fails_without_sending_a
 def test_port_465_means_implicit_tls_only_under_auto(
     tls: asmtp.TLSMode, port: int, implicit: bool
 ) -> None:
-    """465 cannot be bound for the test, so the (private) client choice is checked directly."""
-    smtp = new_client(
+    """465 cannot be bound for the test, so the (private) settings are checked directly."""
+    settings = client_settings(
         "mail.example",
         port,
         tls=tls,
+        username=None,
+        password=None,
+        mechanism=None,
         context=None,
         local_hostname=ME,
         timeout=WAIT,
         source_address=None,
     )
-    assert isinstance(smtp, asmtp.SMTP_SSL) is implicit
-    assert smtp.port == port
+    assert settings.implicit_tls is implicit
+    assert settings.port == port
 
 
 async def test_connect_yields_a_secured_authenticated_client_and_quits_on_exit(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import email.utils
 import re
 
-from .errors import SMTPNotSupportedError
-from .protocol import BadArgument
+from ..errors import SMTPNotSupportedError
+from ..protocol import BadArgument
 
 __all__ = ["bare_address", "encode_address", "needs_smtputf8"]
 

@@ -15,7 +15,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import SMTPNotSupportedError
+from ..errors import SMTPNotSupportedError
 
 __all__ = ["PreparedMessage", "prepare_message"]
 

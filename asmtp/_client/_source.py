@@ -7,6 +7,7 @@ so a large message is streamed with memory bounded by the chunk size. Anything e
 
 from __future__ import annotations
 
+import contextlib
 import email.generator
 import email.message
 import io
@@ -14,13 +15,32 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
 from typing import BinaryIO
 
-__all__ = ["CHUNK_SIZE", "MessageSource", "chunks", "known_size", "to_source"]
+__all__ = [
+    "CHUNK_SIZE",
+    "MessageSource",
+    "check_sendable",
+    "chunks",
+    "eight_bit",
+    "known_size",
+    "pieces",
+    "to_source",
+]
 
 CHUNK_SIZE = 256 * 1024
 
 MessageSource = (
     str | bytes | bytearray | memoryview | BinaryIO | AsyncIterable[bytes] | Iterable[bytes]
 )
+
+
+def check_sendable(msg: object) -> None:
+    """Raise :class:`TypeError` unless ``msg`` is something that can be sent (cheaply: the
+    conversion, :func:`to_source`, comes later)."""
+    if isinstance(msg, (list, tuple)):
+        for block in msg:
+            _checked(block)
+    elif not isinstance(msg, (str, email.message.Message, bytes, bytearray, memoryview)):
+        _stream(msg)
 
 
 def to_source(msg: object) -> MessageSource:
@@ -35,6 +55,11 @@ def to_source(msg: object) -> MessageSource:
         return [_checked(block) for block in msg]
     if isinstance(msg, (bytes, bytearray, memoryview)):
         return msg
+    return _stream(msg)
+
+
+def _stream(msg: object) -> MessageSource:
+    """``msg`` itself if it is a binary file or an iterator of chunks; :class:`TypeError`."""
     if isinstance(msg, io.TextIOBase) or "b" not in getattr(msg, "mode", "b"):
         raise TypeError("a message file must be opened in binary mode ('rb')")
     if hasattr(msg, "read") or isinstance(msg, (AsyncIterable, Iterator)):
@@ -92,6 +117,35 @@ async def chunks(source: MessageSource, size: int = CHUNK_SIZE) -> AsyncGenerato
     else:
         for block in source:
             yield _checked(block)
+
+
+async def pieces(
+    source: MessageSource, size: int = CHUNK_SIZE
+) -> AsyncGenerator[tuple[bytes, bool], None]:
+    """Each chunk of :func:`chunks` with whether it is the last one (an empty source: none).
+
+    The body writers send the last piece together with the end of the data, so they need
+    to know it is the last before sending it.
+    """
+    if isinstance(source, bytes) and len(source) <= size:
+        if source:
+            yield source, True  # one piece: no chunk iterator needed
+        return
+    previous: bytes | None = None
+    async with contextlib.aclosing(chunks(source, size)) as stream:
+        async for chunk in stream:
+            if previous is not None:
+                yield previous, False
+            previous = chunk
+    if previous is not None:
+        yield previous, True
+
+
+def eight_bit(source: MessageSource) -> bool:
+    """True for a body in memory with an octet above 127 (a stream is not read ahead)."""
+    if isinstance(source, memoryview):
+        return not bytes(source).isascii()
+    return isinstance(source, (bytes, bytearray)) and not source.isascii()
 
 
 def _checked(block: object) -> bytes:

@@ -4,7 +4,8 @@ anyio's stream layer costs several event-loop round trips per read on asyncio; S
 small replies make that visible. This transport keeps the same small interface as
 ``AnyioTransport`` (and the same error vocabulary: the builtin ``ConnectionError`` family,
 ``b""`` at end of stream), so neither the core nor the client knows which one runs. trio
-and anything else keep using anyio.
+and anything else keep using anyio. Reads are bounded by one watchdog timer per connection;
+connecting and the TLS handshake by ``asyncio.wait_for``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import asyncio
 import math
 import socket
 import ssl
+import sys
 from collections import deque
-from typing import cast
+from collections.abc import Awaitable
+from typing import TypeVar, cast
 
-__all__ = ["AsyncioTransport", "open_asyncio_tcp", "open_asyncio_unix"]
+__all__ = ["AsyncioTransport", "open_asyncio"]
 
+_T = TypeVar("_T")
 _HIGH_WATER = 256 * 1024
 # Received bytes held before reading from the socket pauses: a flooding server cannot make
 # the client buffer more than this (the core's own limits apply on top).
@@ -138,14 +142,9 @@ class _Protocol(asyncio.Protocol):
 
 
 class AsyncioTransport:
-    """:class:`asmtp._transport.Transport` over an ``asyncio.Transport``.
-
-    It enforces the deadlines given to :meth:`send` and :meth:`receive` itself.
-    """
+    """:class:`~asmtp._transport.Transport` over an ``asyncio.Transport``."""
 
     __slots__ = ("_protocol", "_tls", "_transport")
-
-    enforces_deadlines = True
 
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol, tls: bool) -> None:
         self._transport, self._protocol, self._tls = transport, protocol, tls
@@ -159,7 +158,7 @@ class AsyncioTransport:
     def is_tls(self) -> bool:
         return self._tls
 
-    async def send(self, data: bytes, deadline: float = math.inf) -> None:
+    async def send(self, data: bytes, deadline: float) -> None:
         if self._transport.is_closing():
             raise ConnectionResetError("the connection was lost while sending")
         self._transport.write(data)
@@ -167,7 +166,7 @@ class AsyncioTransport:
         if self._protocol.error is not None or self._transport.is_closing():
             raise ConnectionResetError("the connection was lost while sending")
 
-    async def receive(self, deadline: float = math.inf) -> bytes:
+    async def receive(self, deadline: float) -> bytes:
         protocol = self._protocol
         while not protocol.chunks:
             if protocol.eof:
@@ -177,10 +176,16 @@ class AsyncioTransport:
             await protocol.wait_readable(deadline)
         return protocol.take()
 
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+    async def start_tls(
+        self, context: ssl.SSLContext, server_hostname: str | None, deadline: float
+    ) -> None:
         loop = asyncio.get_running_loop()
-        transport = await loop.start_tls(
-            self._transport, self._protocol, context, server_hostname=server_hostname
+        transport = await _within(
+            deadline,
+            loop.start_tls(
+                self._transport, self._protocol, context, server_hostname=server_hostname
+            ),
+            "TLS handshake timed out",
         )
         if transport is None:
             raise ConnectionResetError("the connection was lost during the TLS handshake")
@@ -196,29 +201,41 @@ class AsyncioTransport:
         await asyncio.shield(self._protocol.closed)
 
 
-async def open_asyncio_tcp(
+async def open_asyncio(
     host: str,
     port: int,
     *,
-    local_addr: tuple[str, int] | None,
-    ssl_context: ssl.SSLContext | None,
+    tls_context: ssl.SSLContext | None,
     server_hostname: str | None,
+    source_address: tuple[str, int] | None,
+    deadline: float,
 ) -> AsyncioTransport:
-    """Connect over TCP (with TLS from the first byte when ``ssl_context`` is given)."""
+    """Connect over TCP (TLS from the first byte with ``tls_context``) or a Unix socket."""
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(
-        _Protocol,
-        host,
-        port,
-        ssl=ssl_context,
-        server_hostname=server_hostname if ssl_context is not None else None,
-        local_addr=local_addr,
-    )
-    return AsyncioTransport(transport, protocol, ssl_context is not None)
+    if host.startswith("/"):
+        opening = loop.create_unix_connection(_Protocol, host)
+    else:
+        opening = loop.create_connection(
+            _Protocol,
+            host,
+            port,
+            ssl=tls_context,
+            server_hostname=server_hostname if tls_context is not None else None,
+            local_addr=source_address,
+        )
+    transport, protocol = await _within(deadline, opening, "connect timed out")
+    return AsyncioTransport(transport, protocol, tls_context is not None)
 
 
-async def open_asyncio_unix(path: str) -> AsyncioTransport:
-    """Connect to a Unix domain socket."""
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_unix_connection(_Protocol, path)
-    return AsyncioTransport(transport, protocol, False)
+async def _within(deadline: float, awaitable: Awaitable[_T], message: str) -> _T:
+    """Await ``awaitable`` until ``deadline``; :class:`TimeoutError` after it."""
+    if deadline == math.inf:
+        return await awaitable
+    try:
+        if sys.version_info >= (3, 11):  # a timer, not a task as wait_for makes
+            async with asyncio.timeout_at(deadline):
+                return await awaitable
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11
+        raise TimeoutError(message) from None

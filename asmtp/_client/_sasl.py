@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, TypeGuard
 
-from .auth import CramMD5, Login, Mechanism, Plain, ScramSHA256, Secret
-from .errors import SMTPException
+from ..auth import CramMD5, Login, Mechanism, Plain, ScramSHA256, Secret
+from ..errors import SMTPException
 
 __all__ = ["LOGIN_ORDER", "as_mechanism", "builtin_mechanism"]
 

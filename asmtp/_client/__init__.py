@@ -1,0 +1,44 @@
+"""The smtplib-shaped client: a session over a transport, the mail transaction on top of it,
+and ``SMTP``, ``SMTP_SSL``, ``LMTP`` and the one-shot functions as its public surface.
+
+Layers, each importing only those below it: ``_settings``, ``_progress``, ``_failures``
+and the message helpers (``_addresses``, ``_source``, ``_message``); ``_session`` (I/O,
+deadlines, failure translation); ``_commands``, ``_tls``, ``_login`` (session commands);
+``_envelope`` and ``_transaction`` (one message), ``_overlap`` (several on one connection);
+``_smtp``, ``_lmtp``, ``_open`` and ``_oneshot`` on top.
+"""
+
+from __future__ import annotations
+
+from ._commands import quit as quit_session
+from ._envelope import Outgoing
+from ._lmtp import LMTP, LMTP_PORT
+from ._oneshot import connect, send_message, sendmail
+from ._open import client_settings, open_session
+from ._overlap import Report, send_batch
+from ._session import Session
+from ._settings import DEFAULT_TIMEOUT, SMTP_SSL_PORT, ClientSettings, TLSMode
+from ._smtp import SMTP, SMTP_SSL
+from ._transaction import send as send_one
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LMTP",
+    "LMTP_PORT",
+    "SMTP",
+    "SMTP_SSL",
+    "SMTP_SSL_PORT",
+    "ClientSettings",
+    "Outgoing",
+    "Report",
+    "Session",
+    "TLSMode",
+    "client_settings",
+    "connect",
+    "open_session",
+    "quit_session",
+    "send_batch",
+    "send_message",
+    "send_one",
+    "sendmail",
+]

@@ -1,0 +1,259 @@
+"""From what a caller asks to send to exactly what goes on the wire, in one place.
+
+:class:`Outgoing` is a message as given (``sendmail``'s arguments, or ``send_message``'s);
+:func:`resolve` turns it into an :class:`Envelope` against the session's extensions: the
+MAIL and RCPT commands with every parameter (SIZE, SMTPUTF8, BODY), the body source and its
+framing. ``sendmail``, ``send_message``, ``sendmail_many`` and the pool all go through it.
+"""
+
+from __future__ import annotations
+
+import email.message
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import SMTPNotSupportedError
+from ..protocol import (
+    Command,
+    Mail,
+    Param,
+    Rcpt,
+    SmtpUtf8,
+    body_type,
+    command_line,
+    normalise_line_endings,
+    param_bytes,
+)
+from . import _addresses, _source
+from ._message import prepare_message
+from ._session import Session
+
+__all__ = [
+    "Envelope",
+    "Framing",
+    "Outgoing",
+    "check_arguments",
+    "mail_command",
+    "rcpt_command",
+    "resolve",
+]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for :meth:`asmtp.SMTP.sendmail_many` or a pool, as the caller gives it.
+
+    Built directly, it carries :meth:`asmtp.SMTP.sendmail`'s arguments; built with
+    :meth:`message`, :meth:`asmtp.SMTP.send_message`'s (envelope from the headers, Bcc
+    removed).
+    """
+
+    from_addr: str | None
+    to_addrs: str | Sequence[str] | None
+    msg: object
+    mail_options: Sequence[Param] = ()
+    rcpt_options: Sequence[Param] = ()
+    from_headers: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.from_headers and (self.from_addr is None or self.to_addrs is None):
+            raise TypeError("from_addr and to_addrs are required (or use Outgoing.message())")
+        if self.from_headers and not isinstance(self.msg, email.message.Message):
+            raise TypeError("Outgoing.message() takes an email.message.Message")
+
+    @classmethod
+    def checked(
+        cls,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: object,
+        mail_options: Sequence[Param] = (),
+        rcpt_options: Sequence[Param] = (),
+    ) -> Outgoing:
+        """``sendmail``'s arguments, the body's type checked now (:class:`TypeError`), so
+        that a single send fails before anything goes on the wire."""
+        _source.check_sendable(msg)
+        return cls(from_addr, to_addrs, msg, mail_options, rcpt_options)
+
+    @classmethod
+    def message(
+        cls,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[Param] = (),
+        rcpt_options: Sequence[Param] = (),
+    ) -> Outgoing:
+        """A message sent by :meth:`asmtp.SMTP.send_message`'s rules."""
+        return cls(from_addr, to_addrs, msg, mail_options, rcpt_options, from_headers=True)
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the body can be sent again from the start (not a one-shot stream)."""
+        return isinstance(
+            self.msg, (str, bytes, bytearray, memoryview, email.message.Message, list, tuple)
+        )
+
+
+class Framing(enum.Enum):
+    """How the body goes out."""
+
+    DATA = "DATA"
+    """After ``354``, with CRLF line endings and dot-stuffing (RFC 5321 §4.5.2)."""
+    BDAT = "BDAT"
+    """In BDAT chunks (RFC 3030), line endings written as CRLF, or byte for byte when the
+    MAIL declares BODY=BINARYMIME."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An :class:`Outgoing` resolved against a session: exactly what goes out."""
+
+    sender: str
+    """The caller's spelling, for :class:`smtplib.SMTPSenderRefused`."""
+    recipients: tuple[str, ...]
+    """The callers' spellings, in RCPT order (the keys of the refused dict)."""
+    mail: Mail
+    rcpts: tuple[Rcpt, ...]
+    source: _source.MessageSource
+    framing: Framing
+
+    def commands(self, *tail: Command) -> list[Command]:
+        """MAIL, every RCPT, then ``tail``."""
+        return [self.mail, *self.rcpts, *tail]
+
+    def addresses(self) -> dict[bytes, str]:
+        """Each RCPT's wire address to the caller's spelling of it."""
+        return {rcpt.address: each for rcpt, each in zip(self.rcpts, self.recipients, strict=True)}
+
+
+def resolve(session: Session, item: Outgoing) -> Envelope:
+    """The envelope ``item`` has on ``session`` (after EHLO).
+
+    Raises, before anything is sent: :class:`TypeError` for a body that cannot be sent,
+    :class:`ValueError` (:class:`~asmtp.protocol.BadArgument`) for CR, LF or NUL in an
+    address, :class:`SMTPNotSupportedError` for SMTPUTF8 or BINARYMIME the server lacks.
+    """
+    from_addr, to_addrs, msg = item.from_addr, item.to_addrs, item.msg
+    mail_options = list(item.mail_options)
+    if item.from_headers:
+        assert isinstance(msg, email.message.Message)  # noqa: S101 - Outgoing checks it
+        prepared = prepare_message(
+            msg, from_addr, to_addrs, smtputf8_supported=session.has_extn("smtputf8")
+        )
+        from_addr, to_addrs, msg = prepared.from_addr, prepared.to_addrs, prepared.data
+        mail_options.extend(prepared.mail_options)
+    assert from_addr is not None and to_addrs is not None  # noqa: S101 - Outgoing checks it
+    recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
+    source = _source.to_source(msg)
+    binary = body_type(mail_options) == "BINARYMIME"
+    options = _mail_options(session, source, from_addr, recipients, mail_options, binary=binary)
+    if not binary and body_type(options) == "BINARYMIME":
+        # Declared here for an 8-bit body in memory: BDAT sends BINARYMIME bodies as given,
+        # so the line endings are made CRLF now, as for any other body.
+        assert isinstance(source, (bytes, bytearray, memoryview))  # noqa: S101 - eight_bit()
+        source = normalise_line_endings(bytes(source))
+    extensions = session.extensions
+    chunked = bool(
+        extensions and extensions.chunking and (session.use_chunking or binary) and recipients
+    )
+    return Envelope(
+        from_addr,
+        recipients,
+        mail_command(session, from_addr, options),
+        tuple(rcpt_command(session, each, item.rcpt_options) for each in recipients),
+        source,
+        Framing.BDAT if chunked else Framing.DATA,
+    )
+
+
+def _mail_options(
+    session: Session,
+    source: _source.MessageSource,
+    from_addr: str,
+    recipients: tuple[str, ...],
+    mail_options: Sequence[Param],
+    *,
+    binary: bool,
+) -> list[Param]:
+    """SIZE= when advertised, the caller's options, SMTPUTF8 when an address needs it,
+    and BODY=BINARYMIME for an 8-bit body going out by BDAT where the server offers it."""
+    if binary and not (session.has_extn("chunking") and session.has_extn("binarymime")):
+        # RFC 3030 §3: only BDAT carries a BINARYMIME body.
+        raise SMTPNotSupportedError(
+            "BODY=BINARYMIME needs CHUNKING and BINARYMIME, which the server does not advertise"
+        )
+    if not session.does_esmtp:
+        return []
+    options: list[Param] = []
+    # Counting the line endings of a large body costs a pass over it: only when asked.
+    size = _source.known_size(source) if session.has_extn("size") else None
+    if size is not None:
+        options.append(f"SIZE={size}")
+    options.extend(mail_options)
+    addresses = (from_addr, *recipients)
+    # All-ASCII input cannot need SMTPUTF8; only otherwise parse out the bare addresses
+    # (a non-ASCII display name alone does not need it).
+    needs_utf8 = not all(a.isascii() for a in addresses) and _addresses.needs_smtputf8(
+        *(_addresses.bare_address(a) for a in addresses)
+    )
+    if needs_utf8 and not any(_is_smtputf8(o) for o in options):
+        if not session.has_extn("smtputf8"):
+            raise SMTPNotSupportedError(
+                "an envelope address is not ASCII and the server does not advertise SMTPUTF8"
+            )
+        options.append("SMTPUTF8")
+    if (
+        session.use_chunking
+        and session.has_extn("chunking")
+        and session.has_extn("binarymime")
+        and body_type(options) is None
+        and _source.eight_bit(source)  # the scan comes last: it reads the whole body
+    ):
+        options.append("BODY=BINARYMIME")  # RFC 3030 §3: 8-bit content, no encoding
+    return options
+
+
+def mail_command(session: Session, sender: str, options: Sequence[Param]) -> Mail:
+    """``MAIL FROM`` for ``sender``; options only to an ESMTP server, as smtplib.
+
+    SMTPUTF8 among the options switches the session's command encoding to UTF-8.
+    """
+    params: tuple[bytes, ...] = ()
+    if options and session.does_esmtp:
+        if any(_is_smtputf8(option) for option in options):
+            if not session.has_extn("smtputf8"):
+                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            session.command_encoding = "utf-8"
+        params = tuple(param_bytes(option, session.command_encoding) for option in options)
+    address = _addresses.encode_address(
+        _addresses.bare_address(sender), utf8=session.command_encoding == "utf-8"
+    )
+    return Mail(address, params)
+
+
+def rcpt_command(session: Session, recipient: str, options: Sequence[Param]) -> Rcpt:
+    """``RCPT TO`` for ``recipient``; options only to an ESMTP server, as smtplib."""
+    params: tuple[bytes, ...] = ()
+    if options and session.does_esmtp:
+        params = tuple(param_bytes(option, session.command_encoding) for option in options)
+    address = _addresses.encode_address(
+        _addresses.bare_address(recipient), utf8=session.command_encoding == "utf-8"
+    )
+    return Rcpt(address, params)
+
+
+def check_arguments(commands: Sequence[Command]) -> None:
+    """Serialise each command once for its argument checks alone: before lock-step, so
+    that a bad last recipient fails before the first command goes out."""
+    for command in commands:
+        command_line(command)
+
+
+def _is_smtputf8(option: Param) -> bool:
+    if isinstance(option, str):
+        return option.lower() == "smtputf8"
+    if isinstance(option, bytes):
+        return option.lower() == b"smtputf8"
+    return isinstance(option, SmtpUtf8)

@@ -1,0 +1,87 @@
+"""The record of one send in flight, from which its :class:`~asmtp.SendOutcome` is read.
+
+Updated as replies arrive, so that a send cut short (a lost connection, a timeout, a
+cancellation) still knows which recipients were accepted and whether the end of the data
+went out.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from .._results import SendOutcome
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """Mutable record of one send in flight; :meth:`outcome` freezes it."""
+
+    __slots__ = (
+        "addresses",
+        "body_started",
+        "end_sent",
+        "finished",
+        "recipients",
+        "refused",
+        "replies",
+        "reply",
+        "succeeded",
+    )
+
+    def __init__(self) -> None:
+        self.addresses: dict[bytes, str] = {}
+        """Each RCPT's wire address to the caller's spelling of it."""
+        self.recipients: tuple[str, ...] = ()
+        self.refused: dict[str, tuple[int, bytes]] = {}
+        self.body_started = False
+        self.end_sent = False
+        self.finished = False
+        self.succeeded = False
+        self.reply: tuple[int, bytes] | None = None
+        self.replies: dict[str, tuple[int, bytes]] = {}
+
+    def rcpt_reply(self, address: bytes, code: int, message: bytes) -> None:
+        """Record one RCPT verdict as it arrives, so an interruption still knows it."""
+        original = self.addresses.get(address)
+        if original is None:
+            return
+        if code in (250, 251):
+            if original not in self.recipients:
+                self.recipients += (original,)
+        else:
+            self.refused[original] = (code, message)
+
+    def envelope_judged(self, recipients: list[str], refused: dict[str, tuple[int, bytes]]) -> None:
+        """Record the verdicts on the whole envelope."""
+        self.refused = dict(refused)
+        self.recipients = tuple(r for r in recipients if r not in refused)
+
+    def finish(
+        self,
+        succeeded: bool,
+        reply: tuple[int, bytes],
+        replies: dict[str, tuple[int, bytes]] | None = None,
+    ) -> None:
+        """The end of the data was answered: ``reply`` (LMTP: one per recipient)."""
+        self.finished, self.succeeded, self.reply = True, succeeded, reply
+        if replies is not None:
+            self.replies = replies
+        else:
+            self.replies = {recipient: reply for recipient in self.recipients}
+
+    def outcome(self, error: BaseException | None = None) -> SendOutcome:
+        """The outcome as far as the replies tell."""
+        if self.finished:
+            accepted: bool | None = self.succeeded
+        else:
+            accepted = None if self.end_sent else False
+        return SendOutcome(
+            accepted,
+            self.recipients,
+            MappingProxyType(dict(self.refused)),
+            self.body_started,
+            self.reply,
+            MappingProxyType(dict(self.replies)),
+            error=error,
+        )

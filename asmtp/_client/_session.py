@@ -1,0 +1,461 @@
+"""One SMTP or LMTP conversation: the core, the transport, deadlines and the transcript.
+
+Owns everything that touches the byte stream. The layers above (session commands, TLS and
+AUTH, the mail transaction) send commands and read replies through :class:`Session`'s
+methods and never reach the transport or the core's internals. A public call runs through
+:meth:`Session.run`, which admits one task at a time and turns any failure into what the
+caller sees (``_failures``), closing the connection when the conversation is out of step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import math
+import socket
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Final, ParamSpec, TypeVar
+
+import anyio
+
+from .._transport import Transport, default_ssl_context
+from ..errors import SMTPProtocolError, SMTPServerDisconnected
+from ..protocol import (
+    NEED_DATA,
+    PEER_CLOSED,
+    Auth,
+    AuthResponse,
+    BadArgument,
+    ClientConnection,
+    Command,
+    EndOfData,
+    Extensions,
+    LocalProtocolError,
+    MessageData,
+    Raw,
+    Rcpt,
+    RemoteProtocolError,
+    Reply,
+    State,
+    command_line,
+)
+from ._failures import Cleanup, translate
+from ._progress import Progress
+from ._settings import ClientSettings
+
+__all__ = ["Session", "logger"]
+
+logger = logging.getLogger("asmtp")
+
+_CLOSE_TIMEOUT: Final = 2.0
+# States in which no reply is owed and no body is half sent: the conversation is in step.
+_IN_STEP: Final = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT, State.CLOSED})
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+@functools.cache
+def _fqdn() -> str:
+    return socket.getfqdn()
+
+
+def _current_task() -> object:
+    """The running task: asyncio's own cheap lookup under asyncio, anyio's elsewhere."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop running: trio
+        return anyio.get_current_task().id
+    return task if task is not None else anyio.get_current_task().id
+
+
+def _now() -> float:
+    """The event loop's clock, which transport deadlines use; cheap on asyncio."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return anyio.current_time()
+
+
+class Session:
+    """One conversation with one server, driven by commands from the layers above.
+
+    Holds what smtplib keeps on an ``SMTP`` object between commands (the EHLO answer and
+    extensions, the command encoding) so that :class:`asmtp.SMTP` can show it.
+    """
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.host = settings.host
+        self.port = settings.port
+        self.local_hostname = settings.local_hostname
+        self.timeout = settings.timeout
+        self.source_address = settings.source_address
+        self.debuglevel = 0
+        self.use_chunking = settings.chunking
+        self.does_esmtp = False
+        self.esmtp_features: dict[str, str] = {}
+        self.ehlo_resp: bytes | None = None
+        self.helo_resp: bytes | None = None
+        self.command_encoding = "ascii"
+        self.progress: Progress | None = None
+        """The send in flight, which replies and failures report to."""
+        self.last_progress: Progress | None = None
+        self._core: ClientConnection | None = None
+        self._transport: Transport | None = None
+        self._owner: object | None = None
+        self._log_on = False
+        self._send_deadline = math.inf
+        self._deadline_seconds: float | None = None
+
+    # -- what the conversation is ------------------------------------------------------
+
+    @property
+    def state(self) -> State | None:
+        """The core's state, or ``None`` when never connected."""
+        return self._core.state if self._core is not None else None
+
+    @property
+    def is_connected(self) -> bool:
+        """True while a transport is open."""
+        return self._transport is not None
+
+    @property
+    def is_encrypted(self) -> bool:
+        """True when the connection runs over TLS."""
+        return self._transport is not None and self._transport.is_tls
+
+    @property
+    def extensions(self) -> Extensions | None:
+        """What the last EHLO/LHLO advertised (``None`` before it and after STARTTLS)."""
+        return self._core.extensions if self._core is not None else None
+
+    @property
+    def pending_count(self) -> int:
+        """Commands sent whose replies have not all arrived."""
+        return self._core.pending_count if self._core is not None else 0
+
+    @property
+    def lmtp(self) -> bool:
+        """True for an LMTP conversation (RFC 2033)."""
+        return self.settings.lmtp
+
+    def has_extn(self, name: str) -> bool:
+        """Whether the server advertised extension ``name`` (case-insensitive)."""
+        return name.lower() in self.esmtp_features
+
+    def in_step(self) -> bool:
+        """No reply owed and no body half sent: the next command reads its own reply."""
+        core = self._core
+        return core is not None and not core.pending_count and core.state in _IN_STEP
+
+    # -- running a public call -------------------------------------------------------
+
+    async def run(
+        self, operation: Callable[_P, Awaitable[_T]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """Run ``operation`` as the connection's only user, translating its failures.
+
+        A connection holds one conversation: a second task using it concurrently gets
+        :class:`RuntimeError`. Any failure that leaves the conversation out of step closes
+        the connection, so no later command can read an earlier command's reply.
+        """
+        task = _current_task()
+        if self._owner == task:
+            return await operation(*args, **kwargs)
+        if self._owner is not None:
+            raise RuntimeError(
+                "this SMTP connection is in use by another task; use one connection per task "
+                "(or asmtp's one-shot functions, or SMTPPool)"
+            )
+        self._owner = task
+        self._log_on = self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
+        try:
+            return await operation(*args, **kwargs)
+        except BaseException as exc:
+            translated, cleanup = translate(exc, self.progress)
+            if cleanup is Cleanup.CLOSE or (
+                cleanup is Cleanup.CLOSE_IF_OUT_OF_STEP and not self.in_step()
+            ):
+                await self.abort()
+            if translated is exc:
+                raise
+            raise translated from exc
+        finally:
+            self._owner = None
+            self.progress = None
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float | None) -> Iterator[None]:
+        """Bound every step inside by an overall deadline ``seconds`` from now."""
+        if seconds is None:
+            yield
+            return
+        outer = self._send_deadline, self._deadline_seconds
+        self._send_deadline = min(self._send_deadline, _now() + seconds)
+        self._deadline_seconds = seconds
+        try:
+            yield
+        finally:
+            self._send_deadline, self._deadline_seconds = outer
+
+    @contextlib.contextmanager
+    def reading_source(self) -> Iterator[None]:
+        """Bound reading a streamed body (an async iterator may stall) by the send's deadline.
+
+        The transport bounds every write and read; only the caller's own iterator needs a
+        scope of its own, and only when the send has a deadline.
+        """
+        if self._send_deadline == math.inf:
+            yield
+            return
+        with anyio.CancelScope(deadline=self._send_deadline) as scope:
+            yield
+        if scope.cancelled_caught:
+            raise TimeoutError(
+                f"the message was not sent within the send's deadline of "
+                f"{self._deadline_seconds} seconds"
+            )
+
+    def start_send(self) -> Progress:
+        """A fresh :class:`Progress` that replies and failures report to."""
+        self.progress = self.last_progress = Progress()
+        return self.progress
+
+    # -- connecting and closing ------------------------------------------------------
+
+    async def open(self, host: str, port: int) -> Reply:
+        """Connect to ``host``:``port`` (a Unix socket when ``host`` is a path) and read the
+        greeting."""
+        await self.close()
+        self.host, self.port = host, port
+        settings = self.settings
+        context = None
+        if settings.implicit_tls:
+            context = settings.context or default_ssl_context()
+        self.log("connect:", f"{host}:{port}".encode())
+        deadline, why = self._step_deadline()
+        try:
+            self._transport = await settings.connector(
+                host,
+                port,
+                tls_context=context,
+                server_hostname=settings.server_hostname or host,
+                source_address=self.source_address,
+                deadline=deadline,
+            )
+        except TimeoutError:
+            raise TimeoutError(f"connecting to {host}:{port} took longer than {why}") from None
+        limits = settings.limits
+        self._core = ClientConnection(
+            lmtp=settings.lmtp,
+            max_line_length=limits.max_line_length,
+            max_reply_lines=limits.max_reply_lines,
+            max_reply_bytes=limits.max_reply_bytes,
+            max_pending=limits.max_pending,
+        )
+        self.reset_session()
+        try:
+            if self.local_hostname is None:
+                self.local_hostname = await self._default_local_hostname()
+            return await self.reply()
+        except RemoteProtocolError as exc:
+            await self.abort()
+            raise SMTPProtocolError(str(exc)) from exc
+        except BaseException:
+            await self.abort()
+            raise
+
+    async def _default_local_hostname(self) -> str:
+        fqdn = await anyio.to_thread.run_sync(_fqdn)
+        if "." in fqdn:
+            return fqdn
+        address = self._transport.local_address if self._transport else None
+        if address and ":" in address:
+            return f"[IPv6:{address}]"
+        return f"[{address or '127.0.0.1'}]"
+
+    async def close(self) -> None:
+        """Close the connection without QUIT."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await transport.aclose()
+
+    async def abort(self) -> None:
+        """Mark the conversation unusable and close it."""
+        if self._core is not None:
+            self._core.fail()
+        await self.close()
+
+    def reset_session(self) -> None:
+        """Forget what EHLO said (after connecting, STARTTLS or QUIT)."""
+        self.ehlo_resp = self.helo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        self.command_encoding = "ascii"
+
+    async def start_tls(self, context: ssl.SSLContext | None, server_hostname: str | None) -> None:
+        """Run the STARTTLS handshake after the server's 220 and tell the core."""
+        core, transport = self._require()
+        deadline, why = self._step_deadline()
+        try:
+            await transport.start_tls(context or default_ssl_context(), server_hostname, deadline)
+        except TimeoutError:
+            raise TimeoutError(f"the TLS handshake took longer than {why}") from None
+        core.tls_established()
+        self.reset_session()
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _require(self) -> tuple[ClientConnection, Transport]:
+        if self._core is None or self._transport is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        if self._core.state in (State.CLOSED, State.ERROR):
+            raise SMTPServerDisconnected("Server not connected")
+        return self._core, self._transport
+
+    def send(self, command: Command) -> bytes:
+        """The bytes for ``command``, recorded as awaiting its reply.
+
+        Like smtplib, a command out of order is still sent (as a raw line, which keeps the
+        framing checks) and the server judges it: ``rcpt()`` before ``mail()`` gets 503.
+        """
+        core = self._require()[0]
+        logging_on = self._log_wanted()
+        if logging_on:
+            line = core.loggable(command)
+        try:
+            data = core.send(command)
+        except BadArgument:
+            raise
+        except LocalProtocolError:
+            if isinstance(command, (Raw, MessageData, EndOfData)):
+                raise
+            sensitive = isinstance(command, (Auth, AuthResponse))
+            command = Raw(command_line(command).rstrip(b"\r\n"), sensitive=sensitive)
+            line = core.loggable(command) if logging_on else b""
+            data = core.send(command)
+        if logging_on:
+            logger.debug("send: %r", line)
+        return data
+
+    def send_all(self, commands: Sequence[Command]) -> bytes:
+        """The bytes for a pipelined group; a refused argument leaves nothing recorded."""
+        core = self._require()[0]
+        lines = [core.loggable(command) for command in commands] if self._log_wanted() else []
+        data = core.send_all(commands)
+        for line in lines:
+            logger.debug("send: %r", line)
+        return data
+
+    async def write(self, data: bytes) -> None:
+        """Write bytes the core produced."""
+        # The state may already be CLOSED: QUIT's own bytes still have to go out.
+        transport = self._transport
+        if transport is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        deadline, why = self._step_deadline()
+        try:
+            await transport.send(data, deadline)
+        except TimeoutError:
+            raise TimeoutError(
+                f"writing to {self.host}:{self.port} took longer than {why}"
+            ) from None
+
+    async def exchange(self, command: Command) -> Reply:
+        """Send one command and read its reply."""
+        await self.write(self.send(command))
+        return await self.reply()
+
+    # -- receiving --------------------------------------------------------------------
+
+    async def reply(self) -> Reply:
+        """The next reply; :class:`SMTPServerDisconnected` when the server closed."""
+        core, transport = self._core, self._transport
+        if core is None or transport is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        event = core.next_event()
+        if event is NEED_DATA:
+            # One deadline for the whole reply, so a server dribbling bytes (slowloris)
+            # cannot stretch it: the reply must be complete within `timeout`.
+            deadline, why = self._step_deadline()
+            try:
+                while event is NEED_DATA:
+                    core.receive_data(await transport.receive(deadline))
+                    event = core.next_event()
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no complete reply from {self.host}:{self.port} within {why}"
+                ) from None
+        if event is PEER_CLOSED:
+            await self.close()
+            raise SMTPServerDisconnected("Connection unexpectedly closed")
+        assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
+        self._note(event)
+        if event.code == 421:
+            await self.close()  # RFC 5321 §3.8: the server is closing the channel; so do we
+        return event
+
+    async def read_pending(self, leave: int = 0) -> list[Reply]:
+        """Read the replies owed until ``leave`` commands still wait, or the server closes.
+
+        Replies already received are taken straight from the core; only a missing one
+        goes through :meth:`reply`, which waits for it.
+        """
+        core = self._core
+        if core is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        replies: list[Reply] = []
+        while core.pending_count > leave:
+            event = core.next_event()
+            if not isinstance(event, Reply):
+                replies.append(await self.reply())  # NEED_DATA or PEER_CLOSED: it decides
+                continue
+            self._note(event)
+            replies.append(event)
+            if event.code == 421:
+                await self.close()
+        return replies
+
+    def _note(self, reply: Reply) -> None:
+        """Log ``reply`` and record a RCPT verdict in the send's progress."""
+        if self._log_wanted():
+            logger.debug("reply: %d %r", reply.code, reply.message)
+        if self.progress is not None and isinstance(reply.command, Rcpt):
+            self.progress.rcpt_reply(reply.command.address, reply.code, reply.message)
+
+    # -- deadlines and the transcript -------------------------------------------------
+
+    def _step_deadline(self) -> tuple[float, str]:
+        """The absolute deadline of a step starting now, and how to name it in an error."""
+        step = math.inf if self.timeout is None else _now() + self.timeout
+        if self._send_deadline < step:
+            return self._send_deadline, f"the send's deadline of {self._deadline_seconds} seconds"
+        return step, f"the timeout of {self.timeout} seconds"
+
+    def _log_wanted(self) -> bool:
+        """Whether to log, as found when the current public call began (cheap per command)."""
+        if self._owner is not None:
+            return self._log_on
+        return self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
+
+    def log(self, direction: str, text: bytes) -> None:
+        """Add a line to the transcript."""
+        if self._log_wanted():
+            logger.debug("%s %r", direction, text)
+
+    def set_debuglevel(self, debuglevel: int) -> None:
+        """Log the transcript (``asmtp`` logger, DEBUG) when ``debuglevel`` > 0."""
+        self.debuglevel = debuglevel
+        if debuglevel > 0:
+            if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
+                logger.setLevel(logging.DEBUG)
+            if not logger.hasHandlers():
+                handler = logging.StreamHandler(sys.stderr)
+                handler.setFormatter(logging.Formatter("%(asctime)s asmtp: %(message)s"))
+                logger.addHandler(handler)

@@ -1,0 +1,91 @@
+"""The connection settings shared by every way of connecting, checked once.
+
+``SMTP``, ``connect()``, the one-shot functions and ``SMTPPool`` keep their public keyword
+arguments; inside the package they become one frozen :class:`ClientSettings`, so each
+setting is validated in one place and passed on as one value.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Literal, get_args
+
+from .._transport import Connector, connect
+from ..auth import Mechanism, Secret
+from ..protocol._connection import DEFAULT_MAX_PENDING
+from ..protocol._replies import (
+    DEFAULT_MAX_LINE_LENGTH,
+    DEFAULT_MAX_REPLY_BYTES,
+    DEFAULT_MAX_REPLY_LINES,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "SMTP_SSL_PORT", "ClientSettings", "Limits", "TLSMode", "check_tls"]
+
+DEFAULT_TIMEOUT: Final = 60.0
+"""Seconds a connect, a write or a whole reply may take (smtplib's default waits forever)."""
+
+SMTP_SSL_PORT: Final = 465
+
+TLSMode = Literal["auto", "implicit", "starttls", "none"]
+"""How the one-shot functions and the pool secure the connection.
+
+- ``"auto"`` (default): implicit TLS on port 465; elsewhere STARTTLS when the server
+  advertises it. Credentials are refused on a connection that stayed unencrypted.
+- ``"implicit"``: TLS from the first byte (RFC 8314).
+- ``"starttls"``: STARTTLS is required; fails if the server does not offer it.
+- ``"none"``: plain text, even with credentials; only for trusted local servers.
+"""
+
+
+def check_tls(tls: object) -> TLSMode:
+    """``tls`` if it is one of :data:`TLSMode`'s values; :class:`ValueError` otherwise."""
+    if not isinstance(tls, str) or tls not in get_args(TLSMode):
+        choices = ", ".join(repr(mode) for mode in get_args(TLSMode))
+        raise ValueError(f"tls must be one of {choices}, not {tls!r}")
+    return tls  # type: ignore[return-value]  # checked against the Literal's values
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The core's bounds on what a server may send (:class:`asmtp.protocol.ClientConnection`)."""
+
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+    max_reply_lines: int = DEFAULT_MAX_REPLY_LINES
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    max_pending: int = DEFAULT_MAX_PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Where to connect and how: one value for every connection a client or pool opens.
+
+    ``host`` starting with ``/`` is a Unix socket path. ``implicit_tls`` wraps the
+    connection in TLS from the first byte; ``tls`` is the policy the one-shot functions and
+    the pool apply after connecting (:data:`TLSMode`). ``mechanism`` is a factory because
+    SASL mechanisms hold per-exchange state. ``connector`` opens the byte stream (tests use
+    an in-memory one).
+    """
+
+    host: str = "localhost"
+    port: int = 0
+    tls: TLSMode = "auto"
+    implicit_tls: bool = False
+    context: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    mechanism: Callable[[], Mechanism] | None = None
+    local_hostname: str | None = None
+    timeout: float | None = DEFAULT_TIMEOUT
+    source_address: tuple[str, int] | None = None
+    lmtp: bool = False
+    chunking: bool = True
+    limits: Limits = Limits()
+    connector: Connector = connect
+
+    def __post_init__(self) -> None:
+        check_tls(self.tls)
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"timeout must be positive or None, not {self.timeout!r}")
