@@ -9,14 +9,16 @@ standard library and trustme are imported.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -25,6 +27,7 @@ __all__ = [
     "MAIL_GID",
     "MAIL_UID",
     "SOCKET_PATH_LIMIT",
+    "Instance",
     "Probe",
     "StartError",
     "Unavailable",
@@ -34,9 +37,12 @@ __all__ = [
     "logs_report",
     "make_maildir",
     "new_state_dir",
+    "probe_connect",
     "probe_tcp",
     "probe_unix",
     "read_pid",
+    "run_daemonizing",
+    "spawn",
     "status",
     "terminate",
     "wait_gone",
@@ -61,6 +67,30 @@ class Unavailable(RuntimeError):
 
 class StartError(RuntimeError):
     """The daemons were installed but did not start; the message holds their logs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """What every started daemon offers the tests: its directory, users and CA."""
+
+    state_dir: str
+    host: str
+    ca_file: str
+    users: dict[str, dict[str, str]]
+    """``name -> {"address", "password", "maildir"}``."""
+
+    def address(self, name: str) -> str:
+        return self.users[name]["address"]
+
+    def password(self, name: str) -> str:
+        return self.users[name]["password"]
+
+    def maildir(self, name: str) -> Path:
+        return Path(self.users[name]["maildir"])
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that verifies against the throwaway CA only."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
 def check_root(what: str) -> None:
@@ -129,6 +159,43 @@ def write_certificates(tls: Path, *, names: tuple[str, ...]) -> Path:
     return tls / "ca.pem"
 
 
+def spawn(argv: Sequence[str], output: Path) -> int:
+    """Start a daemon that stays in the foreground, its output going to ``output``; its PID."""
+    with output.open("ab") as out:
+        process = subprocess.Popen(  # noqa: S603 - the callers' fixed argument lists
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def run_daemonizing(argv: Sequence[str], output: Path, deadline: float) -> None:
+    """Run a daemon that forks into the background; :class:`StartError` unless it exits 0.
+
+    Its output goes to ``output``, never to a pipe (Dovecot keeps the launching process's
+    stderr open, and a pipe would never reach end of file).
+    """
+    with output.open("ab") as out:
+        process = subprocess.Popen(  # noqa: S603 - the callers' fixed argument lists
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        code = process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise StartError(f"{argv[0]} did not daemonise in time") from None
+    if code != 0:
+        raise StartError(f"{' '.join(argv)} exited with status {code}")
+
+
 # -- readiness ------------------------------------------------------------------------------
 
 
@@ -157,6 +224,12 @@ def probe_tcp(port: int, context: ssl.SSLContext | None = None) -> bytes:
             return _greeting(tls)
 
 
+def probe_connect(port: int) -> bytes:
+    """Only connect to ``port`` (for a listener whose greeting the probe cannot read)."""
+    with socket.create_connection((HOST, port), timeout=2.0):
+        return b""
+
+
 def probe_unix(path: str, *, greets: bool = True) -> bytes:
     """The greeting on the Unix socket ``path``; with ``greets=False`` only connect."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -165,14 +238,23 @@ def probe_unix(path: str, *, greets: bool = True) -> bytes:
         return _greeting(sock) if greets else b""
 
 
-def wait_until_ready(probes: Mapping[str, Probe], deadline: float, budget: float) -> None:
-    """Poll each probe until it succeeds; :class:`StartError` once ``deadline`` passes."""
+def wait_until_ready(
+    probes: Mapping[str, Probe],
+    deadline: float,
+    budget: float,
+    *,
+    running: Callable[[], bool] = lambda: True,
+) -> None:
+    """Poll each probe until it succeeds; :class:`StartError` once ``deadline`` passes or
+    as soon as ``running()`` says the daemon has exited."""
     for name, probe in probes.items():
         while True:
             try:
                 probe()
                 break
             except (OSError, ConnectionError) as exc:
+                if not running():
+                    raise StartError(f"exited before {name} answered: {exc!r}") from exc
                 if time.monotonic() > deadline:
                     raise StartError(f"{name} not answering after {budget:.0f} s: {exc!r}") from exc
                 time.sleep(0.05)

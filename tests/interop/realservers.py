@@ -43,7 +43,6 @@ import dataclasses
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import time
@@ -92,11 +91,12 @@ DOVECOT_LMTP: Final = "/usr/lib/dovecot/lmtp"
 
 
 @dataclasses.dataclass(frozen=True)
-class Servers:
-    """What a started instance offers; saved as ``state.json`` in its state directory."""
+class Servers(_daemon.Instance):
+    """What a started instance offers; saved as ``state.json`` in its state directory.
 
-    state_dir: str
-    host: str
+    ``users`` are user, small, sender and intl.
+    """
+
     domain: str
     smtp_port: int
     trace_port: int
@@ -108,9 +108,6 @@ class Servers:
     oauth_submission_port: int
     """Submission whose SASL socket is ``oauth_sasl_socket`` (served by ``_oauth.py``)."""
     oauth_sasl_socket: str
-    ca_file: str
-    users: dict[str, dict[str, str]]
-    """``name -> {"address", "password", "maildir"}`` (``name``: user, small, sender, intl)."""
     logs: dict[str, str]
     """``postfix`` (maillog_file), ``dovecot`` (log_path), ``dovecot_stderr``, ``postfix_start``."""
     postfix_config_dir: str
@@ -123,19 +120,6 @@ class Servers:
     @property
     def state_file(self) -> Path:
         return Path(self.state_dir) / STATE_FILE
-
-    def address(self, name: str) -> str:
-        return self.users[name]["address"]
-
-    def password(self, name: str) -> str:
-        return self.users[name]["password"]
-
-    def maildir(self, name: str) -> Path:
-        return Path(self.users[name]["maildir"])
-
-    def client_context(self) -> ssl.SSLContext:
-        """A client context that verifies against the throwaway CA only."""
-        return ssl.create_default_context(cafile=self.ca_file)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -359,23 +343,9 @@ def start(
 
 
 def _start_dovecot(servers: Servers, deadline: float) -> None:
-    # Dovecot keeps the launching process's stderr open: never leave it on a pipe.
-    with open(servers.logs["dovecot_stderr"], "wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - fixed argument list
-            [DOVECOT, "-c", servers.dovecot_config],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        code = process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise StartError("dovecot did not daemonise in time") from None
-    if code != 0:
-        raise StartError(f"dovecot -c {servers.dovecot_config} exited with status {code}")
+    _daemon.run_daemonizing(
+        [DOVECOT, "-c", servers.dovecot_config], Path(servers.logs["dovecot_stderr"]), deadline
+    )
 
 
 def _start_postfix(servers: Servers, deadline: float) -> None:
