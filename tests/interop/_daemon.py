@@ -57,6 +57,9 @@ MAIL_UID: Final = 65534
 MAIL_GID: Final = 65534
 SOCKET_PATH_LIMIT: Final = 107
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Daemons :func:`spawn` started, by PID, kept so that :func:`terminate` can reap them."""
+
 Probe = Callable[[], object]
 """A readiness check: returns when the service answers, raises :class:`OSError` if not."""
 
@@ -169,6 +172,7 @@ def spawn(argv: Sequence[str], output: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _CHILDREN[process.pid] = process
     return process.pid
 
 
@@ -313,11 +317,14 @@ def wait_gone(pid: int, name: str, seconds: float) -> bool:
 
 def terminate(pid: int, name: str, seconds: float, log: Callable[[str], None]) -> None:
     """SIGTERM the process ``pid`` if it is ``name``'s; SIGKILL it after ``seconds``."""
-    if not alive(pid, name):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if not wait_gone(pid, name, seconds):
-        log(f"{name} {pid} did not stop; killing it")
+    if alive(pid, name):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGTERM)
+        if not wait_gone(pid, name, seconds):
+            log(f"{name} {pid} did not stop; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=seconds)  # reap it: no zombie, no ResourceWarning

@@ -65,10 +65,12 @@ class Exim(_daemon.Instance):
     """Time spent fetching and unpacking the packages (0 when they were cached)."""
 
 
-def _config(root: Path, smtp: int, smtps: int) -> str:
+def _config(root: Path, binary: Path, smtp: int, smtps: int) -> str:
     return f"""\
 # Private Exim instance for asmtp's interop tests (_exim.py); loopback only.
 keep_environment =
+# Where Exim re-executes itself from (e.g. to send a delivery report), not /usr/sbin.
+exim_path = {binary}
 exim_user = {USER}
 exim_group = {USER}
 deliver_drop_privilege = true
@@ -186,8 +188,9 @@ def start(log: Callable[[str], None] = print) -> Exim:
         "".join(f"{local}@{DOMAIN}: {password}\n" for local, password, _ in _MAILBOXES.values()),
         mode=0o640,
     )
+    binary = tree / "usr" / "sbin" / "exim4"
     config = root / "exim" / "exim.conf"
-    _daemon.write(config, _config(root, smtp, smtps), mode=0o640)
+    _daemon.write(config, _config(root, binary, smtp, smtps), mode=0o640)
     for path in (root / "exim", root / "exim" / "passwords", config):
         os.chown(path, 0, account.pw_gid)
     users = {}
@@ -206,7 +209,6 @@ def start(log: Callable[[str], None] = print) -> Exim:
         "panic": str(root / "log" / "paniclog"),
         "stderr": str(root / "log" / "stderr.log"),
     }
-    binary = tree / "usr" / "sbin" / "exim4"
     pid = _daemon.spawn([str(binary), "-C", str(config), "-bdf"], Path(logs["stderr"]))
     exim = Exim(
         state_dir=str(root),

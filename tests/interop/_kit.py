@@ -21,6 +21,20 @@ DELIVERY_WAIT: Final = 10.0
 _HEAD_BYTES: Final = 64 * 1024
 
 
+BODIES: Final = {
+    "leading-dots": b".starts with a dot\r\n..two dots\r\n. dot space\r\n.\tdot tab\r\n",
+    "lone-dot": b"before\r\n.\r\nafter the lone dot\r\n",
+    "bare-lf": b"line one\nline two\n.\nlone dot above, bare LF\n..dots\n",
+    "mixed-endings": b"crlf\r\nbare lf\nbare cr\rend\r\n",
+    "no-final-newline": b"first line\r\nthe last line has no line ending",
+    "dot-at-end-no-newline": b"first\r\n.",
+    "long-lines": b"x" * 990 + b"\r\n." + b"y" * 989 + b"\r\n" + b"z" * 998 + b"\r\n",
+    "empty": b"",
+    "blank-lines": b"\r\n\r\n.\r\n\r\n",
+}
+"""Bodies that stress transparency: dots, line endings, long lines (``name -> body``)."""
+
+
 def token() -> str:
     """A marker unique to one test run, put in the Subject to find the delivered copy."""
     return uuid.uuid4().hex

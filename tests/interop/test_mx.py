@@ -14,6 +14,7 @@ import pytest
 import asmtp
 from asmtp.protocol import Body, EnvId, Notify, Orcpt, Ret
 from interop import _kit
+from interop._kit import BODIES
 from interop.realservers import Servers
 
 pytestmark = pytest.mark.anyio
@@ -65,19 +66,6 @@ async def test_all_recipients_unknown_raises_recipients_refused(servers: Servers
             == {}
         )
     await _kit.delivered(servers.maildir("user"), marker)
-
-
-BODIES = {
-    "leading-dots": b".starts with a dot\r\n..two dots\r\n. dot space\r\n.\tdot tab\r\n",
-    "lone-dot": b"before\r\n.\r\nafter the lone dot\r\n",
-    "bare-lf": b"line one\nline two\n.\nlone dot above, bare LF\n..dots\n",
-    "mixed-endings": b"crlf\r\nbare lf\nbare cr\rend\r\n",
-    "no-final-newline": b"first line\r\nthe last line has no line ending",
-    "dot-at-end-no-newline": b"first\r\n.",
-    "long-lines": b"x" * 990 + b"\r\n." + b"y" * 989 + b"\r\n" + b"z" * 998 + b"\r\n",
-    "empty": b"",
-    "blank-lines": b"\r\n\r\n.\r\n\r\n",
-}
 
 
 @CHUNKING
