@@ -103,7 +103,7 @@ def summary(results: list[dict[str, str]], seconds: float) -> str:
     day = datetime.date.today().isoformat()
     return (
         f"Produced by `python tests/interop/matrix.py --write` on {day} at {revision or '?'}: "
-        f"{described} in {seconds:.0f} s (installs and start-ups included)."
+        f"{described} in {seconds:.0f} s (daemon set-up included)."
     )
 
 
