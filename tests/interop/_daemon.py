@@ -28,6 +28,7 @@ __all__ = [
     "MAIL_UID",
     "SOCKET_PATH_LIMIT",
     "Instance",
+    "Listening",
     "Probe",
     "StartError",
     "Unavailable",
@@ -96,6 +97,19 @@ class Instance:
         return ssl.create_default_context(cafile=self.ca_file)
 
 
+@dataclasses.dataclass(frozen=True)
+class Listening(Instance):
+    """A daemon in the foreground with a plain (STARTTLS) port and an implicit-TLS port."""
+
+    smtp_port: int
+    smtps_port: int
+    logs: dict[str, str]
+    pid: int
+    startup_seconds: float
+    unpacked_seconds: float
+    """Time spent fetching and unpacking its packages (0 when they were cached)."""
+
+
 def check_root(what: str) -> None:
     """Raise :class:`Unavailable` unless this is Linux and we are root."""
     if not sys.platform.startswith("linux"):
@@ -162,34 +176,29 @@ def write_certificates(tls: Path, *, names: tuple[str, ...]) -> Path:
     return tls / "ca.pem"
 
 
-def spawn(argv: Sequence[str], output: Path) -> int:
-    """Start a daemon that stays in the foreground, its output going to ``output``; its PID."""
+def _popen(argv: Sequence[str], output: Path) -> subprocess.Popen[bytes]:
+    # Output to a file, never a pipe: Dovecot keeps the launching process's stderr open,
+    # and a pipe would never reach end of file.
     with output.open("ab") as out:
-        process = subprocess.Popen(  # noqa: S603 - the callers' fixed argument lists
+        return subprocess.Popen(  # noqa: S603 - the callers' fixed argument lists
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def spawn(argv: Sequence[str], output: Path) -> int:
+    """Start a daemon that stays in the foreground, its output going to ``output``; its PID."""
+    process = _popen(argv, output)
     _CHILDREN[process.pid] = process
     return process.pid
 
 
 def run_daemonizing(argv: Sequence[str], output: Path, deadline: float) -> None:
-    """Run a daemon that forks into the background; :class:`StartError` unless it exits 0.
-
-    Its output goes to ``output``, never to a pipe (Dovecot keeps the launching process's
-    stderr open, and a pipe would never reach end of file).
-    """
-    with output.open("ab") as out:
-        process = subprocess.Popen(  # noqa: S603 - the callers' fixed argument lists
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    """Run a daemon that forks into the background; :class:`StartError` unless it exits 0."""
+    process = _popen(argv, output)
     try:
         code = process.wait(timeout=max(deadline - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:

@@ -52,17 +52,11 @@ _MAILBOXES: Final = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Exim(_daemon.Instance):
-    """A started Exim; ``users`` are user, sender and intl (a UTF-8 local part)."""
+class Exim(_daemon.Listening):
+    """A started Exim; ``users`` are user, sender and intl (a UTF-8 local part).
 
-    smtp_port: int
-    smtps_port: int
-    logs: dict[str, str]
-    """``main`` (mainlog), ``reject`` (rejectlog), ``panic`` (paniclog), ``stderr``."""
-    pid: int
-    startup_seconds: float
-    unpacked_seconds: float
-    """Time spent fetching and unpacking the packages (0 when they were cached)."""
+    ``logs``: ``main`` (mainlog), ``reject`` (rejectlog), ``panic`` (paniclog), ``stderr``.
+    """
 
 
 def _config(root: Path, binary: Path, smtp: int, smtps: int) -> str:

@@ -28,6 +28,7 @@ from typing import Final
 
 from interop import _daemon
 from interop._daemon import HOST, StartError
+from interop._postfix_dovecot import DOVECOT_AUTH_SERVICES
 
 __all__ = ["Introspection", "OAuthStack", "start", "stop"]
 
@@ -139,19 +140,7 @@ userdb {{
   driver = static
   args = uid={_daemon.MAIL_UID} gid={_daemon.MAIL_GID} home=/nonexistent
 }}
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-service auth {{
-  unix_listener auth-postfix {{
-    mode = 0660
-    user = postfix
-    group = postfix
-  }}
-}}
-"""
+{DOVECOT_AUTH_SERVICES}"""
 
 
 def _oauth2_conf(url: str) -> str:

@@ -62,16 +62,11 @@ _BINDS: Final = (("run", "/run"), ("spool", "/var/spool"), ("lib", "/var/lib"))
 
 
 @dataclasses.dataclass(frozen=True)
-class OpenSMTPD(_daemon.Instance):
-    """A started OpenSMTPD; ``users`` are user, sender and r1 to r5."""
+class OpenSMTPD(_daemon.Listening):
+    """A started OpenSMTPD; ``users`` are user, sender and r1 to r5.
 
-    smtp_port: int
-    smtps_port: int
-    logs: dict[str, str]
-    """``smtpd``: its log (``smtpd -d`` writes it to stderr)."""
-    pid: int
-    startup_seconds: float
-    unpacked_seconds: float
+    ``logs``: ``smtpd``, its log (``smtpd -d`` writes it to stderr).
+    """
 
 
 def _config(root: Path, smtp: int, smtps: int) -> str:

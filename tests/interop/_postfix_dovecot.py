@@ -14,6 +14,7 @@ from interop._daemon import HOST, MAIL_GID, MAIL_UID
 
 __all__ = [
     "DOMAIN",
+    "DOVECOT_AUTH_SERVICES",
     "POSTFIX_MASTER_CF",
     "USERS",
     "User",
@@ -200,21 +201,26 @@ service lmtp {{
     mode = 0666
   }}
 }}
+{DOVECOT_AUTH_SERVICES}"""
+
+
+DOVECOT_AUTH_SERVICES: Final = """\
 # Every client is 127.0.0.1: no per-IP penalty delaying the login after a failed one
 # (a listener with mode 0 is not created, and auth then runs without penalties).
-service anvil {{
-  unix_listener anvil-auth-penalty {{
+service anvil {
+  unix_listener anvil-auth-penalty {
     mode = 0
-  }}
-}}
-service auth {{
-  unix_listener auth-postfix {{
+  }
+}
+service auth {
+  unix_listener auth-postfix {
     mode = 0660
     user = postfix
     group = postfix
-  }}
-}}
+  }
+}
 """
+"""Dovecot's auth for Postfix (a socket only postfix may use) and no per-IP penalty."""
 
 
 def dovecot_users(root: Path) -> str:
