@@ -547,7 +547,11 @@ class SMTPSession:
 
     @exclusive
     async def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
-        """Send one command line and return ``(code, message)``; order is not checked."""
+        """Send one command line and return ``(code, message)``; order is not checked.
+
+        An AUTH line, or a line answering an AUTH challenge, is redacted in transcripts,
+        reprs and errors (the mechanism name stays visible).
+        """
         line = f"{cmd} {args}".strip().encode(self.command_encoding)
         reply = await self._exchange(Raw(line))
         return reply.code, reply.message

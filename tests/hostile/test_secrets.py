@@ -182,3 +182,63 @@ def test_the_leak_detector_finds_what_it_looks_for() -> None:
         assert "password" in " ".join(leaked(payload.decode())), shift
     assert leaked(_wire(f"user={USER}\x01auth=Bearer {TOKEN}\x01\x01").decode())
     assert len(secret_forms()) == 8
+
+
+# smtplib's own XOAUTH2 recipe sends the token with docmd(); so may raw lines and the
+# answers to challenges. Every AUTH line is redacted however it is sent.
+
+XOAUTH2_WIRE: Final = _wire(f"user={USER}\x01auth=Bearer {TOKEN}\x01\x01").decode()
+
+
+async def test_auth_lines_sent_with_docmd_are_redacted_in_transcripts_reprs_and_errors(
+    scripted_server_factory: ScriptedServerFactory,
+    debug_logging: pytest.LogCaptureFixture,
+) -> None:
+    server = scripted_server_factory(
+        [
+            Send(GREETING),
+            ExpectLine(b"EHLO"),
+            Send(EHLO_AUTH),
+            ExpectLine(b"AUTH XOAUTH2 " + XOAUTH2_WIRE.encode()),
+            Send(b"235 2.7.0 ok\r\n"),
+            ExpectLine(b"auth xoauth2 " + XOAUTH2_WIRE.encode()),
+            Send(b"503 5.5.1 already authenticated\r\n"),
+            ExpectLine(b"AUTH LOGIN"),
+            Send(b"334 UGFzc3dvcmQ6\r\n"),
+            ExpectLine(_wire(PASSWORD)),
+            Send(b"503 5.5.1 already authenticated\r\n"),
+            ExpectLine(b"QUIT"),
+            Send(b"221 bye\r\n"),
+        ]
+    )
+    errors: list[BaseException] = []
+    async with client(server.port) as smtp:
+        smtp.set_debuglevel(1)
+        await smtp.ehlo()
+        assert await smtp.docmd("AUTH", "XOAUTH2 " + XOAUTH2_WIRE) == (235, b"2.7.0 ok")
+        assert (await smtp.docmd("auth xoauth2", XOAUTH2_WIRE))[0] == 503
+        assert (await smtp.docmd("AUTH LOGIN"))[0] == 334
+        assert (await smtp.docmd(_wire(PASSWORD).decode()))[0] == 503
+        for bad in ("XOAUTH2 " + XOAUTH2_WIRE + "\r\nNOOP", "XOAUTH2 " + TOKEN + "\0"):
+            with pytest.raises(ValueError) as caught:
+                await smtp.docmd("AUTH", bad)
+            errors.append(caught.value)
+    server.check()
+    shown = [
+        repr(Raw(b"AUTH XOAUTH2 " + XOAUTH2_WIRE.encode())),
+        repr(Raw(b"auth plain " + _wire(f"\0{USER}\0{PASSWORD}"))),
+        repr(Raw(b"AUTH " + TOKEN.encode())),
+    ]
+    transcript = debug_logging.text
+    assert "AUTH XOAUTH2 <redacted>" in transcript
+    assert "auth <redacted>" in transcript  # a lower-case name may be anything: hidden too
+    assert "AUTH LOGIN" in transcript
+    assert all("AUTH XOAUTH2 <redacted>" in str(exc) for exc in errors), errors
+    assert shown[:2] == ["Raw(b'AUTH XOAUTH2 <redacted>')", "Raw(b'auth <redacted>')"]
+    everything = {
+        "log": transcript,
+        "reprs": "\n".join(shown),
+        "errors": "\n".join(_describe(exc) for exc in errors),
+    }
+    found = {where: leaked(text) for where, text in everything.items() if leaked(text)}
+    assert not found, f"secret material found in: {found}"
