@@ -13,6 +13,8 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import anyio
+
 from . import _addresses
 from ._sasl import LOGIN_ORDER, as_mechanism, builtin_mechanism
 from ._session import SMTPSession, exclusive
@@ -216,9 +218,9 @@ class SessionCommands(SMTPSession):
                 if first is None and challenges == 1 and not challenge:
                     # RFC 4954 §4: an empty challenge asks for the initial response we held.
                     first = mech.initial_response()
-                    response = first if first is not None else mech.respond(challenge)
+                    response = first if first is not None else await self._respond(mech, challenge)
                 else:
-                    response = mech.respond(challenge)
+                    response = await self._respond(mech, challenge)
             except SASLServerNotGenuine as exc:
                 await self._abort()
                 raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
@@ -235,6 +237,14 @@ class SessionCommands(SMTPSession):
         if reply.code in (235, 503):
             return reply.code, reply.message
         raise SMTPAuthenticationError(reply.code, reply.message)
+
+    async def _respond(self, mech: Mechanism, challenge: bytes) -> bytes:
+        if not getattr(mech, "blocking", False):
+            return mech.respond(challenge)
+        # Key derivation (SCRAM's PBKDF2) would stall every task on the event loop;
+        # a worker thread keeps it responsive, and `timeout` bounds the wait.
+        with self._deadline():
+            return await anyio.to_thread.run_sync(mech.respond, challenge, abandon_on_cancel=True)
 
     async def _cancel_auth(self) -> None:
         # RFC 4954 §4: "*" cancels; the server answers 501.

@@ -4,6 +4,8 @@ A mechanism turns server challenges into responses, raw bytes both ways (the cli
 base64). It performs no I/O, so it can be tested byte for byte and users can add their own:
 any object with a ``name``, ``initial_response()``, ``respond(challenge)`` and
 ``success(data)`` works. Secrets live in :class:`Secret`, whose repr never shows them.
+A mechanism whose ``respond()`` is slow (SCRAM's key derivation) sets ``blocking = True``
+and the client runs that step in a worker thread, so this module stays free of I/O.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import base64
 import hashlib
 import hmac
 import secrets
-from typing import Protocol
+from typing import Final, Protocol
 
 __all__ = [
+    "SCRAM_MAX_ITERATIONS",
+    "SCRAM_MIN_ITERATIONS",
     "CramMD5",
     "Login",
     "Mechanism",
@@ -58,7 +62,11 @@ class Secret:
 
 
 class Mechanism(Protocol):
-    """What :meth:`asmtp.SMTP.auth` needs from a SASL mechanism."""
+    """What :meth:`asmtp.SMTP.auth` needs from a SASL mechanism.
+
+    Optionally, ``blocking = True`` says that ``respond()`` may take long (key stretching):
+    the client then calls it in a worker thread, bounded by its ``timeout``.
+    """
 
     name: str
 
@@ -184,19 +192,42 @@ class OAuthBearer(_Simple):
         return b"\x01"
 
 
+SCRAM_MIN_ITERATIONS: Final = 4096
+"""RFC 7677 §4: SCRAM-SHA-256 iteration counts below this are refused."""
+SCRAM_MAX_ITERATIONS: Final = 65536
+"""The default bound on the server's iteration count (Cyrus SASL's), see :class:`ScramSHA256`."""
+
+
 class ScramSHA256:
     """SCRAM-SHA-256 (RFC 7677, RFC 5802), verifying the server's signature.
 
     Authentication fails unless the server proves it knows the password too, so a server
-    that answers ``235`` without a valid ``v=`` gets :class:`SASLError`.
+    that answers ``235`` without a valid ``v=`` gets :class:`SASLServerNotGenuine`. The
+    server chooses the PBKDF2 iteration count: one below 4096 or above ``max_iterations``
+    (default :data:`SCRAM_MAX_ITERATIONS`, Cyrus SASL's bound) is refused with
+    :class:`SASLError`, so a hostile server cannot make the client compute for minutes.
+    ``respond()`` is ``blocking``: the client derives the key in a worker thread.
     """
 
     name = "SCRAM-SHA-256"
+    blocking = True
 
-    def __init__(self, user: str, password: str | Secret, *, nonce: str | None = None) -> None:
+    def __init__(
+        self,
+        user: str,
+        password: str | Secret,
+        *,
+        nonce: str | None = None,
+        max_iterations: int = SCRAM_MAX_ITERATIONS,
+    ) -> None:
+        if max_iterations < SCRAM_MIN_ITERATIONS:
+            raise ValueError(f"max_iterations must be at least {SCRAM_MIN_ITERATIONS}")
+        self.max_iterations = max_iterations
         self._user = user.replace("=", "=3D").replace(",", "=2C")
         self._password = password if isinstance(password, Secret) else Secret(password)
         self._nonce = nonce or base64.b64encode(secrets.token_bytes(18)).decode("ascii")
+        if not _is_printable(self._nonce):
+            raise ValueError("the SCRAM nonce must be printable ASCII without a comma")
         self._client_first_bare = f"n={self._user},r={self._nonce}"
         self._server_signature: bytes | None = None
         self._verified = False
@@ -223,17 +254,23 @@ class ScramSHA256:
 
     def _client_final(self, server_first: bytes) -> bytes:
         attrs = _scram_attributes(server_first)
-        nonce, salt, iterations = attrs.get("r", ""), attrs.get("s", ""), attrs.get("i", "")
+        if "m" in attrs:
+            # RFC 5802 §5.1: a mandatory extension we do not know makes the exchange fail.
+            raise SASLError("SCRAM server requires an unsupported extension (m=)")
+        nonce, salt = attrs.get("r", ""), attrs.get("s", "")
         if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
             raise SASLError("SCRAM server nonce does not extend the client nonce")
-        if not iterations.isdigit() or int(iterations) < 4096:
-            raise SASLError("SCRAM iteration count missing or below 4096 (RFC 7677)")
+        if not _is_printable(nonce):
+            raise SASLError("SCRAM server nonce is not printable ASCII")
+        iterations = self._iterations(attrs.get("i", ""))
         try:
             salt_bytes = base64.b64decode(salt, validate=True)
         except ValueError:
             raise SASLError("SCRAM salt is not base64") from None
+        if not salt_bytes:
+            raise SASLError("SCRAM salt is empty")
         salted = hashlib.pbkdf2_hmac(
-            "sha256", self._password.reveal().encode("utf-8"), salt_bytes, int(iterations)
+            "sha256", self._password.reveal().encode("utf-8"), salt_bytes, iterations
         )
         client_key = hmac.new(salted, b"Client Key", "sha256").digest()
         stored_key = hashlib.sha256(client_key).digest()
@@ -247,10 +284,23 @@ class ScramSHA256:
         self._server_signature = hmac.new(server_key, auth_message, "sha256").digest()
         return f"{without_proof},p={base64.b64encode(proof).decode('ascii')}".encode("ascii")
 
+    def _iterations(self, text: str) -> int:
+        # RFC 5802 §7: iteration-count = "i=" posit-number; posit-number = %x31-39 *DIGIT.
+        # Checked as ASCII text before int(): Unicode digits, signs, spaces and thousands
+        # of digits never reach int(), and the bound keeps PBKDF2 from running for minutes.
+        if not (text.isascii() and text.isdigit()) or text.startswith("0"):
+            raise SASLError("SCRAM iteration count missing or not a positive decimal number")
+        limit = self.max_iterations
+        if len(text) > len(str(limit)) or int(text) > limit:
+            raise SASLError(f"SCRAM iteration count above max_iterations ({limit})")
+        if int(text) < SCRAM_MIN_ITERATIONS:
+            raise SASLError(f"SCRAM iteration count below {SCRAM_MIN_ITERATIONS} (RFC 7677 §4)")
+        return int(text)
+
     def _verify(self, server_final: bytes) -> None:
         attrs = _scram_attributes(server_final)
         if "e" in attrs:
-            raise SASLError(f"SCRAM server error: {attrs['e']}")
+            raise SASLError(f"SCRAM server error: {attrs['e'][:80]!r}")
         try:
             claimed = base64.b64decode(attrs.get("v", ""), validate=True)
         except ValueError:
@@ -276,6 +326,11 @@ def _scram_attributes(message: bytes) -> dict[str, str]:
             raise SASLError(f"malformed SCRAM attribute {part[:20]!r}")
         attrs[key] = value
     return attrs
+
+
+def _is_printable(nonce: str) -> bool:
+    # RFC 5802 §7: printable = %x21-2B / %x2D-7E (no comma; the split removed those).
+    return bool(nonce) and all("!" <= char <= "~" for char in nonce) and "," not in nonce
 
 
 def _reveal(secret: str | Secret) -> str:
