@@ -49,6 +49,9 @@ __all__ = ["SessionCommands"]
 
 # smtplib's limit on challenges before it calls an AUTH exchange an infinite loop.
 _MAX_CHALLENGES: Final = 5
+# Mechanisms that authenticate the server: after one fails, login() tries nothing else,
+# since a server that tampers with them must not be offered the password another way.
+_FINAL_MECHANISMS: Final = frozenset({"SCRAM-SHA-256"})
 
 
 class SessionCommands(SMTPSession):
@@ -262,7 +265,9 @@ class SessionCommands(SMTPSession):
         """Log in with the first advertised mechanism that works, as smtplib's ``login``.
 
         Tries SCRAM-SHA-256 (which also proves the server), then smtplib's order: CRAM-MD5,
-        PLAIN, LOGIN; ``mechanisms`` chooses the names and order instead. Raises
+        PLAIN, LOGIN; ``mechanisms`` chooses the names and order instead. A SCRAM failure
+        of any kind ends the login: no other mechanism is tried after it, so a server that
+        tampers with SCRAM never gets the password in another form. Raises
         :class:`SMTPNotSupportedError` without AUTH, :class:`SMTPException` when no
         mechanism fits, and the last :class:`SMTPAuthenticationError` when all fail.
         """
@@ -288,12 +293,19 @@ class SessionCommands(SMTPSession):
                     builtin_mechanism(name, user, secret),
                     initial_response_ok=initial_response_ok,
                 )
-            except SMTPServerNotGenuine:
-                raise  # never offer the password to an impostor by another mechanism
             except SMTPAuthenticationError as exc:
+                if name in _FINAL_MECHANISMS or isinstance(exc, SMTPServerNotGenuine):
+                    raise _final(name, exc) from exc
                 last_exception = exc
                 continue
-            if code in (235, 503):
-                return code, resp
+            return code, resp
         assert last_exception is not None  # noqa: S101 - every path above sets it or returns
         raise last_exception
+
+
+def _final(name: str, exc: SMTPAuthenticationError) -> SMTPAuthenticationError:
+    """``exc`` saying that login() stops here: SCRAM failed, so nothing else is tried."""
+    cls = SMTPServerNotGenuine if isinstance(exc, SMTPServerNotGenuine) else SMTPAuthenticationError
+    note = f" (login() tries no other mechanism after {name} fails)".encode()
+    message = exc.smtp_error if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error).encode()
+    return cls(exc.smtp_code, message + note)
