@@ -200,7 +200,9 @@ class SessionCommands(SMTPSession):
         the decoded challenge (``None`` for the initial response) and returning a ``str``.
         Returns ``(code, message)`` for ``235`` or ``503``; raises
         :class:`SMTPAuthenticationError` otherwise, and :class:`SMTPException` after more
-        than five challenges (the exchange is cancelled with ``*`` first).
+        than five challenges (the exchange is cancelled with ``*`` first). A mechanism
+        that verifies the server (SCRAM) raises :class:`SMTPServerNotGenuine` and closes
+        the connection when the server did not prove itself, even on ``235`` or ``503``.
         """
         name = mechanism.upper()
         mech = as_mechanism(name, authobject)
@@ -231,15 +233,16 @@ class SessionCommands(SMTPSession):
                 await self._cancel_auth()
                 raise SMTPAuthenticationError(reply.code, f"AUTH {name}: {exc}".encode()) from exc
             reply = await self._exchange(AuthResponse(base64.b64encode(response)))
-        if reply.code == 235:
-            try:
-                mech.success(None)
-            except SASLError as exc:
-                await self._abort()
-                raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-        if reply.code in (235, 503):
-            return reply.code, reply.message
-        raise SMTPAuthenticationError(reply.code, reply.message)
+        if reply.code not in (235, 503):
+            raise SMTPAuthenticationError(reply.code, reply.message)
+        try:
+            # smtplib counts 503 ("already authenticated") as success; a mechanism that
+            # authenticates the server must still have seen its proof.
+            mech.success(None)
+        except SASLError as exc:
+            await self._abort()
+            raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
+        return reply.code, reply.message
 
     async def _respond(self, mech: Mechanism, challenge: bytes) -> bytes:
         if not getattr(mech, "blocking", False):

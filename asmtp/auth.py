@@ -79,7 +79,10 @@ class Mechanism(Protocol):
         ...
 
     def success(self, data: bytes | None) -> None:
-        """Called on ``235``; raises :class:`SASLError` if the server did not prove itself."""
+        """Called when the server says the client is authenticated (``235``, or ``503``).
+
+        Raises :class:`SASLError` if the server did not prove itself.
+        """
         ...
 
 

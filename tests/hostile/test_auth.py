@@ -19,7 +19,7 @@ import pytest
 
 import asmtp
 from asmtp.auth import ScramSHA256, XOAuth2
-from support.scripted import ExpectLine, Send, Step, smtp_script
+from support.scripted import ExpectClosed, ExpectLine, Send, Step, smtp_script
 
 from ._kit import GREETING, HOST, QUIT, SENDER, client, unchecked
 
@@ -303,3 +303,55 @@ async def test_scram_key_derivation_is_bounded_by_the_timeout() -> None:
         finally:
             await smtp.close()
     assert elapsed < 0.5, elapsed  # 0.1 s and scheduling, not the 1 s derivation
+
+
+def _scram_503_script(when: str) -> list[Step]:
+    refused = b"503 5.5.1 already authenticated\r\n"
+    if when == "to-auth":
+        exchange = [(ExpectLine(b"AUTH SCRAM-SHA-256 "), refused)]
+    else:
+        exchange = [
+            (ExpectLine(b"AUTH SCRAM-SHA-256 "), _server_first(b"4096")),
+            (ExpectLine(b""), refused),
+        ]
+    return [
+        *smtp_script([(ExpectLine(b"EHLO"), EHLO_SCRAM), *exchange], greeting=GREETING),
+        ExpectClosed(),
+    ]
+
+
+async def _auth_scram(smtp: asmtp.SMTP) -> object:
+    await smtp.ehlo()
+    return await smtp.auth("SCRAM-SHA-256", _scram())
+
+
+async def _login_scram_first(smtp: asmtp.SMTP) -> object:
+    return await smtp.login("user", "password")
+
+
+@pytest.mark.parametrize(
+    ("how", "when"),
+    [
+        (_auth_scram, "to-auth"),
+        (_auth_scram, "after-client-final"),
+        (_login_scram_first, "to-auth"),
+    ],
+    ids=["auth-503-to-auth", "auth-503-after-client-final", "login-503-to-auth"],
+)
+async def test_503_before_scram_finished_is_an_impostor(
+    scripted_server_factory: ScriptedServerFactory,
+    how: Callable[[asmtp.SMTP], Awaitable[object]],
+    when: str,
+) -> None:
+    """smtplib counts 503 as success; for SCRAM it skips the server's proof: refused, closed."""
+    server = scripted_server_factory(_scram_503_script(when))
+    smtp = client(server.port)
+    await smtp.connect()
+    try:
+        with pytest.raises(asmtp.SMTPServerNotGenuine):
+            await how(smtp)
+        assert not smtp.is_connected
+    finally:
+        await smtp.close()
+    server.check()
+    assert b"AUTH PLAIN" not in server.received
