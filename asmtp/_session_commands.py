@@ -272,14 +272,13 @@ class SessionCommands(SMTPSession):
         of any kind ends the login: no other mechanism is tried after it, so a server that
         tampers with SCRAM never gets the password in another form. Raises
         :class:`SMTPNotSupportedError` without AUTH, :class:`SMTPException` when no
-        mechanism fits, and the last :class:`SMTPAuthenticationError` when all fail.
+        mechanism fits, :class:`ValueError` for credentials that cannot be sent (never
+        quoting them), and the last :class:`SMTPAuthenticationError` when all fail.
         """
         secret = Secret(password)
         del password
         await self.ehlo_or_helo_if_needed()
-        for value, what in ((user, "user name"), (secret.reveal(), "password")):
-            if "\r" in value or "\n" in value or "\0" in value:
-                raise BadArgument(f"the {what} contains CR, LF or NUL")  # never quoted: secret
+        _check_credentials(user, secret)
         if not self.has_extn("auth"):
             raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
         advertised = {name.upper() for name in self.esmtp_features["auth"].split()}
@@ -304,6 +303,23 @@ class SessionCommands(SMTPSession):
             return code, resp
         assert last_exception is not None  # noqa: S101 - every path above sets it or returns
         raise last_exception
+
+
+def _breaks_line(text: str) -> bool:
+    return "\r" in text or "\n" in text or "\0" in text
+
+
+def _check_credentials(user: str, secret: Secret) -> None:
+    """:class:`BadArgument` for credentials that cannot be sent; never quotes them."""
+    if _breaks_line(user):
+        raise BadArgument("the user name contains CR, LF or NUL")
+    if _breaks_line(secret.reveal()):
+        raise BadArgument("the password contains CR, LF or NUL")
+    try:
+        Secret(user).utf8("user name")
+        secret.utf8("password")
+    except ValueError as exc:
+        raise BadArgument(str(exc)) from None
 
 
 def _final(name: str, exc: SMTPAuthenticationError) -> SMTPAuthenticationError:

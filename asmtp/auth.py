@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from typing import Final, Protocol
 
@@ -32,6 +33,15 @@ __all__ = [
 ]
 
 
+# A str that UTF-8 cannot encode holds a lone surrogate, as os.environ and sys.argv build
+# for undecodable bytes ("surrogateescape"); its UnicodeEncodeError would quote the text.
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_NOT_UNICODE: Final = (
+    "is not valid Unicode text: it holds a lone surrogate, as os.environ gives for "
+    "undecodable bytes (its value is not shown)"
+)
+
+
 class SASLError(Exception):
     """The server's side of the exchange is malformed or failed verification."""
 
@@ -41,16 +51,31 @@ class SASLServerNotGenuine(SASLError):
 
 
 class Secret:
-    """Holds a password or token; ``repr`` and ``str`` never reveal it."""
+    """Holds a password or token; ``repr`` and ``str`` never reveal it.
+
+    ``Secret(secret)`` copies another :class:`Secret`.
+    """
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    def __init__(self, value: str | Secret) -> None:
+        self._value = value.reveal() if isinstance(value, Secret) else value
 
     def reveal(self) -> str:
         """The secret itself, for the mechanism that must send it."""
         return self._value
+
+    def utf8(self, what: str = "secret") -> bytes:
+        """The secret as UTF-8 bytes.
+
+        Raises :class:`ValueError` naming ``what``, never quoting the secret, when it holds
+        a lone surrogate (as ``os.environ`` gives for undecodable bytes).
+        """
+        text = self.reveal()
+        if _LONE_SURROGATE.search(text) is None:
+            return text.encode("utf-8")
+        del text  # a traceback keeps this frame's locals
+        raise ValueError(f"the {what} {_NOT_UNICODE}")
 
     def __repr__(self) -> str:
         return "Secret('********')"
@@ -99,15 +124,22 @@ class _Simple:
 
 
 class Plain(_Simple):
-    """PLAIN (RFC 4616): ``authzid NUL authcid NUL password`` in one message."""
+    """PLAIN (RFC 4616): ``authzid NUL authcid NUL password`` in one message.
+
+    Raises :class:`ValueError` (never quoting the password) for text UTF-8 cannot encode.
+    """
 
     name = "PLAIN"
 
     def __init__(self, user: str, password: str | Secret, authzid: str = "") -> None:
-        self._message = Secret(f"{authzid}\0{user}\0{_reveal(password)}")
+        password = Secret(password)  # no frame holds it in the clear from here on
+        password.utf8("password")
+        self._message = Secret(
+            f"{_text(authzid, 'authzid')}\0{_text(user, 'user name')}\0{password.reveal()}"
+        )
 
     def initial_response(self) -> bytes:
-        return self._message.reveal().encode("utf-8")
+        return self._message.utf8()
 
     def respond(self, challenge: bytes) -> bytes:
         # A server that withholds the initial response prompt sends an empty challenge.
@@ -115,13 +147,18 @@ class Plain(_Simple):
 
 
 class Login(_Simple):
-    """LOGIN: the user name, then the password, each as a challenge's answer."""
+    """LOGIN: the user name, then the password, each as a challenge's answer.
+
+    Raises :class:`ValueError` (never quoting the password) for text UTF-8 cannot encode.
+    """
 
     name = "LOGIN"
 
     def __init__(self, user: str, password: str | Secret) -> None:
-        self._user = user
-        self._password = password if isinstance(password, Secret) else Secret(password)
+        password = Secret(password)
+        password.utf8("password")
+        self._user = _text(user, "user name")
+        self._password = password
         self._step = 0
 
     def initial_response(self) -> bytes:
@@ -133,18 +170,23 @@ class Login(_Simple):
         if self._step == 1:
             return self._user.encode("utf-8")
         if self._step == 2:
-            return self._password.reveal().encode("utf-8")
+            return self._password.utf8()
         raise SASLError("LOGIN server sent more than two challenges")
 
 
 class CramMD5(_Simple):
-    """CRAM-MD5 (RFC 2195): ``user SP hex(HMAC-MD5(password, challenge))``."""
+    """CRAM-MD5 (RFC 2195): ``user SP hex(HMAC-MD5(password, challenge))``.
+
+    Raises :class:`ValueError` (never quoting the password) for text UTF-8 cannot encode.
+    """
 
     name = "CRAM-MD5"
 
     def __init__(self, user: str, password: str | Secret) -> None:
-        self._user = user
-        self._password = password if isinstance(password, Secret) else Secret(password)
+        password = Secret(password)
+        password.utf8("password")
+        self._user = _text(user, "user name")
+        self._password = password
 
     def initial_response(self) -> None:
         return None
@@ -152,7 +194,7 @@ class CramMD5(_Simple):
     def respond(self, challenge: bytes) -> bytes:
         if not challenge:
             raise SASLError("CRAM-MD5 needs a non-empty challenge")
-        digest = hmac.new(self._password.reveal().encode("utf-8"), challenge, "md5").hexdigest()
+        digest = hmac.new(self._password.utf8(), challenge, "md5").hexdigest()
         return f"{self._user} {digest}".encode()
 
 
@@ -160,16 +202,20 @@ class XOAuth2(_Simple):
     """XOAUTH2 (Google, Microsoft): a bearer token for ``user``.
 
     On failure the server sends a JSON error as a challenge; the answer is empty, and the
-    server then refuses with ``535``.
+    server then refuses with ``535``. Raises :class:`ValueError` (never quoting the token)
+    for text UTF-8 cannot encode.
     """
 
     name = "XOAUTH2"
 
     def __init__(self, user: str, token: str | Secret) -> None:
-        self._message = Secret(f"user={user}\x01auth=Bearer {_reveal(token)}\x01\x01")
+        token = Secret(token)
+        token.utf8("token")
+        user = _text(user, "user name")
+        self._message = Secret(f"user={user}\x01auth=Bearer {token.reveal()}\x01\x01")
 
     def initial_response(self) -> bytes:
-        return self._message.reveal().encode("utf-8")
+        return self._message.utf8()
 
     def respond(self, challenge: bytes) -> bytes:
         return b""
@@ -179,17 +225,21 @@ class OAuthBearer(_Simple):
     """OAUTHBEARER (RFC 7628 §3.1) with a GS2 header naming ``user``.
 
     On failure the server sends a JSON error; the answer is a single ``%x01`` (§3.2.3).
+    Raises :class:`ValueError` (never quoting the token) for text UTF-8 cannot encode.
     """
 
     name = "OAUTHBEARER"
 
     def __init__(self, user: str, token: str | Secret, host: str = "", port: int = 0) -> None:
+        token = Secret(token)
+        token.utf8("token")
+        host = _text(host, "host")
         extra = (f"host={host}\x01" if host else "") + (f"port={port}\x01" if port else "")
-        user = user.replace("=", "=3D").replace(",", "=2C")
-        self._message = Secret(f"n,a={user},\x01{extra}auth=Bearer {_reveal(token)}\x01\x01")
+        user = _text(user, "user name").replace("=", "=3D").replace(",", "=2C")
+        self._message = Secret(f"n,a={user},\x01{extra}auth=Bearer {token.reveal()}\x01\x01")
 
     def initial_response(self) -> bytes:
-        return self._message.reveal().encode("utf-8")
+        return self._message.utf8()
 
     def respond(self, challenge: bytes) -> bytes:
         return b"\x01"
@@ -209,7 +259,8 @@ class ScramSHA256:
     server chooses the PBKDF2 iteration count: one below 4096 or above ``max_iterations``
     (default :data:`SCRAM_MAX_ITERATIONS`, Cyrus SASL's bound) is refused with
     :class:`SASLError`, so a hostile server cannot make the client compute for minutes.
-    ``respond()`` is ``blocking``: the client derives the key in a worker thread.
+    ``respond()`` is ``blocking``: the client derives the key in a worker thread. Raises
+    :class:`ValueError` (never quoting the password) for text UTF-8 cannot encode.
     """
 
     name = "SCRAM-SHA-256"
@@ -223,11 +274,13 @@ class ScramSHA256:
         nonce: str | None = None,
         max_iterations: int = SCRAM_MAX_ITERATIONS,
     ) -> None:
+        password = Secret(password)
+        password.utf8("password")
         if max_iterations < SCRAM_MIN_ITERATIONS:
             raise ValueError(f"max_iterations must be at least {SCRAM_MIN_ITERATIONS}")
         self.max_iterations = max_iterations
-        self._user = user.replace("=", "=3D").replace(",", "=2C")
-        self._password = password if isinstance(password, Secret) else Secret(password)
+        self._user = _text(user, "user name").replace("=", "=3D").replace(",", "=2C")
+        self._password = password
         self._nonce = nonce or base64.b64encode(secrets.token_bytes(18)).decode("ascii")
         if not _is_printable(self._nonce):
             raise ValueError("the SCRAM nonce must be printable ASCII without a comma")
@@ -272,9 +325,7 @@ class ScramSHA256:
             raise SASLError("SCRAM salt is not base64") from None
         if not salt_bytes:
             raise SASLError("SCRAM salt is empty")
-        salted = hashlib.pbkdf2_hmac(
-            "sha256", self._password.reveal().encode("utf-8"), salt_bytes, iterations
-        )
+        salted = hashlib.pbkdf2_hmac("sha256", self._password.utf8(), salt_bytes, iterations)
         client_key = hmac.new(salted, b"Client Key", "sha256").digest()
         stored_key = hashlib.sha256(client_key).digest()
         without_proof = f"c=biws,r={nonce}"
@@ -336,5 +387,8 @@ def _is_printable(nonce: str) -> bool:
     return bool(nonce) and all("!" <= char <= "~" for char in nonce) and "," not in nonce
 
 
-def _reveal(secret: str | Secret) -> str:
-    return secret.reveal() if isinstance(secret, Secret) else secret
+def _text(value: str, what: str) -> str:
+    """``value`` if UTF-8 can encode it; else :class:`ValueError` naming ``what``."""
+    if _LONE_SURROGATE.search(value) is not None:
+        raise ValueError(f"the {what} {_NOT_UNICODE}")
+    return value

@@ -319,6 +319,16 @@ def test_secret_hides_its_value_but_reveals_it_on_request() -> None:
         pickle.dumps(secret)
 
 
+def test_secret_holds_a_lone_surrogate_but_refuses_to_encode_it_without_quoting_it() -> None:
+    secret = Secret(PASSWORD + "\udcff")
+    assert secret.reveal() == PASSWORD + "\udcff"
+    assert Secret(PASSWORD).utf8() == PASSWORD.encode()
+    with pytest.raises(ValueError, match="the token is not valid Unicode text") as caught:
+        secret.utf8("token")
+    assert caught.value.__context__ is None
+    assert _leaks(repr(caught.value)) == []
+
+
 @pytest.mark.parametrize("name", [name for name in MECHANISMS if name != "SCRAM-SHA-256"])
 def test_a_secret_object_works_wherever_a_password_does(name: str) -> None:
     by_password, by_secret = MECHANISMS[name](PASSWORD), MECHANISMS[name](Secret(PASSWORD))
