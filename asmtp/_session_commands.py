@@ -40,6 +40,7 @@ from .protocol import (
     Lhlo,
     Noop,
     Quit,
+    Reply,
     Rset,
     StartTLS,
     Vrfy,
@@ -206,9 +207,10 @@ class SessionCommands(SMTPSession):
         """
         name = mechanism.upper()
         mech = as_mechanism(name, authobject)
-        first = mech.initial_response() if initial_response_ok else None
-        encoded = None if first is None else base64.b64encode(first)
-        reply = await self._exchange(Auth(name.encode("ascii"), encoded))
+        # Credentials go out as temporaries, never as locals of this frame: a traceback
+        # keeps every frame's locals for error reporters and --showlocals to show.
+        await self._write_secret(_auth_command(name.encode("ascii"), mech, initial_response_ok))
+        reply = await self.getreply()
         challenges = 0
         while reply.code == 334:
             challenges += 1
@@ -218,21 +220,8 @@ class SessionCommands(SMTPSession):
                     "Server AUTH mechanism infinite loop. Last response: "
                     + repr((reply.code, reply.message))
                 )
-            try:
-                challenge = base64.b64decode(reply.message, validate=True)
-                if first is None and challenges == 1 and not challenge:
-                    # RFC 4954 §4: an empty challenge asks for the initial response we held.
-                    first = mech.initial_response()
-                    response = first if first is not None else await self._respond(mech, challenge)
-                else:
-                    response = await self._respond(mech, challenge)
-            except SASLServerNotGenuine as exc:
-                await self._abort()
-                raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-            except (binascii.Error, SASLError) as exc:
-                await self._cancel_auth()
-                raise SMTPAuthenticationError(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-            reply = await self._exchange(AuthResponse(base64.b64encode(response)))
+            await self._write_secret(await self._answer(name, mech, reply))
+            reply = await self.getreply()
         if reply.code not in (235, 503):
             raise SMTPAuthenticationError(reply.code, reply.message)
         try:
@@ -244,23 +233,48 @@ class SessionCommands(SMTPSession):
             raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
         return reply.code, reply.message
 
-    async def _respond(self, mech: Mechanism, challenge: bytes) -> bytes:
-        if not getattr(mech, "blocking", False):
-            return mech.respond(challenge)
-        # Key derivation (SCRAM's PBKDF2) would stall every task on the event loop;
-        # a worker thread keeps it responsive, and `timeout` bounds the wait.
-        with self._deadline():
-            return await anyio.to_thread.run_sync(mech.respond, challenge, abandon_on_cancel=True)
+    async def _answer(self, name: str, mech: Mechanism, reply: Reply) -> AuthResponse:
+        """The response to a ``334``; a bad challenge cancels with ``*``, an impostor aborts."""
+        try:
+            challenge = base64.b64decode(reply.message, validate=True)
+            held = isinstance(reply.command, Auth) and reply.command.initial_response is None
+            if not getattr(mech, "blocking", False):
+                return _response(mech, challenge, held)
+            # Key derivation (SCRAM's PBKDF2) would stall every task on the event loop;
+            # a worker thread keeps it responsive, and `timeout` bounds the wait.
+            with self._deadline():
+                return await anyio.to_thread.run_sync(
+                    _response, mech, challenge, held, abandon_on_cancel=True
+                )
+        except SASLServerNotGenuine as exc:
+            await self._abort()
+            raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
+        except (binascii.Error, SASLError) as exc:
+            await self._cancel_auth()
+            raise SMTPAuthenticationError(reply.code, f"AUTH {name}: {exc}".encode()) from exc
+
+    async def _write_secret(self, command: Auth | AuthResponse) -> None:
+        """Send a command carrying credentials without leaving them in any traceback.
+
+        The command is passed on as a temporary; if the write fails, the frames below
+        (which hold the wire bytes) are cut from the exception and its chain.
+        """
+        held = [command]
+        del command
+        try:
+            await self._write(self._send(held.pop()))
+        except BaseException as exc:
+            _forget_frames(exc)
+            raise
 
     async def _cancel_auth(self) -> None:
         # RFC 4954 §4: "*" cancels; the server answers 501.
         await self._exchange(AuthResponse(b"*"))
 
-    @exclusive
     async def login(
         self,
         user: str,
-        password: str,
+        password: str | Secret,
         *,
         initial_response_ok: bool = True,
         mechanisms: Sequence[str] | None = None,
@@ -276,7 +290,17 @@ class SessionCommands(SMTPSession):
         quoting them), and the last :class:`SMTPAuthenticationError` when all fail.
         """
         secret = Secret(password)
-        del password
+        del password  # tracebacks keep every frame's locals: only the Secret stays
+        return await self._login(user, secret, initial_response_ok, mechanisms)
+
+    @exclusive
+    async def _login(
+        self,
+        user: str,
+        secret: Secret,
+        initial_response_ok: bool,
+        mechanisms: Sequence[str] | None,
+    ) -> tuple[int, bytes]:
         await self.ehlo_or_helo_if_needed()
         _check_credentials(user, secret)
         if not self.has_extn("auth"):
@@ -303,6 +327,33 @@ class SessionCommands(SMTPSession):
             return code, resp
         assert last_exception is not None  # noqa: S101 - every path above sets it or returns
         raise last_exception
+
+
+def _auth_command(mechanism: bytes, mech: Mechanism, initial_response_ok: bool) -> Auth:
+    first = mech.initial_response() if initial_response_ok else None
+    return Auth(mechanism, None if first is None else base64.b64encode(first))
+
+
+def _response(mech: Mechanism, challenge: bytes, held: bool) -> AuthResponse:
+    # RFC 4954 §4: an empty first challenge asks for the initial response we held back.
+    first = mech.initial_response() if held and not challenge else None
+    return AuthResponse(base64.b64encode(first if first is not None else mech.respond(challenge)))
+
+
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of every exception chained to it or grouped in it."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        each = todo.pop()
+        if each is None or id(each) in seen:
+            continue
+        seen.add(id(each))
+        each.__traceback__ = None
+        todo += [each.__cause__, each.__context__]
+        grouped = getattr(each, "exceptions", ())  # an exception group (a builtin from 3.11)
+        if isinstance(grouped, tuple):
+            todo += [inner for inner in grouped if isinstance(inner, BaseException)]
 
 
 def _breaks_line(text: str) -> bool:

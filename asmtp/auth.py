@@ -53,17 +53,28 @@ class SASLServerNotGenuine(SASLError):
 class Secret:
     """Holds a password or token; ``repr`` and ``str`` never reveal it.
 
-    ``Secret(secret)`` copies another :class:`Secret`.
+    The value is kept masked with a random pad, so tools that dump objects' attributes
+    (error reporters capturing frame locals) do not find it either. ``Secret(secret)``
+    copies another :class:`Secret`.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_masked", "_pad")
+    _masked: bytes
+    _pad: bytes
 
     def __init__(self, value: str | Secret) -> None:
-        self._value = value.reveal() if isinstance(value, Secret) else value
+        if isinstance(value, Secret):
+            self._masked, self._pad = value._masked, value._pad
+            return
+        # "surrogatepass" keeps any str, even one os.environ built from undecodable bytes;
+        # reveal() gives it back unchanged and the mechanisms refuse it with a clear error.
+        data = value.encode("utf-8", "surrogatepass")
+        self._pad = secrets.token_bytes(len(data))
+        self._masked = _xor(data, self._pad)
 
     def reveal(self) -> str:
         """The secret itself, for the mechanism that must send it."""
-        return self._value
+        return _xor(self._masked, self._pad).decode("utf-8", "surrogatepass")
 
     def utf8(self, what: str = "secret") -> bytes:
         """The secret as UTF-8 bytes.
@@ -392,3 +403,7 @@ def _text(value: str, what: str) -> str:
     if _LONE_SURROGATE.search(value) is not None:
         raise ValueError(f"the {what} {_NOT_UNICODE}")
     return value
+
+
+def _xor(data: bytes, pad: bytes) -> bytes:
+    return (int.from_bytes(data, "big") ^ int.from_bytes(pad, "big")).to_bytes(len(data), "big")

@@ -319,6 +319,16 @@ def test_secret_hides_its_value_but_reveals_it_on_request() -> None:
         pickle.dumps(secret)
 
 
+def test_secret_keeps_its_value_masked_so_attribute_dumps_do_not_show_it() -> None:
+    """Tools that dump objects' attributes (frame-local capture) find only random bytes."""
+    secret = Secret(PASSWORD)
+    attributes = [getattr(secret, slot) for slot in Secret.__slots__]
+    assert _leaks(repr(attributes)) == []
+    assert all(PASSWORD.encode() not in value for value in attributes)
+    assert Secret(secret).reveal() == PASSWORD  # a copy of another Secret
+    assert Secret(PASSWORD)._masked != secret._masked  # a fresh pad each time
+
+
 def test_secret_holds_a_lone_surrogate_but_refuses_to_encode_it_without_quoting_it() -> None:
     secret = Secret(PASSWORD + "\udcff")
     assert secret.reveal() == PASSWORD + "\udcff"
