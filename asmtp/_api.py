@@ -15,7 +15,7 @@ from typing import Literal
 import anyio
 
 from ._client import DEFAULT_TIMEOUT, SMTP, SMTP_SSL, SMTP_SSL_PORT, SendmailResult
-from .auth import Mechanism
+from .auth import Mechanism, Secret
 from .errors import TLSRequiredError
 from .protocol import Param
 
@@ -39,7 +39,7 @@ async def connect(
     *,
     tls: TLSMode = "auto",
     username: str | None = None,
-    password: str | None = None,
+    password: str | Secret | None = None,
     mechanism: Mechanism | None = None,
     context: ssl.SSLContext | None = None,
     local_hostname: str | None = None,
@@ -53,6 +53,8 @@ async def connect(
     send credentials unencrypted or skip a required STARTTLS, and
     :class:`smtplib.SMTPConnectError` when the greeting is not ``220``.
     """
+    secret = _secret(password)
+    del password  # tracebacks keep every frame's locals: only the Secret stays
     smtp = new_client(
         host,
         port,
@@ -67,7 +69,7 @@ async def connect(
             smtp,
             tls=tls,
             username=username,
-            password=password,
+            password=secret,
             mechanism=mechanism,
             context=context,
         )
@@ -102,11 +104,13 @@ async def secure_and_login(
     *,
     tls: TLSMode,
     username: str | None,
-    password: str | None,
+    password: str | Secret | None,
     mechanism: Mechanism | None,
     context: ssl.SSLContext | None,
 ) -> None:
     """Apply the TLS policy to a connected ``smtp``, then authenticate if asked to."""
+    secret = _secret(password)
+    del password
     if not smtp.is_encrypted and tls != "none":
         await smtp.ehlo_or_helo_if_needed()
         if smtp.has_extn("starttls"):
@@ -126,7 +130,7 @@ async def secure_and_login(
     if mechanism is not None:
         await smtp.auth(mechanism.name, mechanism)
     elif username is not None:
-        await smtp.login(username, password or "")
+        await smtp.login(username, secret if secret is not None else "")
 
 
 async def sendmail(
@@ -138,7 +142,7 @@ async def sendmail(
     port: int = 0,
     tls: TLSMode = "auto",
     username: str | None = None,
-    password: str | None = None,
+    password: str | Secret | None = None,
     mechanism: Mechanism | None = None,
     context: ssl.SSLContext | None = None,
     local_hostname: str | None = None,
@@ -154,13 +158,15 @@ async def sendmail(
     and :class:`smtplib.SMTPConnectError` for a greeting other than ``220``. ``deadline``
     bounds the whole call, connecting included, in seconds (:class:`TimeoutError`).
     """
+    secret = _secret(password)
+    del password
     with _deadline(deadline):
         async with connect(
             host,
             port,
             tls=tls,
             username=username,
-            password=password,
+            password=secret,
             mechanism=mechanism,
             context=context,
             local_hostname=local_hostname,
@@ -179,7 +185,7 @@ async def send_message(
     port: int = 0,
     tls: TLSMode = "auto",
     username: str | None = None,
-    password: str | None = None,
+    password: str | Secret | None = None,
     mechanism: Mechanism | None = None,
     context: ssl.SSLContext | None = None,
     local_hostname: str | None = None,
@@ -193,13 +199,15 @@ async def send_message(
 
     ``deadline`` bounds the whole call, connecting included, in seconds.
     """
+    secret = _secret(password)
+    del password
     with _deadline(deadline):
         async with connect(
             host,
             port,
             tls=tls,
             username=username,
-            password=password,
+            password=secret,
             mechanism=mechanism,
             context=context,
             local_hostname=local_hostname,
@@ -207,6 +215,10 @@ async def send_message(
             source_address=source_address,
         ) as smtp:
             return await smtp.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+
+
+def _secret(password: str | Secret | None) -> Secret | None:
+    return None if password is None else Secret(password)
 
 
 def _deadline(seconds: float | None) -> contextlib.AbstractContextManager[object]:

@@ -315,7 +315,7 @@ class SMTPPool:
         *,
         tls: TLSMode = "auto",
         username: str | None = None,
-        password: str | None = None,
+        password: str | Secret | None = None,
         mechanism: Callable[[], Mechanism] | None = None,
         context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
@@ -503,7 +503,7 @@ class SMTPPool:
                 smtp,
                 tls=self.tls,
                 username=self._username,
-                password=self._password.reveal() if self._password is not None else None,
+                password=self._password,
                 mechanism=self._mechanism() if self._mechanism is not None else None,
                 context=self._context,
             )

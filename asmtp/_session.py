@@ -52,6 +52,7 @@ from .protocol import (
     command_line,
 )
 from .protocol._connection import DEFAULT_MAX_PENDING
+from .protocol._events import is_auth_line
 from .protocol._replies import (
     DEFAULT_MAX_LINE_LENGTH,
     DEFAULT_MAX_REPLY_BYTES,
@@ -547,7 +548,24 @@ class SMTPSession:
 
     @exclusive
     async def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
-        """Send one command line and return ``(code, message)``; order is not checked."""
-        line = f"{cmd} {args}".strip().encode(self.command_encoding)
+        """Send one command line and return ``(code, message)``; order is not checked.
+
+        An AUTH line, or a line answering an AUTH challenge, is redacted in transcripts,
+        reprs and errors (the mechanism name stays visible).
+        """
+        text = f"{cmd} {args}".strip()
+        try:
+            line = text.encode(self.command_encoding)
+        except UnicodeEncodeError:
+            # smtplib's error quotes the whole line: not for one that carries credentials.
+            if self.state is not State.AUTH_CHALLENGE and not is_auth_line(
+                text.encode("ascii", "replace")
+            ):
+                raise
+            line = None
+        if line is None:  # raised outside the handler, so that no context quotes the line
+            raise BadArgument(
+                f"the AUTH line is not valid {self.command_encoding} text (not shown)"
+            )
         reply = await self._exchange(Raw(line))
         return reply.code, reply.message

@@ -13,6 +13,8 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import anyio
+
 from . import _addresses
 from ._sasl import LOGIN_ORDER, as_mechanism, builtin_mechanism
 from ._session import SMTPSession, exclusive
@@ -38,6 +40,7 @@ from .protocol import (
     Lhlo,
     Noop,
     Quit,
+    Reply,
     Rset,
     StartTLS,
     Vrfy,
@@ -47,6 +50,9 @@ __all__ = ["SessionCommands"]
 
 # smtplib's limit on challenges before it calls an AUTH exchange an infinite loop.
 _MAX_CHALLENGES: Final = 5
+# Mechanisms that authenticate the server: after one fails, login() tries nothing else,
+# since a server that tampers with them must not be offered the password another way.
+_FINAL_MECHANISMS: Final = frozenset({"SCRAM-SHA-256"})
 
 
 class SessionCommands(SMTPSession):
@@ -195,13 +201,16 @@ class SessionCommands(SMTPSession):
         the decoded challenge (``None`` for the initial response) and returning a ``str``.
         Returns ``(code, message)`` for ``235`` or ``503``; raises
         :class:`SMTPAuthenticationError` otherwise, and :class:`SMTPException` after more
-        than five challenges (the exchange is cancelled with ``*`` first).
+        than five challenges (the exchange is cancelled with ``*`` first). A mechanism
+        that verifies the server (SCRAM) raises :class:`SMTPServerNotGenuine` and closes
+        the connection when the server did not prove itself, even on ``235`` or ``503``.
         """
         name = mechanism.upper()
         mech = as_mechanism(name, authobject)
-        first = mech.initial_response() if initial_response_ok else None
-        encoded = None if first is None else base64.b64encode(first)
-        reply = await self._exchange(Auth(name.encode("ascii"), encoded))
+        # Credentials go out as temporaries, never as locals of this frame: a traceback
+        # keeps every frame's locals for error reporters and --showlocals to show.
+        await self._write_secret(_auth_command(name.encode("ascii"), mech, initial_response_ok))
+        reply = await self.getreply()
         challenges = 0
         while reply.code == 334:
             challenges += 1
@@ -211,40 +220,61 @@ class SessionCommands(SMTPSession):
                     "Server AUTH mechanism infinite loop. Last response: "
                     + repr((reply.code, reply.message))
                 )
-            try:
-                challenge = base64.b64decode(reply.message, validate=True)
-                if first is None and challenges == 1 and not challenge:
-                    # RFC 4954 §4: an empty challenge asks for the initial response we held.
-                    first = mech.initial_response()
-                    response = first if first is not None else mech.respond(challenge)
-                else:
-                    response = mech.respond(challenge)
-            except SASLServerNotGenuine as exc:
-                await self._abort()
-                raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-            except (binascii.Error, SASLError) as exc:
-                await self._cancel_auth()
-                raise SMTPAuthenticationError(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-            reply = await self._exchange(AuthResponse(base64.b64encode(response)))
-        if reply.code == 235:
-            try:
-                mech.success(None)
-            except SASLError as exc:
-                await self._abort()
-                raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
-        if reply.code in (235, 503):
-            return reply.code, reply.message
-        raise SMTPAuthenticationError(reply.code, reply.message)
+            await self._write_secret(await self._answer(name, mech, reply))
+            reply = await self.getreply()
+        if reply.code not in (235, 503):
+            raise SMTPAuthenticationError(reply.code, reply.message)
+        try:
+            # smtplib counts 503 ("already authenticated") as success; a mechanism that
+            # authenticates the server must still have seen its proof.
+            mech.success(None)
+        except SASLError as exc:
+            await self._abort()
+            raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
+        return reply.code, reply.message
+
+    async def _answer(self, name: str, mech: Mechanism, reply: Reply) -> AuthResponse:
+        """The response to a ``334``; a bad challenge cancels with ``*``, an impostor aborts."""
+        try:
+            challenge = base64.b64decode(reply.message, validate=True)
+            held = isinstance(reply.command, Auth) and reply.command.initial_response is None
+            if not getattr(mech, "blocking", False):
+                return _response(mech, challenge, held)
+            # Key derivation (SCRAM's PBKDF2) would stall every task on the event loop;
+            # a worker thread keeps it responsive, and `timeout` bounds the wait.
+            with self._deadline():
+                return await anyio.to_thread.run_sync(
+                    _response, mech, challenge, held, abandon_on_cancel=True
+                )
+        except SASLServerNotGenuine as exc:
+            await self._abort()
+            raise SMTPServerNotGenuine(reply.code, f"AUTH {name}: {exc}".encode()) from exc
+        except (binascii.Error, SASLError) as exc:
+            await self._cancel_auth()
+            raise SMTPAuthenticationError(reply.code, f"AUTH {name}: {exc}".encode()) from exc
+
+    async def _write_secret(self, command: Auth | AuthResponse) -> None:
+        """Send a command carrying credentials without leaving them in any traceback.
+
+        The command is passed on as a temporary; if the write fails, the frames below
+        (which hold the wire bytes) are cut from the exception and its chain.
+        """
+        held = [command]
+        del command
+        try:
+            await self._write(self._send(held.pop()))
+        except BaseException as exc:
+            _forget_frames(exc)
+            raise
 
     async def _cancel_auth(self) -> None:
         # RFC 4954 §4: "*" cancels; the server answers 501.
         await self._exchange(AuthResponse(b"*"))
 
-    @exclusive
     async def login(
         self,
         user: str,
-        password: str,
+        password: str | Secret,
         *,
         initial_response_ok: bool = True,
         mechanisms: Sequence[str] | None = None,
@@ -252,16 +282,27 @@ class SessionCommands(SMTPSession):
         """Log in with the first advertised mechanism that works, as smtplib's ``login``.
 
         Tries SCRAM-SHA-256 (which also proves the server), then smtplib's order: CRAM-MD5,
-        PLAIN, LOGIN; ``mechanisms`` chooses the names and order instead. Raises
+        PLAIN, LOGIN; ``mechanisms`` chooses the names and order instead. A SCRAM failure
+        of any kind ends the login: no other mechanism is tried after it, so a server that
+        tampers with SCRAM never gets the password in another form. Raises
         :class:`SMTPNotSupportedError` without AUTH, :class:`SMTPException` when no
-        mechanism fits, and the last :class:`SMTPAuthenticationError` when all fail.
+        mechanism fits, :class:`ValueError` for credentials that cannot be sent (never
+        quoting them), and the last :class:`SMTPAuthenticationError` when all fail.
         """
         secret = Secret(password)
-        del password
+        del password  # tracebacks keep every frame's locals: only the Secret stays
+        return await self._login(user, secret, initial_response_ok, mechanisms)
+
+    @exclusive
+    async def _login(
+        self,
+        user: str,
+        secret: Secret,
+        initial_response_ok: bool,
+        mechanisms: Sequence[str] | None,
+    ) -> tuple[int, bytes]:
         await self.ehlo_or_helo_if_needed()
-        for value, what in ((user, "user name"), (secret.reveal(), "password")):
-            if "\r" in value or "\n" in value or "\0" in value:
-                raise BadArgument(f"the {what} contains CR, LF or NUL")  # never quoted: secret
+        _check_credentials(user, secret)
         if not self.has_extn("auth"):
             raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
         advertised = {name.upper() for name in self.esmtp_features["auth"].split()}
@@ -278,12 +319,63 @@ class SessionCommands(SMTPSession):
                     builtin_mechanism(name, user, secret),
                     initial_response_ok=initial_response_ok,
                 )
-            except SMTPServerNotGenuine:
-                raise  # never offer the password to an impostor by another mechanism
             except SMTPAuthenticationError as exc:
+                if name in _FINAL_MECHANISMS or isinstance(exc, SMTPServerNotGenuine):
+                    raise _final(name, exc) from exc
                 last_exception = exc
                 continue
-            if code in (235, 503):
-                return code, resp
+            return code, resp
         assert last_exception is not None  # noqa: S101 - every path above sets it or returns
         raise last_exception
+
+
+def _auth_command(mechanism: bytes, mech: Mechanism, initial_response_ok: bool) -> Auth:
+    first = mech.initial_response() if initial_response_ok else None
+    return Auth(mechanism, None if first is None else base64.b64encode(first))
+
+
+def _response(mech: Mechanism, challenge: bytes, held: bool) -> AuthResponse:
+    # RFC 4954 §4: an empty first challenge asks for the initial response we held back.
+    first = mech.initial_response() if held and not challenge else None
+    return AuthResponse(base64.b64encode(first if first is not None else mech.respond(challenge)))
+
+
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of every exception chained to it or grouped in it."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        each = todo.pop()
+        if each is None or id(each) in seen:
+            continue
+        seen.add(id(each))
+        each.__traceback__ = None
+        todo += [each.__cause__, each.__context__]
+        grouped = getattr(each, "exceptions", ())  # an exception group (a builtin from 3.11)
+        if isinstance(grouped, tuple):
+            todo += [inner for inner in grouped if isinstance(inner, BaseException)]
+
+
+def _breaks_line(text: str) -> bool:
+    return "\r" in text or "\n" in text or "\0" in text
+
+
+def _check_credentials(user: str, secret: Secret) -> None:
+    """:class:`BadArgument` for credentials that cannot be sent; never quotes them."""
+    if _breaks_line(user):
+        raise BadArgument("the user name contains CR, LF or NUL")
+    if _breaks_line(secret.reveal()):
+        raise BadArgument("the password contains CR, LF or NUL")
+    try:
+        Secret(user).utf8("user name")
+        secret.utf8("password")
+    except ValueError as exc:
+        raise BadArgument(str(exc)) from None
+
+
+def _final(name: str, exc: SMTPAuthenticationError) -> SMTPAuthenticationError:
+    """``exc`` saying that login() stops here: SCRAM failed, so nothing else is tried."""
+    cls = SMTPServerNotGenuine if isinstance(exc, SMTPServerNotGenuine) else SMTPAuthenticationError
+    note = f" (login() tries no other mechanism after {name} fails)".encode()
+    message = exc.smtp_error if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error).encode()
+    return cls(exc.smtp_code, message + note)
