@@ -28,7 +28,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def interop(session: nox.Session) -> None:
-    """Only the real-server suite: installs and starts Postfix and Dovecot (root, Debian)."""
+    """Only the real-server suite: installs and starts Postfix, Dovecot, Exim and OpenSMTPD
+    (root, Debian); ``python tests/interop/matrix.py --write`` also rebuilds its docs table."""
     session.install("-e", ".[test]")
     session.run("python", "-bb", "-m", "pytest", "-m", "interop", "tests/interop", *session.posargs)
 

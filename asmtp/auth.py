@@ -4,6 +4,8 @@ A mechanism turns server challenges into responses, raw bytes both ways (the cli
 base64). It performs no I/O, so it can be tested byte for byte and users can add their own:
 any object with a ``name``, ``initial_response()``, ``respond(challenge)`` and
 ``success(data)`` works. Secrets live in :class:`Secret`, whose repr never shows them.
+A mechanism whose ``respond()`` is slow (SCRAM's key derivation) sets ``blocking = True``
+and the client runs that step in a worker thread, so this module stays free of I/O.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
-from typing import Protocol
+from typing import Final, Protocol
 
 __all__ = [
+    "SCRAM_MAX_ITERATIONS",
+    "SCRAM_MIN_ITERATIONS",
     "CramMD5",
     "Login",
     "Mechanism",
@@ -28,6 +33,15 @@ __all__ = [
 ]
 
 
+# A str that UTF-8 cannot encode holds a lone surrogate, as os.environ and sys.argv build
+# for undecodable bytes ("surrogateescape"); its UnicodeEncodeError would quote the text.
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_NOT_UNICODE: Final = (
+    "is not valid Unicode text: it holds a lone surrogate, as os.environ gives for "
+    "undecodable bytes (its value is not shown)"
+)
+
+
 class SASLError(Exception):
     """The server's side of the exchange is malformed or failed verification."""
 
@@ -37,16 +51,42 @@ class SASLServerNotGenuine(SASLError):
 
 
 class Secret:
-    """Holds a password or token; ``repr`` and ``str`` never reveal it."""
+    """Holds a password or token; ``repr`` and ``str`` never reveal it.
 
-    __slots__ = ("_value",)
+    The value is kept masked with a random pad, so tools that dump objects' attributes
+    (error reporters capturing frame locals) do not find it either. ``Secret(secret)``
+    copies another :class:`Secret`.
+    """
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    __slots__ = ("_masked", "_pad")
+    _masked: bytes
+    _pad: bytes
+
+    def __init__(self, value: str | Secret) -> None:
+        if isinstance(value, Secret):
+            self._masked, self._pad = value._masked, value._pad
+            return
+        # "surrogatepass" keeps any str, even one os.environ built from undecodable bytes;
+        # reveal() gives it back unchanged and the mechanisms refuse it with a clear error.
+        data = value.encode("utf-8", "surrogatepass")
+        self._pad = secrets.token_bytes(len(data))
+        self._masked = _xor(data, self._pad)
 
     def reveal(self) -> str:
         """The secret itself, for the mechanism that must send it."""
-        return self._value
+        return _xor(self._masked, self._pad).decode("utf-8", "surrogatepass")
+
+    def utf8(self, what: str = "secret") -> bytes:
+        """The secret as UTF-8 bytes.
+
+        Raises :class:`ValueError` naming ``what``, never quoting the secret, when it holds
+        a lone surrogate (as ``os.environ`` gives for undecodable bytes).
+        """
+        text = self.reveal()
+        if _LONE_SURROGATE.search(text) is None:
+            return text.encode("utf-8")
+        del text  # a traceback keeps this frame's locals
+        raise ValueError(f"the {what} {_NOT_UNICODE}")
 
     def __repr__(self) -> str:
         return "Secret('********')"
@@ -58,7 +98,11 @@ class Secret:
 
 
 class Mechanism(Protocol):
-    """What :meth:`asmtp.SMTP.auth` needs from a SASL mechanism."""
+    """What :meth:`asmtp.SMTP.auth` needs from a SASL mechanism.
+
+    Optionally, ``blocking = True`` says that ``respond()`` may take long (key stretching):
+    the client then calls it in a worker thread, bounded by its ``timeout``.
+    """
 
     name: str
 
@@ -71,7 +115,10 @@ class Mechanism(Protocol):
         ...
 
     def success(self, data: bytes | None) -> None:
-        """Called on ``235``; raises :class:`SASLError` if the server did not prove itself."""
+        """Called when the server says the client is authenticated (``235``, or ``503``).
+
+        Raises :class:`SASLError` if the server did not prove itself.
+        """
         ...
 
 
@@ -88,15 +135,22 @@ class _Simple:
 
 
 class Plain(_Simple):
-    """PLAIN (RFC 4616): ``authzid NUL authcid NUL password`` in one message."""
+    """PLAIN (RFC 4616): ``authzid NUL authcid NUL password`` in one message.
+
+    Raises :class:`ValueError` (never quoting the password) for text UTF-8 cannot encode.
+    """
 
     name = "PLAIN"
 
     def __init__(self, user: str, password: str | Secret, authzid: str = "") -> None:
-        self._message = Secret(f"{authzid}\0{user}\0{_reveal(password)}")
+        password = Secret(password)  # no frame holds it in the clear from here on
+        password.utf8("password")
+        self._message = Secret(
+            f"{_text(authzid, 'authzid')}\0{_text(user, 'user name')}\0{password.reveal()}"
+        )
 
     def initial_response(self) -> bytes:
-        return self._message.reveal().encode("utf-8")
+        return self._message.utf8()
 
     def respond(self, challenge: bytes) -> bytes:
         # A server that withholds the initial response prompt sends an empty challenge.
@@ -104,13 +158,18 @@ class Plain(_Simple):
 
 
 class Login(_Simple):
-    """LOGIN: the user name, then the password, each as a challenge's answer."""
+    """LOGIN: the user name, then the password, each as a challenge's answer.
+
+    Raises :class:`ValueError` (never quoting the password) for text UTF-8 cannot encode.
+    """
 
     name = "LOGIN"
 
     def __init__(self, user: str, password: str | Secret) -> None:
-        self._user = user
-        self._password = password if isinstance(password, Secret) else Secret(password)
+        password = Secret(password)
+        password.utf8("password")
+        self._user = _text(user, "user name")
+        self._password = password
         self._step = 0
 
     def initial_response(self) -> bytes:
@@ -122,18 +181,23 @@ class Login(_Simple):
         if self._step == 1:
             return self._user.encode("utf-8")
         if self._step == 2:
-            return self._password.reveal().encode("utf-8")
+            return self._password.utf8()
         raise SASLError("LOGIN server sent more than two challenges")
 
 
 class CramMD5(_Simple):
-    """CRAM-MD5 (RFC 2195): ``user SP hex(HMAC-MD5(password, challenge))``."""
+    """CRAM-MD5 (RFC 2195): ``user SP hex(HMAC-MD5(password, challenge))``.
+
+    Raises :class:`ValueError` (never quoting the password) for text UTF-8 cannot encode.
+    """
 
     name = "CRAM-MD5"
 
     def __init__(self, user: str, password: str | Secret) -> None:
-        self._user = user
-        self._password = password if isinstance(password, Secret) else Secret(password)
+        password = Secret(password)
+        password.utf8("password")
+        self._user = _text(user, "user name")
+        self._password = password
 
     def initial_response(self) -> None:
         return None
@@ -141,7 +205,7 @@ class CramMD5(_Simple):
     def respond(self, challenge: bytes) -> bytes:
         if not challenge:
             raise SASLError("CRAM-MD5 needs a non-empty challenge")
-        digest = hmac.new(self._password.reveal().encode("utf-8"), challenge, "md5").hexdigest()
+        digest = hmac.new(self._password.utf8(), challenge, "md5").hexdigest()
         return f"{self._user} {digest}".encode()
 
 
@@ -149,16 +213,20 @@ class XOAuth2(_Simple):
     """XOAUTH2 (Google, Microsoft): a bearer token for ``user``.
 
     On failure the server sends a JSON error as a challenge; the answer is empty, and the
-    server then refuses with ``535``.
+    server then refuses with ``535``. Raises :class:`ValueError` (never quoting the token)
+    for text UTF-8 cannot encode.
     """
 
     name = "XOAUTH2"
 
     def __init__(self, user: str, token: str | Secret) -> None:
-        self._message = Secret(f"user={user}\x01auth=Bearer {_reveal(token)}\x01\x01")
+        token = Secret(token)
+        token.utf8("token")
+        user = _text(user, "user name")
+        self._message = Secret(f"user={user}\x01auth=Bearer {token.reveal()}\x01\x01")
 
     def initial_response(self) -> bytes:
-        return self._message.reveal().encode("utf-8")
+        return self._message.utf8()
 
     def respond(self, challenge: bytes) -> bytes:
         return b""
@@ -168,35 +236,65 @@ class OAuthBearer(_Simple):
     """OAUTHBEARER (RFC 7628 §3.1) with a GS2 header naming ``user``.
 
     On failure the server sends a JSON error; the answer is a single ``%x01`` (§3.2.3).
+    Raises :class:`ValueError` (never quoting the token) for text UTF-8 cannot encode.
     """
 
     name = "OAUTHBEARER"
 
     def __init__(self, user: str, token: str | Secret, host: str = "", port: int = 0) -> None:
+        token = Secret(token)
+        token.utf8("token")
+        host = _text(host, "host")
         extra = (f"host={host}\x01" if host else "") + (f"port={port}\x01" if port else "")
-        user = user.replace("=", "=3D").replace(",", "=2C")
-        self._message = Secret(f"n,a={user},\x01{extra}auth=Bearer {_reveal(token)}\x01\x01")
+        user = _text(user, "user name").replace("=", "=3D").replace(",", "=2C")
+        self._message = Secret(f"n,a={user},\x01{extra}auth=Bearer {token.reveal()}\x01\x01")
 
     def initial_response(self) -> bytes:
-        return self._message.reveal().encode("utf-8")
+        return self._message.utf8()
 
     def respond(self, challenge: bytes) -> bytes:
         return b"\x01"
+
+
+SCRAM_MIN_ITERATIONS: Final = 4096
+"""RFC 7677 §4: SCRAM-SHA-256 iteration counts below this are refused."""
+SCRAM_MAX_ITERATIONS: Final = 65536
+"""The default bound on the server's iteration count (Cyrus SASL's), see :class:`ScramSHA256`."""
 
 
 class ScramSHA256:
     """SCRAM-SHA-256 (RFC 7677, RFC 5802), verifying the server's signature.
 
     Authentication fails unless the server proves it knows the password too, so a server
-    that answers ``235`` without a valid ``v=`` gets :class:`SASLError`.
+    that answers ``235`` without a valid ``v=`` gets :class:`SASLServerNotGenuine`. The
+    server chooses the PBKDF2 iteration count: one below 4096 or above ``max_iterations``
+    (default :data:`SCRAM_MAX_ITERATIONS`, Cyrus SASL's bound) is refused with
+    :class:`SASLError`, so a hostile server cannot make the client compute for minutes.
+    ``respond()`` is ``blocking``: the client derives the key in a worker thread. Raises
+    :class:`ValueError` (never quoting the password) for text UTF-8 cannot encode.
     """
 
     name = "SCRAM-SHA-256"
+    blocking = True
 
-    def __init__(self, user: str, password: str | Secret, *, nonce: str | None = None) -> None:
-        self._user = user.replace("=", "=3D").replace(",", "=2C")
-        self._password = password if isinstance(password, Secret) else Secret(password)
+    def __init__(
+        self,
+        user: str,
+        password: str | Secret,
+        *,
+        nonce: str | None = None,
+        max_iterations: int = SCRAM_MAX_ITERATIONS,
+    ) -> None:
+        password = Secret(password)
+        password.utf8("password")
+        if max_iterations < SCRAM_MIN_ITERATIONS:
+            raise ValueError(f"max_iterations must be at least {SCRAM_MIN_ITERATIONS}")
+        self.max_iterations = max_iterations
+        self._user = _text(user, "user name").replace("=", "=3D").replace(",", "=2C")
+        self._password = password
         self._nonce = nonce or base64.b64encode(secrets.token_bytes(18)).decode("ascii")
+        if not _is_printable(self._nonce):
+            raise ValueError("the SCRAM nonce must be printable ASCII without a comma")
         self._client_first_bare = f"n={self._user},r={self._nonce}"
         self._server_signature: bytes | None = None
         self._verified = False
@@ -223,18 +321,22 @@ class ScramSHA256:
 
     def _client_final(self, server_first: bytes) -> bytes:
         attrs = _scram_attributes(server_first)
-        nonce, salt, iterations = attrs.get("r", ""), attrs.get("s", ""), attrs.get("i", "")
+        if "m" in attrs:
+            # RFC 5802 §5.1: a mandatory extension we do not know makes the exchange fail.
+            raise SASLError("SCRAM server requires an unsupported extension (m=)")
+        nonce, salt = attrs.get("r", ""), attrs.get("s", "")
         if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
             raise SASLError("SCRAM server nonce does not extend the client nonce")
-        if not iterations.isdigit() or int(iterations) < 4096:
-            raise SASLError("SCRAM iteration count missing or below 4096 (RFC 7677)")
+        if not _is_printable(nonce):
+            raise SASLError("SCRAM server nonce is not printable ASCII")
+        iterations = self._iterations(attrs.get("i", ""))
         try:
             salt_bytes = base64.b64decode(salt, validate=True)
         except ValueError:
             raise SASLError("SCRAM salt is not base64") from None
-        salted = hashlib.pbkdf2_hmac(
-            "sha256", self._password.reveal().encode("utf-8"), salt_bytes, int(iterations)
-        )
+        if not salt_bytes:
+            raise SASLError("SCRAM salt is empty")
+        salted = hashlib.pbkdf2_hmac("sha256", self._password.utf8(), salt_bytes, iterations)
         client_key = hmac.new(salted, b"Client Key", "sha256").digest()
         stored_key = hashlib.sha256(client_key).digest()
         without_proof = f"c=biws,r={nonce}"
@@ -247,10 +349,23 @@ class ScramSHA256:
         self._server_signature = hmac.new(server_key, auth_message, "sha256").digest()
         return f"{without_proof},p={base64.b64encode(proof).decode('ascii')}".encode("ascii")
 
+    def _iterations(self, text: str) -> int:
+        # RFC 5802 §7: iteration-count = "i=" posit-number; posit-number = %x31-39 *DIGIT.
+        # Checked as ASCII text before int(): Unicode digits, signs, spaces and thousands
+        # of digits never reach int(), and the bound keeps PBKDF2 from running for minutes.
+        if not (text.isascii() and text.isdigit()) or text.startswith("0"):
+            raise SASLError("SCRAM iteration count missing or not a positive decimal number")
+        limit = self.max_iterations
+        if len(text) > len(str(limit)) or int(text) > limit:
+            raise SASLError(f"SCRAM iteration count above max_iterations ({limit})")
+        if int(text) < SCRAM_MIN_ITERATIONS:
+            raise SASLError(f"SCRAM iteration count below {SCRAM_MIN_ITERATIONS} (RFC 7677 §4)")
+        return int(text)
+
     def _verify(self, server_final: bytes) -> None:
         attrs = _scram_attributes(server_final)
         if "e" in attrs:
-            raise SASLError(f"SCRAM server error: {attrs['e']}")
+            raise SASLError(f"SCRAM server error: {attrs['e'][:80]!r}")
         try:
             claimed = base64.b64decode(attrs.get("v", ""), validate=True)
         except ValueError:
@@ -278,5 +393,17 @@ def _scram_attributes(message: bytes) -> dict[str, str]:
     return attrs
 
 
-def _reveal(secret: str | Secret) -> str:
-    return secret.reveal() if isinstance(secret, Secret) else secret
+def _is_printable(nonce: str) -> bool:
+    # RFC 5802 §7: printable = %x21-2B / %x2D-7E (no comma; the split removed those).
+    return bool(nonce) and all("!" <= char <= "~" for char in nonce) and "," not in nonce
+
+
+def _text(value: str, what: str) -> str:
+    """``value`` if UTF-8 can encode it; else :class:`ValueError` naming ``what``."""
+    if _LONE_SURROGATE.search(value) is not None:
+        raise ValueError(f"the {what} {_NOT_UNICODE}")
+    return value
+
+
+def _xor(data: bytes, pad: bytes) -> bytes:
+    return (int.from_bytes(data, "big") ^ int.from_bytes(pad, "big")).to_bytes(len(data), "big")

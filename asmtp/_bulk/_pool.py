@@ -28,7 +28,7 @@ from .._client import (
     send_one,
 )
 from .._results import SendOutcome, SendResult
-from ..auth import Mechanism
+from ..auth import Mechanism, Secret
 from ..errors import SMTPResponseException, SMTPTransactionInterrupted
 from ..protocol import Param, State
 from ._gate import Gate, Job
@@ -69,7 +69,7 @@ class SMTPPool:
         *,
         tls: TLSMode = "auto",
         username: str | None = None,
-        password: str | None = None,
+        password: str | Secret | None = None,
         mechanism: Callable[[], Mechanism] | None = None,
         context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
@@ -83,6 +83,8 @@ class SMTPPool:
         chunking: bool = True,
         max_batch: int = 16,
     ) -> None:
+        secret = Secret(password) if isinstance(password, str) else password
+        del password  # tracebacks keep every frame's locals: only the Secret stays
         if max_connections < 1 or max_messages_per_connection < 1 or max_batch < 1:
             raise ValueError(
                 "max_connections, max_messages_per_connection and max_batch must be >= 1"
@@ -92,7 +94,7 @@ class SMTPPool:
             port,
             tls=tls,
             username=username,
-            password=password,
+            password=secret,
             mechanism=mechanism,
             context=context,
             local_hostname=local_hostname,
@@ -100,7 +102,6 @@ class SMTPPool:
             source_address=source_address,
             chunking=chunking,
         )
-        del password
         self.retry = retry or RetryPolicy()
         self.max_batch = max_batch
         self.max_connections = max_connections

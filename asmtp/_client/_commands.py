@@ -8,7 +8,21 @@ uses EHLO and RSET from here.
 from __future__ import annotations
 
 from ..errors import SMTPHeloError, SMTPResponseException, SMTPServerDisconnected
-from ..protocol import Ehlo, Expn, Helo, Help, Lhlo, Noop, Quit, Raw, Rset, Vrfy
+from ..protocol import (
+    BadArgument,
+    Ehlo,
+    Expn,
+    Helo,
+    Help,
+    Lhlo,
+    Noop,
+    Quit,
+    Raw,
+    Rset,
+    State,
+    Vrfy,
+)
+from ..protocol._events import is_auth_line
 from . import _addresses
 from ._session import Session
 
@@ -136,7 +150,22 @@ async def quit_politely(session: Session) -> None:
 
 
 async def docmd(session: Session, cmd: str, args: str = "") -> Answer:
-    """Send one command line and return ``(code, message)``; order is not checked."""
-    line = f"{cmd} {args}".strip().encode(session.command_encoding)
+    """Send one command line and return ``(code, message)``; order is not checked.
+
+    A line that cannot be encoded raises :class:`UnicodeEncodeError` as in smtplib, but
+    one that carries credentials (AUTH, or an answer to a challenge) a
+    :class:`~asmtp.protocol.BadArgument` that does not quote it.
+    """
+    text = f"{cmd} {args}".strip()
+    try:
+        line: bytes | None = text.encode(session.command_encoding)
+    except UnicodeEncodeError:
+        if session.state is not State.AUTH_CHALLENGE and not is_auth_line(
+            text.encode("ascii", "replace")
+        ):
+            raise
+        line = None
+    if line is None:  # raised outside the handler, so that no context quotes the line
+        raise BadArgument(f"the AUTH line is not valid {session.command_encoding} text (not shown)")
     reply = await session.exchange(Raw(line))
     return reply.code, reply.message

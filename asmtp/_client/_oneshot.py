@@ -8,7 +8,7 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 
 from .._results import SendResult
-from ..auth import Mechanism
+from ..auth import Mechanism, Secret
 from ..protocol import Param
 from . import _commands, _transaction
 from ._envelope import Outgoing
@@ -27,7 +27,7 @@ async def connect(
     *,
     tls: TLSMode = "auto",
     username: str | None = None,
-    password: str | None = None,
+    password: str | Secret | None = None,
     mechanism: Mechanism | None = None,
     context: ssl.SSLContext | None = None,
     local_hostname: str | None = None,
@@ -69,7 +69,7 @@ async def sendmail(
     port: int = 0,
     tls: TLSMode = "auto",
     username: str | None = None,
-    password: str | None = None,
+    password: str | Secret | None = None,
     mechanism: Mechanism | None = None,
     context: ssl.SSLContext | None = None,
     local_hostname: str | None = None,
@@ -111,7 +111,7 @@ async def send_message(
     port: int = 0,
     tls: TLSMode = "auto",
     username: str | None = None,
-    password: str | None = None,
+    password: str | Secret | None = None,
     mechanism: Mechanism | None = None,
     context: ssl.SSLContext | None = None,
     local_hostname: str | None = None,

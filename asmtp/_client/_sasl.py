@@ -38,15 +38,22 @@ class _CallableMechanism:
         self._func = func
 
     def initial_response(self) -> bytes | None:
-        first = self._func()
-        return None if first is None else first.encode("utf-8")
+        return _utf8(self._func())
 
     def respond(self, challenge: bytes) -> bytes:
-        answer = self._func(challenge)
-        return b"" if answer is None else answer.encode("utf-8")
+        return _utf8(self._func(challenge)) or b""
 
     def success(self, data: bytes | None) -> None:
         return None
+
+
+def _utf8(answer: str | None) -> bytes | None:
+    """``answer`` as UTF-8; :class:`ValueError`, never quoting it, if UTF-8 cannot encode it."""
+    if answer is None:
+        return None
+    secret = Secret(answer)
+    del answer  # a traceback keeps this frame's locals
+    return secret.utf8("answer of the authobject")
 
 
 def builtin_mechanism(name: str, user: str, secret: Secret) -> Mechanism:

@@ -204,22 +204,24 @@ class Session:
             self._send_deadline, self._deadline_seconds = outer
 
     @contextlib.contextmanager
-    def reading_source(self) -> Iterator[None]:
-        """Bound reading a streamed body (an async iterator may stall) by the send's deadline.
+    def bounded(self, what: str, *, per_step: bool = True) -> Iterator[None]:
+        """Bound a wait that is not the transport's by the step's deadline (``per_step``)
+        or by the send's alone: a worker thread, or the caller's own body iterator.
 
-        The transport bounds every write and read; only the caller's own iterator needs a
-        scope of its own, and only when the send has a deadline.
+        The transport bounds every write and read itself; only these need a scope of their
+        own, and only when there is a deadline.
         """
-        if self._send_deadline == math.inf:
+        if per_step:
+            deadline, why = self._step_deadline()
+        else:
+            deadline, why = self._send_deadline, self._deadline_text()
+        if deadline == math.inf:
             yield
             return
-        with anyio.CancelScope(deadline=self._send_deadline) as scope:
+        with anyio.CancelScope(deadline=deadline) as scope:
             yield
         if scope.cancelled_caught:
-            raise TimeoutError(
-                f"the message was not sent within the send's deadline of "
-                f"{self._deadline_seconds} seconds"
-            )
+            raise TimeoutError(f"{what} took longer than {why}")
 
     def start_send(self) -> Progress:
         """A fresh :class:`Progress` that replies and failures report to."""
@@ -435,8 +437,11 @@ class Session:
         """The absolute deadline of a step starting now, and how to name it in an error."""
         step = math.inf if self.timeout is None else _now() + self.timeout
         if self._send_deadline < step:
-            return self._send_deadline, f"the send's deadline of {self._deadline_seconds} seconds"
+            return self._send_deadline, self._deadline_text()
         return step, f"the timeout of {self.timeout} seconds"
+
+    def _deadline_text(self) -> str:
+        return f"the send's deadline of {self._deadline_seconds} seconds"
 
     def _log_wanted(self) -> bool:
         """Whether to log, as found when the current public call began (cheap per command)."""

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from .._results import SendOutcome, SendResult
 from .._transport import Connector, connect, default_ssl_context
-from ..auth import Mechanism
+from ..auth import Mechanism, Secret
 from ..errors import SMTPConnectError, SMTPDataError
 from ..protocol import Data, Param, Reply, State
 from ..protocol._connection import DEFAULT_MAX_PENDING
@@ -262,7 +262,11 @@ class SMTP:
     # -- session commands ----------------------------------------------------------------
 
     async def docmd(self, cmd: str, args: str = "") -> Answer:
-        """Send one command line and return ``(code, message)``; order is not checked."""
+        """Send one command line and return ``(code, message)``; order is not checked.
+
+        An AUTH line, or a line answering an AUTH challenge, is redacted in transcripts,
+        reprs and errors (the mechanism name stays visible).
+        """
         return await self._session.run(_commands.docmd, self._session, cmd, args)
 
     async def helo(self, name: str = "") -> Answer:
@@ -332,7 +336,9 @@ class SMTP:
         the decoded challenge (``None`` for the initial response) and returning a ``str``.
         Returns ``(code, message)`` for ``235`` or ``503``; raises
         :class:`SMTPAuthenticationError` otherwise, and :class:`SMTPException` after more
-        than five challenges (the exchange is cancelled with ``*`` first).
+        than five challenges (the exchange is cancelled with ``*`` first). A mechanism
+        that verifies the server (SCRAM) raises :class:`SMTPServerNotGenuine` and closes
+        the connection when the server did not prove itself, even on ``235`` or ``503``.
         """
         return await self._session.run(
             _login.auth,
@@ -345,7 +351,7 @@ class SMTP:
     async def login(
         self,
         user: str,
-        password: str,
+        password: str | Secret,
         *,
         initial_response_ok: bool = True,
         mechanisms: Sequence[str] | None = None,
@@ -353,15 +359,20 @@ class SMTP:
         """Log in with the first advertised mechanism that works, as smtplib's ``login``.
 
         Tries SCRAM-SHA-256 (which also proves the server), then smtplib's order: CRAM-MD5,
-        PLAIN, LOGIN; ``mechanisms`` chooses the names and order instead. Raises
+        PLAIN, LOGIN; ``mechanisms`` chooses the names and order instead. A SCRAM failure
+        of any kind ends the login: no other mechanism is tried after it, so a server that
+        tampers with SCRAM never gets the password in another form. Raises
         :class:`SMTPNotSupportedError` without AUTH, :class:`SMTPException` when no
-        mechanism fits, and the last :class:`SMTPAuthenticationError` when all fail.
+        mechanism fits, :class:`ValueError` for credentials that cannot be sent (never
+        quoting them), and the last :class:`SMTPAuthenticationError` when all fail.
         """
+        secret = Secret(password)
+        del password  # tracebacks keep every frame's locals: only the Secret stays
         return await self._session.run(
             _login.login,
             self._session,
             user,
-            password,
+            secret,
             initial_response_ok=initial_response_ok,
             mechanisms=mechanisms,
         )

@@ -180,7 +180,7 @@ async def write_body(session: Session, source: _source.MessageSource, progress: 
     """
     progress.body_started = True
     last = b""
-    with session.reading_source():
+    with session.bounded("sending the message", per_step=False):
         async with contextlib.aclosing(_source.pieces(source)) as pieces:
             async for piece, is_last in pieces:
                 encoded = session.send(MessageData(piece))
@@ -247,7 +247,7 @@ async def _write_chunks(
     if isinstance(source, bytes) and len(source) <= _source.CHUNK_SIZE:
         session.send(Bdat(source))  # held by the core until the last chunk below
     else:
-        with session.reading_source():
+        with session.bounded("sending the message", per_step=False):
             async with contextlib.aclosing(_source.chunks(source)) as stream:
                 async for piece in stream:
                     chunk = session.send(Bdat(piece))

@@ -32,6 +32,7 @@ from ._events import (
     Rset,
     StartTLS,
     Vrfy,
+    redacted_raw_line,
 )
 
 __all__ = ["check_argument", "command_line", "redacted_line"]
@@ -119,7 +120,7 @@ def _auth_response(cmd: AuthResponse) -> bytes:
 
 def _raw(cmd: Raw) -> bytes:
     if any(bad in cmd.line for bad in _FORBIDDEN):
-        shown = "<redacted>" if cmd.sensitive else quote(cmd.line)
+        shown = repr(redacted_raw_line(cmd.line)) if cmd.sensitive else quote(cmd.line)
         raise BadArgument(f"command line contains CR, LF or NUL: {shown}")
     return cmd.line + b"\r\n"
 
@@ -164,12 +165,17 @@ def command_line(command: Command) -> bytes:
 
 
 def redacted_line(command: Command) -> bytes:
-    """A transcript-safe rendering of ``command``: AUTH payloads are replaced by ``<redacted>``."""
+    """A transcript-safe rendering of ``command``: AUTH payloads are replaced by ``<redacted>``.
+
+    The mechanism name of an AUTH line stays visible, however the line was sent.
+    """
     if isinstance(command, Auth):
         tail = b"" if command.initial_response is None else b" <redacted>"
         return b"AUTH " + command.mechanism + tail
-    if isinstance(command, AuthResponse) or (isinstance(command, Raw) and command.sensitive):
+    if isinstance(command, AuthResponse):
         return b"<redacted>"
+    if isinstance(command, Raw) and command.sensitive:
+        return redacted_raw_line(command.line)
     if isinstance(command, MessageData):
         return b"<%d bytes of message data>" % len(command.data)
     if isinstance(command, EndOfData):

@@ -204,8 +204,10 @@ class ClientConnection:
             data = framed
         elif isinstance(command, Raw) and self._state is State.AUTH_CHALLENGE:
             # A raw line answering a challenge is a credential: serialise it as one, so
-            # that a CR, LF or NUL in it is reported without quoting it.
+            # that a CR, LF or NUL in it is reported without quoting it, and record it as
+            # sensitive, so that the Reply naming it never shows it.
             data = command_line(AuthResponse(command.line))
+            command = Raw(command.line, sensitive=True)
         else:
             data = command_line(command)
         self._record(command, kind)

@@ -7,6 +7,7 @@ byte exists.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = [
@@ -171,14 +172,42 @@ class AuthResponse:
 class Raw:
     """Any command line, as smtplib's ``docmd``: framing is checked (no CR, LF, NUL), order is not.
 
-    Set ``sensitive`` for lines carrying secrets so transcripts redact them.
+    Set ``sensitive`` for lines carrying secrets so transcripts, reprs and errors redact
+    them. An ``AUTH`` line is always sensitive (``docmd("AUTH", "XOAUTH2 " + token)``):
+    only the verb and the mechanism name are shown.
     """
 
     line: bytes
     sensitive: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.sensitive and is_auth_line(self.line):
+            object.__setattr__(self, "sensitive", True)
+
     def __repr__(self) -> str:
-        return "Raw(<redacted>)" if self.sensitive else f"Raw({self.line!r})"
+        shown = redacted_raw_line(self.line) if self.sensitive else self.line
+        return f"Raw({shown!r})"
+
+
+# RFC 4422 §3.1: sasl-mech = 1*20mech-char; mech-char = UPPER-ALPHA / DIGIT / HYPHEN / "_"
+_MECHANISM_NAME = re.compile(rb"[A-Z0-9_-]{1,20}")
+
+
+def is_auth_line(line: bytes) -> bool:
+    """Whether a raw line is an ``AUTH`` command (any case, any spacing), so carries secrets."""
+    return isinstance(line, bytes) and line.lstrip()[:4].upper() == b"AUTH"
+
+
+def redacted_raw_line(line: bytes) -> bytes:
+    """A sensitive raw line as it may be shown: ``AUTH`` and a well-formed mechanism name
+    stay visible, everything else is ``<redacted>``."""
+    words = line.split(b" ", 2) if isinstance(line, bytes) else []
+    if len(words) < 2 or words[0].upper() != b"AUTH":
+        return b"<redacted>"
+    if not _MECHANISM_NAME.fullmatch(words[1]):
+        # Not a mechanism name as RFC 4422 writes one (upper case): it may be a secret.
+        return words[0] + b" <redacted>"
+    return words[0] + b" " + words[1] + (b" <redacted>" if len(words) > 2 else b"")
 
 
 Command = (

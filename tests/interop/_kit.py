@@ -21,6 +21,20 @@ DELIVERY_WAIT: Final = 10.0
 _HEAD_BYTES: Final = 64 * 1024
 
 
+BODIES: Final = {
+    "leading-dots": b".starts with a dot\r\n..two dots\r\n. dot space\r\n.\tdot tab\r\n",
+    "lone-dot": b"before\r\n.\r\nafter the lone dot\r\n",
+    "bare-lf": b"line one\nline two\n.\nlone dot above, bare LF\n..dots\n",
+    "mixed-endings": b"crlf\r\nbare lf\nbare cr\rend\r\n",
+    "no-final-newline": b"first line\r\nthe last line has no line ending",
+    "dot-at-end-no-newline": b"first\r\n.",
+    "long-lines": b"x" * 990 + b"\r\n." + b"y" * 989 + b"\r\n" + b"z" * 998 + b"\r\n",
+    "empty": b"",
+    "blank-lines": b"\r\n\r\n.\r\n\r\n",
+}
+"""Bodies that stress transparency: dots, line endings, long lines (``name -> body``)."""
+
+
 def token() -> str:
     """A marker unique to one test run, put in the Subject to find the delivered copy."""
     return uuid.uuid4().hex
@@ -199,3 +213,28 @@ def client_reads_between(session: list[str], start: tuple[str, int], end: tuple[
 def command_counts(session: list[str]) -> str:
     """The disconnect line's command counts, e.g. ``ehlo=1 mail=1 rcpt=1 bdat=1 quit=1 ...``."""
     return session[-1].partition("]")[2].strip()
+
+
+def log_count(log_file: str | Path, needle: str) -> int:
+    """How many lines of ``log_file`` contain ``needle`` (0 while it does not exist)."""
+    try:
+        text = Path(log_file).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return 0
+    return sum(needle in line for line in text.splitlines())
+
+
+async def log_grows(
+    log_file: str | Path, needle: str, before: int, *, wait: float = DELIVERY_WAIT
+) -> None:
+    """Wait until more than ``before`` lines of ``log_file`` contain ``needle``."""
+    with anyio.fail_after(wait):
+        while True:
+            if await anyio.to_thread.run_sync(log_count, log_file, needle) > before:
+                return
+            await anyio.sleep(0.05)
+
+
+async def read_logs(*paths: str | Path) -> list[bytes]:
+    """The contents of the log files among ``paths`` that exist."""
+    return [await p.read_bytes() for p in map(anyio.Path, paths) if await p.exists()]

@@ -11,7 +11,7 @@ import asmtp
 from interop import _kit
 from interop.realservers import Servers
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.server("Dovecot 2.3 LMTP")]
 
 TRANSPORTS = pytest.mark.parametrize("transport", ["unix", "tcp"])
 CHUNKING = pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
@@ -33,6 +33,7 @@ def lmtp(servers: Servers, transport: str, *, chunking: bool = True) -> asmtp.LM
     return client
 
 
+@pytest.mark.feature("refusal at RCPT (unknown user)")
 @TRANSPORTS
 @CHUNKING
 async def test_unknown_recipient_refused_at_rcpt(
@@ -52,6 +53,7 @@ async def test_unknown_recipient_refused_at_rcpt(
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
+@pytest.mark.feature("LMTP per-recipient replies")
 @TRANSPORTS
 async def test_quota_recipient_is_accepted_at_rcpt(servers: Servers, transport: str) -> None:
     """What makes the next test's refusal one from after the data."""
@@ -61,6 +63,7 @@ async def test_quota_recipient_is_accepted_at_rcpt(servers: Servers, transport: 
         assert (await client.rset())[0] == 250
 
 
+@pytest.mark.feature("LMTP per-recipient replies")
 @TRANSPORTS
 @CHUNKING
 @SIZES
@@ -85,6 +88,7 @@ async def test_quota_refusal_after_data_while_another_recipient_accepted(
     assert await _kit.absent(servers.maildir("small"), marker)
 
 
+@pytest.mark.feature("LMTP per-recipient replies")
 @TRANSPORTS
 async def test_every_recipient_refused_after_data_raises(servers: Servers, transport: str) -> None:
     async with lmtp(servers, transport) as client:

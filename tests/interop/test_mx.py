@@ -14,9 +14,10 @@ import pytest
 import asmtp
 from asmtp.protocol import Body, EnvId, Notify, Orcpt, Ret
 from interop import _kit
+from interop._kit import BODIES
 from interop.realservers import Servers
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.server("Postfix 3.7")]
 
 CHUNKING = pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
 """Postfix offers CHUNKING: run the body both as BDAT chunks and as dot-stuffed DATA."""
@@ -28,6 +29,7 @@ def mx(servers: Servers, *, chunking: bool = True, helo: str = _kit.ME) -> asmtp
     return smtp
 
 
+@pytest.mark.feature("refusal at RCPT (unknown user)")
 @CHUNKING
 async def test_refused_dict_names_exactly_the_unknown_recipients(
     servers: Servers, chunking: bool
@@ -47,6 +49,7 @@ async def test_refused_dict_names_exactly_the_unknown_recipients(
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
+@pytest.mark.feature("refusal at RCPT (unknown user)")
 async def test_all_recipients_unknown_raises_recipients_refused(servers: Servers) -> None:
     async with mx(servers) as smtp:
         with pytest.raises(asmtp.SMTPRecipientsRefused) as caught:
@@ -67,19 +70,7 @@ async def test_all_recipients_unknown_raises_recipients_refused(servers: Servers
     await _kit.delivered(servers.maildir("user"), marker)
 
 
-BODIES = {
-    "leading-dots": b".starts with a dot\r\n..two dots\r\n. dot space\r\n.\tdot tab\r\n",
-    "lone-dot": b"before\r\n.\r\nafter the lone dot\r\n",
-    "bare-lf": b"line one\nline two\n.\nlone dot above, bare LF\n..dots\n",
-    "mixed-endings": b"crlf\r\nbare lf\nbare cr\rend\r\n",
-    "no-final-newline": b"first line\r\nthe last line has no line ending",
-    "dot-at-end-no-newline": b"first\r\n.",
-    "long-lines": b"x" * 990 + b"\r\n." + b"y" * 989 + b"\r\n" + b"z" * 998 + b"\r\n",
-    "empty": b"",
-    "blank-lines": b"\r\n\r\n.\r\n\r\n",
-}
-
-
+@pytest.mark.feature("body transparency (Maildir, byte for byte)")
 @CHUNKING
 @pytest.mark.parametrize("body", list(BODIES.values()), ids=list(BODIES))
 async def test_body_arrives_unchanged_after_the_headers(
@@ -98,6 +89,7 @@ async def _pieces(*parts: bytes) -> AsyncIterator[bytes]:
         yield part
 
 
+@pytest.mark.feature("body transparency (Maildir, byte for byte)")
 @CHUNKING
 async def test_streamed_body_split_inside_line_endings_and_dots(
     servers: Servers, chunking: bool
@@ -125,6 +117,7 @@ async def test_streamed_body_split_inside_line_endings_and_dots(
     assert _kit.body_after_headers(stored) == _kit.expected_body(head + b"".join(parts))
 
 
+@pytest.mark.feature("8BITMIME")
 @CHUNKING
 async def test_8bit_utf8_body_with_body_8bitmime(servers: Servers, chunking: bool) -> None:
     marker = _kit.token()
@@ -144,6 +137,7 @@ async def test_8bit_utf8_body_with_body_8bitmime(servers: Servers, chunking: boo
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
+@pytest.mark.feature("body transparency (Maildir, byte for byte)")
 @CHUNKING
 async def test_5mb_attachment_with_send_message(servers: Servers, chunking: bool) -> None:
     marker = _kit.token()
@@ -167,6 +161,7 @@ async def test_5mb_attachment_with_send_message(servers: Servers, chunking: bool
     assert attachments[0].get_content() == payload
 
 
+@pytest.mark.feature("SMTPUTF8")
 async def test_smtputf8_address_and_headers_with_send_message(servers: Servers) -> None:
     marker = _kit.token()
     msg = email.message.EmailMessage()
@@ -186,6 +181,7 @@ async def test_smtputf8_address_and_headers_with_send_message(servers: Servers) 
     assert _kit.body_after_headers(stored) == "Olá, José! Body in UTF-8.\n".encode()
 
 
+@pytest.mark.feature("SMTPUTF8")
 @CHUNKING
 async def test_utf8_envelope_recipient_with_sendmail(servers: Servers, chunking: bool) -> None:
     marker = _kit.token()
@@ -200,6 +196,7 @@ async def test_utf8_envelope_recipient_with_sendmail(servers: Servers, chunking:
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
+@pytest.mark.feature("DSN")
 async def test_dsn_parameters_are_accepted_and_honoured(servers: Servers) -> None:
     marker = _kit.token()
     envid = f"id-1.{marker}"
@@ -221,6 +218,7 @@ async def test_dsn_parameters_are_accepted_and_honoured(servers: Servers) -> Non
     assert f"Original-Recipient: rfc822;{servers.address('user')}".encode() in report
 
 
+@pytest.mark.feature("PIPELINING and CHUNKING (server log)")
 @CHUNKING
 async def test_pipelining_and_chunking_show_in_postfix_log(
     servers: Servers, chunking: bool
@@ -248,6 +246,7 @@ async def test_pipelining_and_chunking_show_in_postfix_log(
     await _kit.delivered(servers.maildir("user"), marker)
 
 
+@pytest.mark.feature("sendmail_many")
 @CHUNKING
 async def test_sendmail_many_back_to_back_to_postfix(servers: Servers, chunking: bool) -> None:
     """Five messages on one connection, one refused at RCPT: the others are each stored once.
@@ -276,6 +275,7 @@ async def test_sendmail_many_back_to_back_to_postfix(servers: Servers, chunking:
         assert b"\n.dot\n" in stored.replace(b"\r\n", b"\n")
 
 
+@pytest.mark.feature("sendmail_many")
 async def test_sendmail_many_overlap_shows_in_postfix_log(servers: Servers) -> None:
     """Postfix's trace log: message 2's MAIL arrives in the read that ends message 1.
 
@@ -302,6 +302,7 @@ async def test_sendmail_many_overlap_shows_in_postfix_log(servers: Servers) -> N
         await _kit.delivered(servers.maildir("user"), f"{marker}-{n}")
 
 
+@pytest.mark.feature("BINARYMIME (absent: refused before the wire)")
 async def test_binarymime_is_refused_before_the_wire_where_postfix_lacks_it(
     servers: Servers,
 ) -> None:

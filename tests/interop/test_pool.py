@@ -12,11 +12,12 @@ import asmtp
 from interop import _kit
 from interop.realservers import Servers
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.server("Postfix 3.7")]
 
 MESSAGES = 40
 
 
+@pytest.mark.feature("SMTPPool")
 @pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
 async def test_pool_delivers_every_message_exactly_once_to_postfix(
     servers: Servers, chunking: bool
@@ -56,6 +57,7 @@ async def test_pool_delivers_every_message_exactly_once_to_postfix(
         assert b"\n.leading dot\n" in stored.replace(b"\r\n", b"\n")
 
 
+@pytest.mark.feature("SMTPPool")
 async def test_pool_authenticates_over_starttls_on_submission(
     servers: Servers, ca_context: ssl.SSLContext
 ) -> None:

@@ -12,7 +12,7 @@ import asmtp
 from interop import _kit
 from interop.realservers import Servers
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.server("Postfix 3.7 + Dovecot SASL")]
 
 MECHANISMS = ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"]
 """What Dovecot is configured to offer (``auth_mechanisms``); asmtp speaks them all."""
@@ -22,6 +22,7 @@ def submission(servers: Servers) -> asmtp.SMTP:
     return asmtp.SMTP(servers.host, servers.submission_port, _kit.ME, timeout=_kit.TIMEOUT)
 
 
+@pytest.mark.feature("STARTTLS")
 async def test_starttls_is_required_before_auth_and_mail(servers: Servers) -> None:
     async with submission(servers) as smtp:
         await smtp.ehlo()
@@ -34,6 +35,7 @@ async def test_starttls_is_required_before_auth_and_mail(servers: Servers) -> No
         assert caught.value.smtp_code == 530
 
 
+@pytest.mark.feature("STARTTLS")
 async def test_starttls_fails_verification_without_the_test_ca(servers: Servers) -> None:
     async with submission(servers) as smtp:
         with pytest.raises(ssl.SSLCertVerificationError):
@@ -41,6 +43,7 @@ async def test_starttls_fails_verification_without_the_test_ca(servers: Servers)
         assert not smtp.is_connected
 
 
+@pytest.mark.feature("AUTH PLAIN/LOGIN/CRAM-MD5/SCRAM-SHA-256")
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 async def test_starttls_then_login_with_each_mechanism(
     servers: Servers, ca_context: ssl.SSLContext, mechanism: str
@@ -62,6 +65,7 @@ async def test_starttls_then_login_with_each_mechanism(
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
+@pytest.mark.feature("AUTH PLAIN/LOGIN/CRAM-MD5/SCRAM-SHA-256")
 async def test_every_advertised_mechanism_is_one_asmtp_tried(
     servers: Servers, ca_context: ssl.SSLContext
 ) -> None:
@@ -72,6 +76,7 @@ async def test_every_advertised_mechanism_is_one_asmtp_tried(
     assert advertised == set(MECHANISMS)
 
 
+@pytest.mark.feature("AUTH PLAIN/LOGIN/CRAM-MD5/SCRAM-SHA-256")
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 async def test_wrong_password_raises_authentication_error(
     servers: Servers, ca_context: ssl.SSLContext, mechanism: str
@@ -88,6 +93,7 @@ async def test_wrong_password_raises_authentication_error(
         assert code == 235
 
 
+@pytest.mark.feature("AUTH PLAIN/LOGIN/CRAM-MD5/SCRAM-SHA-256")
 async def test_default_login_authenticates(servers: Servers, ca_context: ssl.SSLContext) -> None:
     async with submission(servers) as smtp:
         await smtp.starttls(context=ca_context)
@@ -95,6 +101,7 @@ async def test_default_login_authenticates(servers: Servers, ca_context: ssl.SSL
         assert code == 235
 
 
+@pytest.mark.feature("implicit TLS")
 async def test_implicit_tls_on_submissions(servers: Servers, ca_context: ssl.SSLContext) -> None:
     marker = _kit.token()
     sent = _kit.message(marker, b"over implicit TLS\r\n")
@@ -120,6 +127,7 @@ async def test_implicit_tls_on_submissions(servers: Servers, ca_context: ssl.SSL
         ("implicit", "submissions_port"),
     ],
 )
+@pytest.mark.feature("one-shot sendmail() with TLS and AUTH")
 async def test_one_shot_sendmail_with_credentials(
     servers: Servers, ca_context: ssl.SSLContext, tls: asmtp.TLSMode, port: str
 ) -> None:
@@ -144,6 +152,7 @@ async def test_one_shot_sendmail_with_credentials(
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
+@pytest.mark.feature("one-shot sendmail() with TLS and AUTH")
 async def test_one_shot_send_message_without_login_is_refused(
     servers: Servers, ca_context: ssl.SSLContext
 ) -> None:

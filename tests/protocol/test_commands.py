@@ -216,6 +216,48 @@ def test_raw_answer_to_a_challenge_is_redacted_in_transcripts() -> None:
     assert script_at(State.AUTH_CHALLENGE).conn.loggable(Raw(SECRET)) == b"<redacted>"
 
 
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (b"AUTH XOAUTH2 " + SECRET, b"AUTH XOAUTH2 <redacted>"),
+        (b"AUTH SCRAM-SHA-256 " + SECRET, b"AUTH SCRAM-SHA-256 <redacted>"),
+        (b"AUTH LOGIN", b"AUTH LOGIN"),
+        (b"auth plain " + SECRET, b"auth <redacted>"),
+        (b"AUTH " + SECRET, b"AUTH <redacted>"),
+        (b"AUTH " + SECRET.upper().replace(b"-", b"") + b"TOOLONGFORANAME", b"AUTH <redacted>"),
+        (b"  AUTH PLAIN " + SECRET, b"<redacted>"),
+        (b"AUTH\tPLAIN " + SECRET, b"<redacted>"),
+    ],
+    ids=["xoauth2", "scram", "no-payload", "lower-case", "no-mechanism", "long", "indented", "tab"],
+)
+def test_raw_auth_lines_are_redacted_in_reprs_transcripts_and_errors(
+    line: bytes, shown: bytes
+) -> None:
+    """``docmd("AUTH", "XOAUTH2 " + token)`` is smtplib's own recipe: its line is a secret."""
+    raw = Raw(line)
+    assert raw.sensitive
+    assert greeted().conn.loggable(raw) == shown
+    assert repr(raw) == f"Raw({shown!r})"
+    assert repr(Reply(235, (), raw)).count("<redacted>") == shown.count(b"<redacted>")
+    with pytest.raises(BadArgument) as caught:
+        command_line(Raw(line + b"\r\nNOOP"))
+    assert "<redacted>" in str(caught.value)
+    assert SECRET.decode() not in str(caught.value) + repr(caught.value)
+
+
+def test_a_raw_line_that_is_not_auth_is_shown_as_sent() -> None:
+    assert not Raw(b"XAUTHOR x").sensitive
+    assert repr(Raw(b"NOOP x")) == "Raw(b'NOOP x')"
+
+
+def test_a_raw_answer_to_a_challenge_is_named_by_its_reply_as_sensitive() -> None:
+    script = script_at(State.AUTH_CHALLENGE)
+    script.step(Raw(SECRET), sends=SECRET + b"\r\n")
+    [reply] = script.receive(b"235 ok\r\n")
+    assert reply.command == Raw(SECRET, sensitive=True)
+    assert SECRET.decode() not in repr(reply) + repr(script.conn.pending)
+
+
 def test_auth_commands_are_redacted_in_transcripts() -> None:
     conn = greeted().conn
     assert conn.loggable(Auth(b"PLAIN", SECRET)) == b"AUTH PLAIN <redacted>"

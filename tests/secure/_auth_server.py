@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -62,7 +62,8 @@ class AuthHandler(RecordingHandler):
     ``*``) client answers to the hostile and error challenges. ``failure_replies`` maps a
     mechanism to the reply its failure gets (default ``535 5.7.8 ...``).
     ``scram_server_final`` is ``"valid"``, ``"wrong"`` (a bad ``v=``) or ``"missing"``
-    (``235`` without any ``v=``).
+    (``235`` without any ``v=``); ``scram_server_first`` rewrites the server-first message
+    before it is sent (a tampering server).
     """
 
     def __init__(
@@ -72,9 +73,11 @@ class AuthHandler(RecordingHandler):
         tokens: Mapping[str, str] | None = None,
         failure_replies: Mapping[str, str] | None = None,
         scram_server_final: str = "valid",
+        scram_server_first: Callable[[bytes], bytes] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        self.scram_server_first = scram_server_first
         self.passwords = dict(passwords if passwords is not None else {USER: PASSWORD})
         self.tokens = dict(tokens if tokens is not None else {USER: TOKEN})
         self.failure_replies = dict(failure_replies or {})
@@ -186,7 +189,10 @@ class AuthHandler(RecordingHandler):
             return AuthResult(success=False, handled=True)
         scram = ScramServer(self.passwords, tamper=self.scram_server_final == "wrong")
         try:
-            client_final = await server.challenge_auth(scram.server_first(client_first))
+            server_first = scram.server_first(client_first)
+            if self.scram_server_first is not None:
+                server_first = self.scram_server_first(server_first)
+            client_final = await server.challenge_auth(server_first)
             if client_final is MISSING:
                 return AuthResult(success=False, handled=True)
             if not scram.client_proof_ok(bytes(client_final)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import smtplib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -123,20 +124,21 @@ async def test_login_uses_the_first_advertised_mechanism_in_the_documented_order
 async def test_login_with_a_wrong_password_tries_each_mechanism_and_raises_the_last_reply(
     smtpd_server_factory: SMTPDServerFactory,
 ) -> None:
+    """smtplib's fallback order among the mechanisms that do not authenticate the server."""
     handler = AuthHandler(
         failure_replies={
-            "SCRAM-SHA-256": "535 5.7.8 scram refused",
             "CRAM-MD5": "535 5.7.8 cram refused",
             "PLAIN": "535 5.7.8 plain refused",
             "LOGIN": "454 4.7.0 login unavailable",
         }
     )
-    server = start_auth_server(smtpd_server_factory, handler)
+    without_scram = [name for name in STANDARD if name != "SCRAM-SHA-256"]
+    server = start_auth_server(smtpd_server_factory, handler, advertise=without_scram)
     async with client(server) as smtp:
         with pytest.raises(asmtp.SMTPAuthenticationError) as info:
             await smtp.login(USER, "wrong password")
         assert (info.value.smtp_code, info.value.smtp_error) == (454, b"4.7.0 login unavailable")
-    assert handler.mechanisms_tried == list(LOGIN_ORDER)
+    assert handler.mechanisms_tried == [name for name in LOGIN_ORDER if name in without_scram]
 
 
 @pytest.mark.parametrize(
@@ -333,3 +335,59 @@ async def test_login_never_falls_back_to_another_mechanism_after_scram_server_pr
             await smtp.login(USER, PASSWORD)
         assert not smtp.is_connected
     assert handler.mechanisms_tried == ["SCRAM-SHA-256"]
+
+
+def _foreign_nonce(server_first: bytes) -> bytes:
+    return re.sub(rb"^r=[^,]*", b"r=someoneElsesNonce123", server_first)
+
+
+SCRAM_TAMPERING: dict[str, Callable[[bytes], bytes]] = {
+    "nonce-not-extending-ours": _foreign_nonce,
+    "iterations-below-4096": lambda first: first.replace(b"i=4096", b"i=1024"),
+    "iterations-above-the-bound": lambda first: first.replace(b"i=4096", b"i=100000000"),
+    "salt-not-base64": lambda first: re.sub(rb"s=[^,]*", b"s=%%%%", first),
+    "malformed": lambda first: b"this is not scram",
+}
+
+
+@pytest.mark.parametrize("tamper", SCRAM_TAMPERING.values(), ids=SCRAM_TAMPERING)
+async def test_login_tries_no_other_mechanism_after_scram_detects_tampering(
+    smtpd_server_factory: SMTPDServerFactory, tamper: Callable[[bytes], bytes]
+) -> None:
+    """The exchange is cancelled with ``*``; the password never goes out by PLAIN or LOGIN."""
+    handler = AuthHandler(scram_server_first=tamper)
+    server = start_auth_server(smtpd_server_factory, handler)
+    async with client(server) as smtp:
+        with pytest.raises(asmtp.SMTPAuthenticationError) as info:
+            await smtp.login(USER, PASSWORD)
+        assert b"tries no other mechanism after SCRAM-SHA-256" in info.value.smtp_error
+        assert (await smtp.noop())[0] == 250
+    assert handler.mechanisms_tried == ["SCRAM-SHA-256"]
+
+
+@pytest.mark.parametrize(
+    ("mechanisms", "tried"),
+    [
+        (None, ["SCRAM-SHA-256"]),
+        (["PLAIN", "SCRAM-SHA-256", "LOGIN"], ["PLAIN", "SCRAM-SHA-256"]),
+    ],
+    ids=["scram-first", "scram-in-the-middle"],
+)
+@pytest.mark.parametrize("refusal", ["535 5.7.8 scram refused", "454 4.7.0 try again later"])
+async def test_login_tries_no_other_mechanism_after_scram_is_refused(
+    smtpd_server_factory: SMTPDServerFactory,
+    mechanisms: list[str] | None,
+    tried: list[str],
+    refusal: str,
+) -> None:
+    handler = AuthHandler(failure_replies={"SCRAM-SHA-256": refusal})
+    server = start_auth_server(smtpd_server_factory, handler)
+    async with client(server) as smtp:
+        with pytest.raises(asmtp.SMTPAuthenticationError) as info:
+            await smtp.login(USER, "wrong password", mechanisms=mechanisms)
+        assert info.value.smtp_code == int(refusal[:3])
+        assert info.value.smtp_error == (
+            refusal[4:].encode() + b" (login() tries no other mechanism after SCRAM-SHA-256 fails)"
+        )
+        assert not isinstance(info.value, asmtp.SMTPServerNotGenuine)
+    assert handler.mechanisms_tried == tried

@@ -14,6 +14,8 @@ from typing import Final
 import pytest
 
 from asmtp.auth import (
+    SCRAM_MAX_ITERATIONS,
+    SCRAM_MIN_ITERATIONS,
     CramMD5,
     Login,
     Mechanism,
@@ -177,6 +179,21 @@ BAD_SERVER_FIRST: Final[dict[str, bytes]] = {
     "iterations-1": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=1"),
     "iterations-missing": SCRAM_SERVER_FIRST.replace(b",i=4096", b""),
     "iterations-not-a-number": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=4096x"),
+    "iterations-above-the-bound": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=65537"),
+    "iterations-huge": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=99999999999999999999"),
+    "iterations-5000-digits": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=" + b"9" * 5000),
+    "iterations-negative": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=-4096"),
+    "iterations-leading-zero": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=04096"),
+    "iterations-whitespace": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i= 4096"),
+    "iterations-fullwidth-digits": SCRAM_SERVER_FIRST.replace(
+        b"i=4096", "i=\uff14\uff10\uff19\uff16".encode()
+    ),
+    "iterations-superscript": SCRAM_SERVER_FIRST.replace(b"i=4096", "i=4096²".encode()),
+    "iterations-empty": SCRAM_SERVER_FIRST.replace(b"i=4096", b"i="),
+    "salt-empty": SCRAM_SERVER_FIRST.replace(b"s=W22ZaJ0SNY7soEsUEjb6gQ==", b"s="),
+    "nonce-with-a-space": SCRAM_SERVER_FIRST.replace(b"hvYD", b"hv D"),
+    "nonce-not-ascii": SCRAM_SERVER_FIRST.replace(b"hvYD", "hvYé".encode()),
+    "mandatory-extension": b"m=ext," + SCRAM_SERVER_FIRST,
     "salt-not-base64": SCRAM_SERVER_FIRST.replace(b"s=W22Z", b"s=%%%%"),
     "malformed": b"this is not scram",
     "empty": b"",
@@ -186,10 +203,37 @@ BAD_SERVER_FIRST: Final[dict[str, bytes]] = {
 
 @pytest.mark.parametrize("server_first", BAD_SERVER_FIRST.values(), ids=BAD_SERVER_FIRST)
 def test_scram_sha256_refuses_a_bad_server_first_message(server_first: bytes) -> None:
+    """SASLError only: never OverflowError, ValueError or UnicodeEncodeError."""
     mechanism = rfc7677_client()
     mechanism.initial_response()
     with pytest.raises(SASLError):
         mechanism.respond(server_first)
+
+
+def test_scram_sha256_bounds_the_iteration_count_at_cyrus_sasls_limit_by_default() -> None:
+    assert rfc7677_client().max_iterations == SCRAM_MAX_ITERATIONS == 65536
+    assert SCRAM_MIN_ITERATIONS == 4096
+    at_the_bound = SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=65536")
+    assert rfc7677_client().respond(at_the_bound).startswith(b"c=biws,r=")
+
+
+def test_scram_sha256_max_iterations_is_the_callers_to_raise() -> None:
+    server_first = SCRAM_SERVER_FIRST.replace(b"i=4096", b"i=70000")
+    with pytest.raises(SASLError, match=r"above max_iterations \(65536\)"):
+        rfc7677_client().respond(server_first)
+    mechanism = ScramSHA256("user", "pencil", nonce=SCRAM_CLIENT_NONCE, max_iterations=70000)
+    assert mechanism.respond(server_first).startswith(b"c=biws,r=")
+
+
+@pytest.mark.parametrize("bound", [0, 4095, -1])
+def test_scram_sha256_max_iterations_below_the_minimum_is_a_value_error(bound: int) -> None:
+    with pytest.raises(ValueError, match="max_iterations"):
+        ScramSHA256("user", "pencil", max_iterations=bound)
+
+
+def test_scram_sha256_asks_for_its_derivation_to_run_off_the_event_loop() -> None:
+    assert ScramSHA256("user", "pencil").blocking is True
+    assert not hasattr(Plain("user", "pencil"), "blocking")
 
 
 BAD_SERVER_FINAL: Final[dict[str, bytes]] = {
@@ -273,6 +317,26 @@ def test_secret_hides_its_value_but_reveals_it_on_request() -> None:
     assert secret.reveal() == PASSWORD
     with pytest.raises(TypeError):
         pickle.dumps(secret)
+
+
+def test_secret_keeps_its_value_masked_so_attribute_dumps_do_not_show_it() -> None:
+    """Tools that dump objects' attributes (frame-local capture) find only random bytes."""
+    secret = Secret(PASSWORD)
+    attributes = [getattr(secret, slot) for slot in Secret.__slots__]
+    assert _leaks(repr(attributes)) == []
+    assert all(PASSWORD.encode() not in value for value in attributes)
+    assert Secret(secret).reveal() == PASSWORD  # a copy of another Secret
+    assert Secret(PASSWORD)._masked != secret._masked  # a fresh pad each time
+
+
+def test_secret_holds_a_lone_surrogate_but_refuses_to_encode_it_without_quoting_it() -> None:
+    secret = Secret(PASSWORD + "\udcff")
+    assert secret.reveal() == PASSWORD + "\udcff"
+    assert Secret(PASSWORD).utf8() == PASSWORD.encode()
+    with pytest.raises(ValueError, match="the token is not valid Unicode text") as caught:
+        secret.utf8("token")
+    assert caught.value.__context__ is None
+    assert _leaks(repr(caught.value)) == []
 
 
 @pytest.mark.parametrize("name", [name for name in MECHANISMS if name != "SCRAM-SHA-256"])

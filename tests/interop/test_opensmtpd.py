@@ -1,0 +1,243 @@
+"""asmtp against OpenSMTPD 6.8 (Debian 12): delivery into Maildirs byte for byte, its
+refusals and limits (unknown recipients, max-rcpt, max-mails, max-message-size), DSN, a
+server without PIPELINING or CHUNKING, and its TLS, which cannot complete a handshake on
+Debian 12 (see ``_opensmtpd.py``): asmtp must fail closed, never fall back to plain text."""
+
+from __future__ import annotations
+
+import email.message
+import ssl
+
+import anyio
+import pytest
+
+import asmtp
+from asmtp.protocol import Body, EnvId, Notify, Orcpt, Ret
+from interop import _kit
+from interop._opensmtpd import MAX_MAILS, MAX_RCPT, SIZE_LIMIT, OpenSMTPD
+
+pytestmark = [pytest.mark.anyio, pytest.mark.server("OpenSMTPD 6.8")]
+
+BODIES = ["leading-dots", "lone-dot", "bare-lf", "no-final-newline", "long-lines", "empty"]
+
+
+def mx(server: OpenSMTPD, *, helo: str = _kit.ME) -> asmtp.SMTP:
+    return asmtp.SMTP(server.host, server.smtp_port, helo, timeout=_kit.TIMEOUT)
+
+
+@pytest.mark.feature("refusal at RCPT (unknown user)")
+async def test_unknown_recipient_refused_at_rcpt_without_pipelining(opensmtpd: OpenSMTPD) -> None:
+    """OpenSMTPD offers no PIPELINING: asmtp goes command by command and gets each reply."""
+    marker = _kit.token()
+    sent = _kit.message(marker, b"to one known and one unknown\r\n")
+    async with mx(opensmtpd) as smtp:
+        await smtp.ehlo()
+        assert not smtp.has_extn("pipelining") and not smtp.has_extn("chunking")
+        refused = await smtp.sendmail(
+            opensmtpd.address("sender"), ["nobody@example.test", opensmtpd.address("user")], sent
+        )
+    assert refused == {"nobody@example.test": (550, b"Invalid recipient: <nobody@example.test>")}
+    stored = await _kit.delivered(opensmtpd.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+
+
+@pytest.mark.feature("body transparency (Maildir, byte for byte)")
+@pytest.mark.parametrize("name", BODIES)
+async def test_body_arrives_unchanged_after_the_headers(opensmtpd: OpenSMTPD, name: str) -> None:
+    marker = _kit.token()
+    sent = _kit.message(marker, _kit.BODIES[name])
+    async with mx(opensmtpd) as smtp:
+        assert (
+            await smtp.sendmail(opensmtpd.address("sender"), opensmtpd.address("user"), sent) == {}
+        )
+    stored = await _kit.delivered(opensmtpd.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+
+
+@pytest.mark.feature("8BITMIME")
+async def test_8bit_body_with_body_8bitmime(opensmtpd: OpenSMTPD) -> None:
+    marker = _kit.token()
+    sent = _kit.message(marker, "Grüße, не ASCII, 日本語\r\n.dot\r\n".encode())
+    async with mx(opensmtpd) as smtp:
+        refused = await smtp.sendmail(
+            opensmtpd.address("sender"), opensmtpd.address("user"), sent, [Body("8BITMIME")]
+        )
+    assert refused == {}
+    stored = await _kit.delivered(opensmtpd.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+
+
+@pytest.mark.feature("limits: recipients per message")
+async def test_recipients_past_max_rcpt_are_refused_and_the_rest_delivered(
+    opensmtpd: OpenSMTPD,
+) -> None:
+    marker = _kit.token()
+    names = ["user", "sender", "r1", "r2", "r3", "r4", "r5"]
+    recipients = [opensmtpd.address(name) for name in names]
+    async with mx(opensmtpd) as smtp:
+        refused = await smtp.sendmail(
+            opensmtpd.address("sender"), recipients, _kit.message(marker, b"many\r\n")
+        )
+    over = recipients[MAX_RCPT:]
+    assert list(refused) == over
+    assert all(code == 451 and text.startswith(b"4.5.3 ") for code, text in refused.values())
+    for name in names[:MAX_RCPT]:
+        await _kit.delivered(opensmtpd.maildir(name), marker)
+    for name in names[MAX_RCPT:]:
+        assert await _kit.absent(opensmtpd.maildir(name), marker, settle=0)
+
+
+@pytest.mark.feature("limits: messages per session")
+async def test_sendmail_many_past_max_mails_refuses_exactly_the_excess(
+    opensmtpd: OpenSMTPD,
+) -> None:
+    markers = [_kit.token() for _ in range(MAX_MAILS + 2)]
+    sender, user = opensmtpd.address("sender"), opensmtpd.address("user")
+    batch = [asmtp.Outgoing(sender, [user], _kit.message(m, b"batched\r\n")) for m in markers]
+    async with mx(opensmtpd) as smtp:
+        results = await smtp.sendmail_many(batch)
+    assert results[:MAX_MAILS] == [{}] * MAX_MAILS
+    for result in results[MAX_MAILS:]:
+        assert isinstance(result, asmtp.SMTPSenderRefused)
+        assert (result.smtp_code, result.smtp_error[:6]) == (452, b"4.5.3 ")
+    for marker in markers[:MAX_MAILS]:
+        await _kit.delivered(opensmtpd.maildir("user"), marker)
+    for marker in markers[MAX_MAILS:]:
+        assert await _kit.absent(opensmtpd.maildir("user"), marker, settle=0)
+
+
+@pytest.mark.feature("SIZE refusal")
+async def test_message_over_max_message_size_is_refused_after_data(opensmtpd: OpenSMTPD) -> None:
+    """OpenSMTPD advertises SIZE but ignores SIZE= at MAIL: it refuses after the data,
+    with 554 (a permanent failure of the transaction)."""
+    marker = _kit.token()
+    sent = _kit.message(marker, (b"y" * 1022 + b"\r\n") * (SIZE_LIMIT // 1024 + 1))
+    async with mx(opensmtpd) as smtp:
+        await smtp.ehlo()
+        assert smtp.esmtp_features["size"] == str(SIZE_LIMIT)
+        with pytest.raises(asmtp.SMTPDataError) as caught:
+            await smtp.sendmail(opensmtpd.address("sender"), opensmtpd.address("user"), sent)
+        assert (caught.value.smtp_code, caught.value.smtp_error[:6]) == (554, b"5.3.4 ")
+        assert (await smtp.noop())[0] == 250
+    assert await _kit.absent(opensmtpd.maildir("user"), marker)
+
+
+@pytest.mark.feature("DSN")
+async def test_notify_success_gets_a_delivery_report(opensmtpd: OpenSMTPD) -> None:
+    """NOTIFY=SUCCESS reaches OpenSMTPD: it reports the delivery to the sender, quoting the
+    message's headers (it does not echo ENVID or ORCPT in the report)."""
+    marker = _kit.token()
+    sent = _kit.message(marker, b"notify me\r\n")
+    async with mx(opensmtpd) as smtp:
+        refused = await smtp.sendmail(
+            opensmtpd.address("sender"),
+            opensmtpd.address("user"),
+            sent,
+            mail_options=[Ret("HDRS"), EnvId(f"id-1.{marker}")],
+            rcpt_options=[Notify(("SUCCESS",)), Orcpt(opensmtpd.address("user"))],
+        )
+    assert refused == {}
+    stored = await _kit.delivered(opensmtpd.maildir("user"), marker)
+    assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
+    report = await _kit.delivered(opensmtpd.maildir("sender"), marker, anywhere=True)
+    assert b"Subject: Delivery status notification: delivered" in report
+    assert f"Final-Recipient: rfc822; {opensmtpd.address('user')}".encode() in report
+    assert b"Action: delivered" in report
+
+
+@pytest.mark.feature("SMTPPool")
+async def test_pool_opens_a_new_session_for_each_max_mails_messages(
+    opensmtpd: OpenSMTPD,
+) -> None:
+    """OpenSMTPD takes MAX_MAILS messages per session; with the pool's
+    ``max_messages_per_connection`` set to it, 30 concurrent sends go over fresh
+    sessions, none refused for the limit, each stored exactly once."""
+    markers = [_kit.token() for _ in range(3 * MAX_MAILS)]
+    results: list[asmtp.SendResult] = []
+    sessions = _kit.log_count(opensmtpd.logs["smtpd"], " smtp connected ")
+    async with asmtp.SMTPPool(
+        opensmtpd.host,
+        opensmtpd.smtp_port,
+        tls="none",
+        local_hostname=_kit.ME,
+        timeout=_kit.TIMEOUT,
+        max_connections=2,
+        max_messages_per_connection=MAX_MAILS,
+    ) as pool:
+
+        async def send(marker: str) -> None:
+            sent = _kit.message(marker, b"pooled\r\n.leading dot\r\n")
+            sender, user = opensmtpd.address("sender"), opensmtpd.address("user")
+            results.append(await pool.sendmail(sender, [user], sent))
+
+        async with anyio.create_task_group() as tg:
+            for marker in markers:
+                tg.start_soon(send, marker)
+    assert len(results) == len(markers)
+    assert all(result == {} and result.attempts == 1 for result in results)
+    opened = _kit.log_count(opensmtpd.logs["smtpd"], " smtp connected ") - sessions
+    # No session was asked for more than it takes; the last ones share the remainder.
+    assert len(markers) // MAX_MAILS <= opened <= len(markers) // MAX_MAILS + 1
+    for marker in markers:
+        stored = await _kit.delivered(opensmtpd.maildir("user"), marker)
+        assert b"\n.leading dot\n" in stored.replace(b"\r\n", b"\n")
+
+
+@pytest.mark.feature("STARTTLS")
+async def test_starttls_the_opensmtpdcannot_complete_fails_closed(opensmtpd: OpenSMTPD) -> None:
+    """Debian 12's OpenSMTPD breaks off every handshake (internal error alert): asmtp
+    raises ssl.SSLError and drops the connection rather than go on in plain text."""
+    async with mx(opensmtpd) as smtp:
+        await smtp.ehlo()
+        assert smtp.has_extn("starttls")
+        with pytest.raises(ssl.SSLError):
+            await smtp.starttls(context=opensmtpd.client_context())
+        assert not smtp.is_connected
+
+
+@pytest.mark.feature("STARTTLS")
+async def test_one_shot_sendmail_never_falls_back_to_plain_text(opensmtpd: OpenSMTPD) -> None:
+    """tls="auto" with STARTTLS offered: a failed handshake fails the send; nothing is
+    delivered unencrypted."""
+    marker = _kit.token()
+    with pytest.raises(ssl.SSLError):
+        await asmtp.sendmail(
+            opensmtpd.address("sender"),
+            [opensmtpd.address("user")],
+            _kit.message(marker, b"must not arrive\r\n"),
+            host=opensmtpd.host,
+            port=opensmtpd.smtp_port,
+            context=opensmtpd.client_context(),
+            local_hostname=_kit.ME,
+            timeout=_kit.TIMEOUT,
+        )
+    assert await _kit.absent(opensmtpd.maildir("user"), marker)
+
+
+@pytest.mark.feature("implicit TLS")
+async def test_implicit_tls_the_opensmtpdcannot_complete_raises(opensmtpd: OpenSMTPD) -> None:
+    smtp = asmtp.SMTP_SSL(
+        opensmtpd.host,
+        opensmtpd.smtps_port,
+        _kit.ME,
+        timeout=_kit.TIMEOUT,
+        context=opensmtpd.client_context(),
+    )
+    with pytest.raises(ssl.SSLError):
+        await smtp.connect()
+    assert not smtp.is_connected
+
+
+@pytest.mark.feature("SMTPUTF8")
+async def test_utf8_address_where_smtputf8_is_not_offered_is_refused_before_the_wire(
+    opensmtpd: OpenSMTPD,
+) -> None:
+    msg = email.message.EmailMessage()
+    msg["From"] = "sender@example.test"
+    msg["To"] = "jösé@example.test"
+    msg["Subject"] = "no SMTPUTF8 here"
+    msg.set_content("x\n")
+    async with mx(opensmtpd) as smtp:
+        with pytest.raises(asmtp.SMTPNotSupportedError):
+            await smtp.send_message(msg)
+        assert (await smtp.noop())[0] == 250
