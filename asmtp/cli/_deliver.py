@@ -106,13 +106,10 @@ async def _session(server: Server) -> AsyncIterator[asmtp.SMTP]:
             if lmtp.has_extn("starttls"):
                 await lmtp.starttls(context=server.context)
             elif server.tls == "starttls":
-                raise TLSRequiredError("the LMTP server does not offer STARTTLS (--tls starttls)")
+                raise TLSRequiredError("the LMTP server does not offer STARTTLS")
         if server.username is not None:
             if not lmtp.is_encrypted and server.tls != "none":
-                raise TLSRequiredError(
-                    "refusing to send the password over an unencrypted connection "
-                    "(--tls none allows it)"
-                )
+                raise TLSRequiredError("refusing to send the password unencrypted")
             await lmtp.ehlo_or_helo_if_needed()
             await lmtp.login(server.username, server.password or "")
         yield lmtp
@@ -123,7 +120,13 @@ def failure(
 ) -> click.ClickException:
     """The one-line message and exit code for an exception from connecting or sending."""
     if isinstance(exc, TLSRequiredError):
-        return ConnectionFailure(f"{server}: {exc}")
+        # Worded for the command line: the library's own text names its tls= argument.
+        if server.tls == "auto":
+            return ConnectionFailure(
+                f"{server} offers no STARTTLS: refusing to send the password unencrypted "
+                "(--tls none allows it)"
+            )
+        return ConnectionFailure(f"{server} does not offer STARTTLS (--tls {server.tls})")
     if isinstance(exc, SMTPAuthenticationError):
         return ConnectionFailure(f"{server}: authentication failed: {_reply(exc)}")
     if isinstance(exc, SMTPSenderRefused):

@@ -133,14 +133,19 @@ def test_a_password_is_never_sent_in_clear_unless_asked() -> None:
             env={"ASMTP_PASSWORD": "pw"},
         )
         assert server.messages == []
-    one_line(result, CONNECTION, r"refusing to send credentials over an unencrypted connection")
+    one_line(
+        result,
+        CONNECTION,
+        r"^asmtp send: 127\.0\.0\.1:\d+ offers no STARTTLS: refusing to send the password "
+        r"unencrypted \(--tls none allows it\)$",
+    )
 
 
 def test_starttls_required_but_not_offered(server: CaptureServer) -> None:
     result = invoke(
         ["send", "--host", server.host, "--port", str(server.port), "--tls", "starttls", *BASIC]
     )
-    one_line(result, CONNECTION, r"does not offer STARTTLS")
+    one_line(result, CONNECTION, r"127\.0\.0\.1:\d+ does not offer STARTTLS \(--tls starttls\)$")
 
 
 def test_some_recipients_refused(server: CaptureServer) -> None:
@@ -260,3 +265,21 @@ def test_help_and_version_exit_zero() -> None:
         assert "Usage: asmtp" in result.stdout
     assert invoke(["--version"]).stdout.startswith("asmtp, version ")
     assert invoke([]).code == OK  # no command: the help
+
+
+@pytest.mark.parametrize(
+    ("extra", "pattern"),
+    [
+        (["--tls", "starttls"], r"^asmtp send: LMTP 127\.0\.0\.1:\d+ does not offer STARTTLS"),
+        (["--user", "ada"], r"LMTP 127\.0\.0\.1:\d+ offers no STARTTLS: refusing to send"),
+        (["--tls", "implicit"], r"--tls implicit does not apply to LMTP"),
+    ],
+)
+def test_lmtp_applies_the_same_tls_policy(extra: list[str], pattern: str) -> None:
+    with CaptureServer(lmtp=True, auth=("ada", "pw")) as server:
+        result = invoke(
+            ["send", "--lmtp", f"127.0.0.1:{server.port}", *extra, *BASIC],
+            env={"ASMTP_PASSWORD": "pw"},
+        )
+        assert server.messages == []
+    one_line(result, USAGE if "implicit" in extra else CONNECTION, pattern)

@@ -257,6 +257,22 @@ def test_starttls_and_login_with_a_private_ca(how: str, tmp_path: Path) -> None:
     assert "czNjcmV0" not in transcript  # nor its base64
 
 
+def test_lmtp_over_tcp_with_starttls_and_login() -> None:
+    with CaptureServer(
+        lmtp=True, starttls=True, auth=("ada", "pw"), auth_require_tls=True
+    ) as server:
+        result = invoke(
+            [
+                *("send", "--lmtp", f"localhost:{server.port}", "--cafile", str(server.ca_file)),
+                *("--user", "ada", "-s", "a@example.org", "-r", "b@example.com", "--body", "hi"),
+            ],
+            env={"ASMTP_PASSWORD": "pw"},
+        )
+        assert (result.code, result.stdout) == (0, "accepted  b@example.com\n"), result.stderr
+        (received,) = server.messages
+    assert (received.lmtp, received.tls, received.username) == (True, True, "ada")
+
+
 def test_implicit_tls() -> None:
     with CaptureServer(implicit_tls=True) as server:
         result = invoke(
