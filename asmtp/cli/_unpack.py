@@ -28,6 +28,7 @@ __all__ = ["safe_name", "unpack_command", "write_new"]
 NAME_LIMIT: Final = 200
 """Most bytes (UTF-8) kept of a name, below the usual 255-byte limit so a suffix fits."""
 SUFFIX_TRIES: Final = 1000
+_COMPRESSED: Final = frozenset({"gz", "bz2", "xz", "zst", "z", "br", "lz", "lzma"})
 _SEPARATORS: Final = re.compile(r"[/\\:]")
 _WINDOWS_DEVICES: Final = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.I)
 _CREATE: Final = (
@@ -147,6 +148,9 @@ def write_new(dir_fd: int, directory: Path, name: str, content: bytes) -> str:
     stem, dot, extension = name.rpartition(".")
     if not stem:
         stem, dot, extension = name, "", ""
+    elif extension.lower() in _COMPRESSED and "." in stem.lstrip("."):
+        stem, _, inner = stem.rpartition(".")  # report.csv.gz -> report-1.csv.gz
+        extension = f"{inner}.{extension}"
     for attempt in range(SUFFIX_TRIES):
         candidate = name if attempt == 0 else f"{stem}-{attempt}{dot}{extension}"
         try:

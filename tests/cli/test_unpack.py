@@ -126,12 +126,18 @@ def test_a_planted_symlink_is_never_followed_and_nothing_is_overwritten(tmp_path
     (target / "report.pdf").symlink_to(outside)
     (target / "notes.txt").write_bytes(b"mine")
     (target / "notes-1.txt").write_bytes(b"mine too")
+    (target / "data.csv.gz").write_bytes(b"mine as well")
     raw = message(
         part(attachment(b"report.pdf"), b"attacker's bytes"),
         part(attachment(b"notes.txt"), b"new notes"),
+        part(attachment(b"data.csv.gz"), b"gz"),
     )
     written = unpack(raw, target)
-    assert written == [str(target / "report-1.pdf"), str(target / "notes-2.txt")]
+    assert written == [
+        str(target / "report-1.pdf"),
+        str(target / "notes-2.txt"),
+        str(target / "data-1.csv.gz"),
+    ]
     assert outside.read_bytes() == b"precious"
     assert (target / "notes.txt").read_bytes() == b"mine"
     assert (target / "notes-1.txt").read_bytes() == b"mine too"
