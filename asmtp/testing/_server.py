@@ -78,6 +78,11 @@ class CaptureServer:
         self._listening = False
         self._sessions: weakref.WeakSet[asyncio.BaseProtocol] = weakref.WeakSet()
 
+    def __repr__(self) -> str:
+        where = self.address if self._listening else "not listening"
+        kind = "LMTP" if self.lmtp else "SMTP"
+        return f"<CaptureServer {kind} {where}, {len(self._state.messages)} message(s)>"
+
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> CaptureServer:
@@ -116,8 +121,8 @@ class CaptureServer:
             thread.join(WAIT)
             if thread.is_alive():
                 raise RuntimeError(f"capture server still running {WAIT} s after stop()")
-        if self.unix_path is not None and self._listening:
-            self._listening = False
+        listening, self._listening = self._listening, False
+        if self.unix_path is not None and listening:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.unix_path)
         if self._tls_dir is not None:

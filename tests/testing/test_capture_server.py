@@ -308,7 +308,9 @@ def test_servers_cannot_restart_and_report_unbound_ports() -> None:
     server = CaptureServer()
     with pytest.raises(RuntimeError, match="not listening"):
         _ = server.port
+    assert repr(server) == "<CaptureServer SMTP not listening, 0 message(s)>"
     with server:
+        assert repr(server) == f"<CaptureServer SMTP 127.0.0.1:{server.port}, 0 message(s)>"
         with pytest.raises(RuntimeError, match="only be started once"):
             server.start()
     with pytest.raises(RuntimeError, match="offers no TLS"):
