@@ -34,7 +34,9 @@ def _started(options: dict[str, Any]) -> CaptureServer:
     try:
         return CaptureServer(**options).start()
     except MissingExtra as exc:
-        pytest.fail(f"smtp_sink: {exc}", pytrace=False)
+        missing = str(exc)
+    # Outside the except block: the report is this one line, not the chain of ImportErrors.
+    pytest.fail(f"smtp_sink: {missing}", pytrace=False)
 
 
 @pytest.fixture

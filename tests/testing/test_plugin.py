@@ -186,6 +186,7 @@ def test_without_the_extra_pytest_starts_and_the_fixture_says_what_to_install(
         in result.stdout
     )
     assert "Traceback" not in result.stdout
+    assert "No module named" not in result.stdout  # one line, not the chain of ImportErrors
 
 
 def test_the_entry_point_names_the_plugin_and_the_extra_has_its_dependencies() -> None:
