@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import email.policy
+import os
+import pty
 import ssl
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -13,7 +18,7 @@ import pytest
 
 from asmtp.testing import CaptureServer
 
-from ._kit import FILES, invoke, make_files
+from ._kit import FILES, environment, invoke, make_files
 
 
 @pytest.fixture
@@ -310,3 +315,48 @@ def test_certificates_are_verified_by_default() -> None:
     assert "TLS failed: CERTIFICATE_VERIFY_FAILED" in result.stderr
     assert server.messages == []
     assert ssl.OPENSSL_VERSION  # the failure came from OpenSSL's verification
+
+
+_ON_THE_TERMINAL = (
+    "import fcntl, os, sys, termios\n"
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the pty becomes this session's terminal\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'asmtp', *sys.argv[1:]])\n"
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_the_password_is_asked_on_the_terminal_without_echo() -> None:
+    """No ASMTP_PASSWORD, no --password-file, a terminal: asked, and not echoed."""
+    env = environment()
+    env.pop("ASMTP_PASSWORD", None)
+    with CaptureServer(auth=("ada", "typed-secret")) as server:
+        args = [*to(server), "--user", "ada", "-s", "a@example.org", "-r", "b@example.com"]
+        terminal, child_side = pty.openpty()
+        child = subprocess.Popen(  # noqa: S603 - our interpreter and our module
+            [sys.executable, "-c", _ON_THE_TERMINAL, "send", *args, "--body", "hi"],
+            stdin=child_side,
+            stdout=child_side,
+            stderr=child_side,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(child_side)
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"Password for ada: " not in seen and time.monotonic() < deadline:
+            seen += os.read(terminal, 1024)
+        os.write(terminal, b"typed-secret\n")
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(terminal, 1024)
+            except OSError:  # EIO: the child has closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        code = child.wait(30)
+        os.close(terminal)
+        assert server.messages[0].username == "ada"
+    assert code == 0, seen
+    assert b"typed-secret" not in seen  # not echoed
+    assert seen.endswith(b"accepted  b@example.com\r\n")

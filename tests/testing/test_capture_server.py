@@ -7,6 +7,7 @@ Clients are asmtp (asyncio, trio, uvloop), smtplib and aiosmtplib; bytes no clie
 from __future__ import annotations
 
 import asyncio
+import functools
 import smtplib
 import ssl
 import threading
@@ -222,28 +223,19 @@ async def test_starttls_and_auth_with_the_known_user() -> None:
     with CaptureServer(starttls=True, auth=("ada", "s3cret"), auth_require_tls=True) as server:
         assert server.ca_file.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
         context = ssl.create_default_context(cafile=str(server.ca_file))
-        await asmtp.sendmail(
+        send = functools.partial(
+            asmtp.sendmail,
             "ada@example.org",
             ["bob@example.com"],
             MESSAGE,
             host=server.host,
             port=server.port,
-            tls="starttls",
             username="ada",
-            password="s3cret",
             context=context,
         )
+        await send(password="s3cret", tls="starttls")
         with pytest.raises(smtplib.SMTPAuthenticationError) as wrong:
-            await asmtp.sendmail(
-                "ada@example.org",
-                ["bob@example.com"],
-                MESSAGE,
-                host=server.host,
-                port=server.port,
-                username="ada",
-                password="wrong",
-                context=context,
-            )
+            await send(password="wrong")
         assert wrong.value.smtp_code == 535
         ca_dir = server.ca_file.parent
     (received,) = server.messages
