@@ -144,7 +144,7 @@ def failure(
     if isinstance(exc, ssl.SSLError):
         return ConnectionFailure(f"{server}: TLS failed: {exc.reason or exc}")
     if isinstance(exc, TimeoutError):
-        return ConnectionFailure(f"{server}: timed out: {exc}")
+        return ConnectionFailure(f"{server}: timed out" + (f": {exc}" if str(exc) else ""))
     if isinstance(exc, SMTPResponseException) and exc.smtp_code > 0:
         if phase == "send":
             return Refused(f"{server} refused the message: {_reply(exc)}")

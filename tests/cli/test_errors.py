@@ -199,7 +199,7 @@ def test_a_server_that_never_answers(server: CaptureServer) -> None:
     one_line(
         invoke(send_to(server, *BASIC, "--timeout", "0.3")),
         CONNECTION,
-        r"timed out",
+        r"^asmtp send: 127\.0\.0\.1:\d+: timed out: .*0\.3 seconds$",
     )
 
 
