@@ -38,8 +38,10 @@ from .protocol import (
     Lhlo,
     Noop,
     Quit,
+    RemoteProtocolError,
     Rset,
     StartTLS,
+    State,
     Vrfy,
 )
 
@@ -47,6 +49,8 @@ __all__ = ["SessionCommands"]
 
 # smtplib's limit on challenges before it calls an AUTH exchange an infinite loop.
 _MAX_CHALLENGES: Final = 5
+# Open, with no body half sent: a command may follow once nothing is pending.
+_OPEN_IN_STEP: Final = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT})
 
 
 class SessionCommands(SMTPSession):
@@ -109,7 +113,7 @@ class SessionCommands(SMTPSession):
         try:
             await self.rset()
         except SMTPServerDisconnected:
-            pass
+            await self.close()
 
     @exclusive
     async def noop(self) -> tuple[int, bytes]:
@@ -175,6 +179,28 @@ class SessionCommands(SMTPSession):
         self._reset_session()
         await self.ehlo()
         return reply.code, reply.message
+
+    def in_step(self) -> bool:
+        """Whether a command may be sent now: connected, no reply owed, nothing unread.
+
+        Reads, without waiting, whatever the server sent since its last reply. A stray
+        reply, a ``421`` or a close marks the connection unusable and returns ``False``;
+        close it then. A pool asks this before reusing an idle connection.
+        """
+        conn, transport = self._conn, self._transport
+        if conn is None or transport is None or conn.pending_count:
+            return False
+        if conn.state not in _OPEN_IN_STEP:
+            return False
+        try:
+            self._take_unsolicited(conn, transport)
+        except (RemoteProtocolError, SMTPServerDisconnected, OSError):
+            conn.fail()
+            return False
+        if conn.buffered:  # the start of a reply nobody asked for
+            conn.fail()
+            return False
+        return True
 
     @property
     def is_encrypted(self) -> bool:
