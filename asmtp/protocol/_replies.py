@@ -69,7 +69,8 @@ class ReplyReader:
     @property
     def unconsumed(self) -> bytes:
         """What was received but not returned in a reply, as received (for error messages)."""
-        head = b"".join(b"%d-%s\r\n" % (self._code, line) for line in self._lines)
+        code = self._code or 0  # no lines without a code
+        head = b"".join(b"%d-%s\r\n" % (code, line) for line in self._lines)
         return head + bytes(self._buffer)
 
     @property
