@@ -171,6 +171,9 @@ class SessionCommands(SMTPSession):
         if reply.code != 220:
             raise SMTPResponseException(reply.code, reply.message)
         conn, transport = self._require()
+        # RFC 3207 §4.2: nothing received before the handshake may be read after it. Plain
+        # text the transport holds goes to the core now, which refuses it as an injection.
+        self._take_unsolicited(conn, transport)
         with self._deadline():
             await transport.start_tls(
                 context or default_ssl_context(), server_hostname or self._tls_hostname()
