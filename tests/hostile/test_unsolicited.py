@@ -105,17 +105,21 @@ async def test_a_reply_nobody_asked_for_is_never_paired_with_the_next_command(
     assert not smtp.is_connected
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
-@pytest.mark.parametrize("call", ["noop", "sendmail"])
-@pytest.mark.parametrize(
-    ("kill", "when"),
-    [
-        ("421", "with-the-reply"),
-        ("421", "while-idle"),
-        ("421-and-close", "while-idle"),
-        ("close", "while-idle"),
-    ],
-)
+def _kill_cases() -> list[object]:
+    cases = [
+        ("421", "with-the-reply", "noop", False),
+        ("421-and-close", "while-idle", "noop", False),
+    ]
+    for kill in ("421", "close"):
+        for call in ("noop", "sendmail"):
+            cases += [(kill, "while-idle", call, False), (kill, "while-idle", call, True)]
+    return [
+        pytest.param(*case, id=f"{case[0]}-{case[1]}-{case[2]}-{'tls' if case[3] else 'plain'}")
+        for case in cases
+    ]
+
+
+@pytest.mark.parametrize(("kill", "when", "call", "tls"), _kill_cases())
 async def test_a_421_or_a_close_while_idle_is_the_server_disconnecting(
     scripted_server_factory: ScriptedServerFactory,
     tls_contexts: TLSContexts,
