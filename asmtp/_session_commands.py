@@ -23,6 +23,7 @@ from .errors import (
     SMTPException,
     SMTPHeloError,
     SMTPNotSupportedError,
+    SMTPProtocolError,
     SMTPResponseException,
     SMTPServerDisconnected,
     SMTPServerNotGenuine,
@@ -110,10 +111,14 @@ class SessionCommands(SMTPSession):
         return reply.code, reply.message
 
     async def _rset(self) -> None:
+        """RSET after a failed transaction, as smtplib: best effort, so the failure is what
+        the caller sees. A server that hung up, or sent bytes nobody asked for, is closed."""
         try:
             await self.rset()
         except SMTPServerDisconnected:
             await self.close()
+        except (RemoteProtocolError, SMTPProtocolError):
+            await self._abort()
 
     @exclusive
     async def noop(self) -> tuple[int, bytes]:

@@ -333,7 +333,9 @@ class ClientConnection:
             self._state = State.GREETED
             return Reply(code, lines)
         if not self._pending:
-            if code == 421:
+            if code in (221, 421):
+                # RFC 5321 §3.8, §4.2.2: the server is closing the channel. Postfix says 221
+                # to a command line it would not take, such as body bytes read as commands.
                 self._state = State.CLOSED
                 return Reply(code, lines)
             self._fail(f"unsolicited reply {code} {quote(b' '.join(lines))}")

@@ -213,3 +213,32 @@ async def test_a_tls_record_without_application_data_while_idle_is_not_a_reply(
         await idle_until(sent)
         assert smtp.in_step()
         assert await smtp.noop() == (250, b"2.0.0 ok")
+
+
+@pytest.mark.parametrize(
+    "then",
+    [
+        pytest.param(b"221 2.7.0 Error: I can break rules, too. Goodbye.\r\n", id="221-goodbye"),
+        pytest.param(b"502 5.5.2 Error: command not recognized\r\n", id="stray-502"),
+    ],
+)
+async def test_replies_to_a_refused_chunk_read_as_commands_leave_the_refusal_reported(
+    scripted_server_factory: ScriptedServerFactory, then: bytes
+) -> None:
+    """As Postfix requiring TLS does: MAIL, RCPT and BDAT refused, then the chunk's bytes
+    read as a command line and answered. The refusal is what the caller sees; RSET is not
+    paired with that extra reply but never written, and the connection is closed."""
+    body = b"Subject: x\r\n\r\nx\r\n"
+    refused = b"530 5.7.0 Must issue a STARTTLS command first\r\n"
+    steps: list[Step] = [Send(GREETING), ExpectLine(b"EHLO")]
+    steps.append(Send(b"250-hostile.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n"))
+    steps += [ExpectLine(b"MAIL"), ExpectLine(b"RCPT"), ExpectLine(b"BDAT"), Expect(body)]
+    steps += [Send(refused * 3 + then)]
+    steps += [Close()] if then.startswith(b"221") else [ExpectClosed()]
+    server = scripted_server_factory(steps)
+    smtp = client(server.port)
+    await smtp.connect()
+    with pytest.raises(asmtp.SMTPSenderRefused) as caught:
+        await smtp.sendmail(SENDER, RECIPIENT, body)
+    assert caught.value.smtp_code == 530
+    assert not smtp.is_connected

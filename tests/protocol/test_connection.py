@@ -205,10 +205,12 @@ def test_refused_starttls_keeps_the_session() -> None:
         script.conn.tls_established()
 
 
-def test_unsolicited_421_while_idle_closes() -> None:
+@pytest.mark.parametrize("code", [421, 221])
+def test_unsolicited_421_or_221_while_idle_closes(code: int) -> None:
+    """RFC 5321 §3.8: the server closing; Postfix says 221 to a line it will not take."""
     script = greeted()
-    [reply] = script.receive(b"421 4.3.2 shutting down\r\n")
-    assert (reply.code, reply.command, script.state()) == (421, None, State.CLOSED)
+    [reply] = script.receive(b"%d 4.3.2 shutting down\r\n" % code)
+    assert (reply.code, reply.command, script.state()) == (code, None, State.CLOSED)
     with pytest.raises(LocalProtocolError):
         script.conn.send(Quit())
 
