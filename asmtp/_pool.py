@@ -29,7 +29,6 @@ from .errors import (
     SMTPDataError,
     SMTPException,
     SMTPRecipientsRefused,
-    SMTPResponseException,
     SMTPSenderRefused,
     SMTPServerDisconnected,
     SMTPTransactionInterrupted,
@@ -130,7 +129,8 @@ class _Idle:
                 expired.append(slot)
                 expired.extend(self._slots)  # older still: all expired
                 self._slots.clear()
-            elif slot.smtp.is_connected and slot.smtp.state is State.READY:
+            elif slot.smtp.state is State.READY and slot.smtp.in_step():
+                # in_step() also reads what came while idle: a 421, a close, a stray reply.
                 return slot, expired
             else:
                 expired.append(slot)
@@ -518,7 +518,7 @@ class SMTPPool:
                 try:
                     if slot.smtp.is_connected and slot.smtp.state is State.READY:
                         await slot.smtp.quit()
-                except (OSError, SMTPResponseException):
-                    pass
+                except (OSError, SMTPException):
+                    pass  # e.g. the server already closed it
                 finally:
                     await slot.smtp.close()

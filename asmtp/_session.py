@@ -386,6 +386,7 @@ class SMTPSession:
             await self._abort()
             new = SMTPProtocolError(str(exc))
         elif isinstance(exc, SMTPServerDisconnected):
+            await self.close()
             new = exc
         elif isinstance(exc, (SMTPException, ssl.SSLError)):
             # smtplib's own verdicts; a failed TLS handshake stays an ssl error, as in smtplib.
@@ -452,7 +453,9 @@ class SMTPSession:
         return self._conn, self._transport
 
     def _send(self, command: Command) -> bytes:
-        conn = self._require()[0]
+        conn, transport = self._require()
+        if not conn.pending_count and command.__class__ is not MessageData:
+            self._take_unsolicited(conn, transport)
         logging_on = self._log_wanted()
         if logging_on:
             line = conn.loggable(command)
@@ -473,13 +476,37 @@ class SMTPSession:
             logger.debug("send: %r", line)
         return data
 
+    def _take_unsolicited(self, conn: ClientConnection, transport: Transport) -> None:
+        """Read what the server sent while no reply was owed, before the next command.
+
+        The facade reads only when it awaits a reply, so such bytes wait in the transport
+        or the core; paired with the next command they would shift every later reply by
+        one. A ``421`` or a close is the server ending the session (RFC 5321 §3.8):
+        :class:`SMTPServerDisconnected`. Anything else: the core's
+        :class:`RemoteProtocolError`, here or when the command is sent.
+        """
+        data = transport.receive_nowait()
+        if data is not None:
+            conn.receive_data(data)
+        elif not conn.buffered:
+            return
+        event = conn.next_event()
+        if event is PEER_CLOSED:
+            raise SMTPServerDisconnected("the server closed the connection")
+        if isinstance(event, Reply):  # a 421: any other reply raised in next_event()
+            self._note_reply(event)
+            text = event.message.decode("utf-8", "replace")
+            raise SMTPServerDisconnected(f"the server closed the connection: {event.code} {text}")
+
     def _deadline_at(self) -> float:
         """The absolute deadline of a step starting now, for transports that enforce it."""
         return math.inf if self.timeout is None else _now() + self.timeout
 
     def _send_all(self, commands: Sequence[Command]) -> bytes:
         """The bytes for a pipelined group; a refused argument leaves nothing recorded."""
-        conn = self._require()[0]
+        conn, transport = self._require()
+        if not conn.pending_count:
+            self._take_unsolicited(conn, transport)
         lines = [conn.loggable(command) for command in commands] if self._log_wanted() else []
         data = conn.send_all(commands)
         for line in lines:

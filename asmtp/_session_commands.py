@@ -25,6 +25,7 @@ from .errors import (
     SMTPException,
     SMTPHeloError,
     SMTPNotSupportedError,
+    SMTPProtocolError,
     SMTPResponseException,
     SMTPServerDisconnected,
     SMTPServerNotGenuine,
@@ -41,8 +42,10 @@ from .protocol import (
     Noop,
     Quit,
     Reply,
+    RemoteProtocolError,
     Rset,
     StartTLS,
+    State,
     Vrfy,
 )
 
@@ -53,6 +56,8 @@ _MAX_CHALLENGES: Final = 5
 # Mechanisms that authenticate the server: after one fails, login() tries nothing else,
 # since a server that tampers with them must not be offered the password another way.
 _FINAL_MECHANISMS: Final = frozenset({"SCRAM-SHA-256"})
+# Open, with no body half sent: a command may follow once nothing is pending.
+_OPEN_IN_STEP: Final = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT})
 
 
 class SessionCommands(SMTPSession):
@@ -112,10 +117,14 @@ class SessionCommands(SMTPSession):
         return reply.code, reply.message
 
     async def _rset(self) -> None:
+        """RSET after a failed transaction, as smtplib: best effort, so the failure is what
+        the caller sees. A server that hung up, or sent bytes nobody asked for, is closed."""
         try:
             await self.rset()
         except SMTPServerDisconnected:
-            pass
+            await self.close()
+        except (RemoteProtocolError, SMTPProtocolError):
+            await self._abort()
 
     @exclusive
     async def noop(self) -> tuple[int, bytes]:
@@ -173,6 +182,9 @@ class SessionCommands(SMTPSession):
         if reply.code != 220:
             raise SMTPResponseException(reply.code, reply.message)
         conn, transport = self._require()
+        # RFC 3207 §4.2: nothing received before the handshake may be read after it. Plain
+        # text the transport holds goes to the core now, which refuses it as an injection.
+        self._take_unsolicited(conn, transport)
         with self._deadline():
             await transport.start_tls(
                 context or default_ssl_context(), server_hostname or self._tls_hostname()
@@ -181,6 +193,28 @@ class SessionCommands(SMTPSession):
         self._reset_session()
         await self.ehlo()
         return reply.code, reply.message
+
+    def in_step(self) -> bool:
+        """Whether a command may be sent now: connected, no reply owed, nothing unread.
+
+        Reads, without waiting, whatever the server sent since its last reply. A stray
+        reply, a ``421`` or a close marks the connection unusable and returns ``False``;
+        close it then. A pool asks this before reusing an idle connection.
+        """
+        conn, transport = self._conn, self._transport
+        if conn is None or transport is None or conn.pending_count:
+            return False
+        if conn.state not in _OPEN_IN_STEP:
+            return False
+        try:
+            self._take_unsolicited(conn, transport)
+        except (RemoteProtocolError, SMTPServerDisconnected, OSError):
+            conn.fail()
+            return False
+        if conn.buffered:  # the start of a reply nobody asked for
+            conn.fail()
+            return False
+        return True
 
     @property
     def is_encrypted(self) -> bool:

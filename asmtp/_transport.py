@@ -2,8 +2,15 @@
 
 Knows nothing of SMTP. Every anyio exception is mapped here, once, to the builtin
 ``ConnectionError`` family (``b""`` for a clean end of stream), so the client sees one
-vocabulary whatever the event loop. TLS failures surface as :class:`ssl.SSLError`. Under
-asyncio the same interface is served by asyncio's own transports, which are faster.
+vocabulary whatever the event loop. TLS failures surface as :class:`ssl.SSLError`; a
+handshake the server cuts short as :class:`ssl.SSLEOFError`, as the ssl module reports it to
+smtplib. Under asyncio the same interface is served by asyncio's own transports, which are
+faster.
+
+TLS runs on an :class:`ssl.SSLObject` over memory BIOs owned here (not anyio's TLSStream), so
+:meth:`AnyioTransport.receive_nowait` can decrypt what already arrived without waiting: TLS
+1.3 sends records that carry no application data (session tickets), and only decrypting tells
+them from a reply.
 """
 
 from __future__ import annotations
@@ -11,18 +18,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import socket
 import ssl
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
-from anyio.streams.tls import TLSStream
 
 from ._asyncio_transport import open_asyncio_tcp, open_asyncio_unix
 
 __all__ = ["AnyioTransport", "Transport", "connect_tcp", "connect_unix", "default_ssl_context"]
 
 _RECEIVE_SIZE = 65536
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # trio's sockets are non-blocking anyway
+_T = TypeVar("_T")
 
 
 @functools.cache
@@ -43,6 +53,8 @@ class Transport(Protocol):
     ``deadline`` is an absolute time on the event loop's clock. A transport whose
     ``enforces_deadlines`` is true raises :class:`TimeoutError` once it passed; otherwise
     it ignores it and the caller bounds the wait with a cancel scope.
+    :meth:`receive_nowait` returns what arrived since the last read without waiting:
+    ``None`` if nothing did, ``b""`` once the peer closed.
     """
 
     enforces_deadlines: bool
@@ -50,6 +62,8 @@ class Transport(Protocol):
     async def send(self, data: bytes, deadline: float = math.inf) -> None: ...
 
     async def receive(self, deadline: float = math.inf) -> bytes: ...
+
+    def receive_nowait(self) -> bytes | None: ...
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None: ...
 
@@ -62,15 +76,44 @@ class Transport(Protocol):
     def is_tls(self) -> bool: ...
 
 
-class AnyioTransport:
-    """A :class:`Transport` over any anyio byte stream."""
+def _readable_socket(stream: ByteStream) -> socket.socket | None:
+    """The stream's socket if reading it directly cannot overtake bytes the stream holds.
 
-    __slots__ = ("_local_address", "_stream")
+    anyio's trio streams read the socket only when asked; its asyncio streams buffer in a
+    protocol (and are used only when ``ASYNCIO_FAST_PATH`` is off). Without a socket (an
+    in-memory stream), :meth:`AnyioTransport.receive_nowait` cannot see anything.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        sock: socket.socket | None = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610
+        return sock
+    return None
+
+
+def _is_eof(exc: ssl.SSLError) -> bool:
+    return isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(exc)
+
+
+def _closed_during_handshake() -> ssl.SSLEOFError:
+    return ssl.SSLEOFError(
+        ssl.SSL_ERROR_EOF, "the server closed the connection during the TLS handshake"
+    )
+
+
+class AnyioTransport:
+    """A :class:`Transport` over any anyio byte stream, with TLS done here (see above)."""
+
+    __slots__ = ("_incoming", "_local_address", "_outgoing", "_socket", "_stream", "_tls")
 
     enforces_deadlines = False  # anyio's cancel scopes bound its waits (see Transport)
 
     def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
+        self._tls: ssl.SSLObject | None = None
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._socket = _readable_socket(stream)
         address = stream.extra(SocketAttribute.local_address, None)  # noqa: S610
         self._local_address = address[0] if isinstance(address, tuple) else None
 
@@ -82,15 +125,98 @@ class AnyioTransport:
     @property
     def is_tls(self) -> bool:
         """True once the stream is encrypted."""
-        return isinstance(self._stream, TLSStream)
+        return self._tls is not None
 
     async def send(self, data: bytes, deadline: float = math.inf) -> None:
+        if self._tls is not None:
+            try:
+                await self._drive(self._tls.write, data)
+            except ssl.SSLError as exc:
+                raise ConnectionResetError(f"the TLS session failed: {exc}") from exc
+            return
+        await self._send_raw(data)
+
+    async def receive(self, deadline: float = math.inf) -> bytes:
+        if self._tls is None:
+            return await self._receive_raw()
+        try:
+            return await self._drive(self._tls.read, _RECEIVE_SIZE)  # b"" after close_notify
+        except ssl.SSLError as exc:
+            if _is_eof(exc):
+                return b""
+            raise
+
+    def receive_nowait(self) -> bytes | None:
+        """What arrived since the last read, without waiting: ``None`` if nothing did.
+
+        Under TLS the records are decrypted: ones that carry no application data (TLS 1.3
+        session tickets) give ``None``, not bytes.
+        """
+        raw = self._receive_raw_nowait()
+        tls = self._tls
+        if tls is None:
+            return raw
+        if raw:
+            self._incoming.write(raw)
+        elif raw is not None:
+            self._incoming.write_eof()
+        elif not self._incoming.pending and not tls.pending():
+            return None
+        try:
+            return tls.read(_RECEIVE_SIZE)  # an answer it makes goes out with the next send
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLError as exc:
+            if _is_eof(exc):
+                return b""
+            raise
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        """Run the TLS handshake on the live stream (STARTTLS, or implicit TLS)."""
+        tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        try:
+            await self._drive(tls.do_handshake)
+        except ConnectionError as exc:
+            raise _closed_during_handshake() from exc
+        except ssl.SSLError as exc:
+            if _is_eof(exc):
+                raise _closed_during_handshake() from exc
+            raise
+        self._tls = tls
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    async def _drive(self, operation: Callable[..., _T], *args: object) -> _T:
+        """Run a TLS operation, moving records between the BIOs and the stream as it needs."""
+        while True:
+            try:
+                result = operation(*args)
+            except ssl.SSLWantReadError:  # noqa: PERF203 - a turn per record the operation needs
+                await self._flush()
+                data = await self._receive_raw()
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+            else:
+                await self._flush()
+                return result
+
+    async def _flush(self) -> None:
+        if self._outgoing.pending:
+            await self._send_raw(self._outgoing.read())
+
+    async def _send_raw(self, data: bytes) -> None:
         try:
             await self._stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise ConnectionResetError("the connection was lost while sending") from exc
 
-    async def receive(self, deadline: float = math.inf) -> bytes:
+    async def _receive_raw(self) -> bytes:
         try:
             return await self._stream.receive(_RECEIVE_SIZE)
         except anyio.EndOfStream:
@@ -98,23 +224,15 @@ class AnyioTransport:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise ConnectionResetError("the connection was lost while receiving") from exc
 
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
-        """Run the TLS handshake on the live stream (STARTTLS)."""
+    def _receive_raw_nowait(self) -> bytes | None:
+        if self._socket is None:
+            return None
         try:
-            self._stream = await TLSStream.wrap(
-                self._stream,
-                hostname=server_hostname,
-                ssl_context=context,
-                standard_compatible=False,
-            )
-        except anyio.BrokenResourceError as exc:
-            raise ConnectionResetError("the connection was lost during the TLS handshake") from exc
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+            return self._socket.recv(_RECEIVE_SIZE, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            raise ConnectionResetError(f"the connection was lost: {exc}") from exc
 
 
 ASYNCIO_FAST_PATH = True
@@ -149,24 +267,17 @@ async def connect_tcp(
             server_hostname=server_hostname,
         )
     local_host, local_port = source_address if source_address else (None, None)
-    try:
-        if tls_context is None:
-            stream: ByteStream = await anyio.connect_tcp(
-                host, port, local_host=local_host, local_port=local_port or None
-            )
-        else:
-            stream = await anyio.connect_tcp(
-                host,
-                port,
-                local_host=local_host,
-                local_port=local_port or None,
-                ssl_context=tls_context,
-                tls_hostname=server_hostname,
-                tls_standard_compatible=False,
-            )
-    except anyio.BrokenResourceError as exc:
-        raise ConnectionResetError("the connection was lost during the TLS handshake") from exc
-    return AnyioTransport(stream)
+    stream = await anyio.connect_tcp(
+        host, port, local_host=local_host, local_port=local_port or None
+    )
+    transport = AnyioTransport(stream)
+    if tls_context is not None:
+        try:
+            await transport.start_tls(tls_context, server_hostname)
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+    return transport
 
 
 async def connect_unix(path: str) -> Transport:
