@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["support.fixtures"]
+pytest_plugins = ["support.fixtures", "pytester", "asmtp.testing.plugin"]
 
 _BACKENDS: list[Any] = [
     pytest.param(("asyncio", {}), id="asyncio"),

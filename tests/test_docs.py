@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import click
 import pytest
+
+from asmtp.cli._app import cli
 
 if TYPE_CHECKING:
     from support.fixtures import SMTPDServerFactory
@@ -16,6 +20,8 @@ if TYPE_CHECKING:
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _RUNNABLE = re.compile(r"<!-- runnable -->\n```python\n(.*?)```", re.S)
+_FILE = re.compile(r"<!-- file: (\S+) -->\n```python\n(.*?)```", re.S)
+"""A file of an example project: the page's files are written out and run with pytest."""
 _PORT = "8025"  # the port the examples use for a local test server
 
 
@@ -64,3 +70,60 @@ def test_state_diagram_in_the_docs_matches_the_transition_table() -> None:
         sys.path.remove(str(ROOT / "docs"))
     page = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
     assert gen_state_diagram.render(page) == page, "run: python docs/gen_state_diagram.py"
+
+
+def _example_projects() -> list[tuple[str, dict[str, str]]]:
+    found = []
+    for page in PAGES:
+        files = dict(_FILE.findall(page.read_text(encoding="utf-8")))
+        if files:
+            found.append((page.name, files))
+    return found
+
+
+def test_the_testing_page_has_an_example_project() -> None:
+    assert {"testing.md"} <= {name for name, _ in _example_projects()}
+
+
+@pytest.mark.parametrize(
+    ("name", "files"), _example_projects(), ids=[name for name, _ in _example_projects()]
+)
+def test_example_project_tests_pass_with_the_plugin(
+    name: str, files: dict[str, str], pytester: pytest.Pytester
+) -> None:
+    """A page's example app and its tests, run as the user would: pytest with the plugin."""
+    for filename, code in files.items():
+        (pytester.path / filename).write_text(code, encoding="utf-8")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    result = pytester.runpytest("-p", "asmtp.testing.plugin", "-W", "error")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 1, result.stdout.str()
+    assert set(outcomes) <= {"passed", "seconds"}, result.stdout.str()
+
+
+def _shell_commands() -> list[tuple[str, list[str]]]:
+    found = []
+    for page in PAGES:
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if line.startswith("$ asmtp "):
+                command = line[2:].split(" #")[0]
+                found.append((page.name, shlex.split(command)[1:]))
+    return found
+
+
+def test_the_cli_page_shows_commands() -> None:
+    assert len([page for page, _ in _shell_commands() if page == "cli.md"]) >= 10
+
+
+@pytest.mark.parametrize(
+    ("page", "args"), _shell_commands(), ids=lambda v: " ".join(v) if isinstance(v, list) else v
+)
+def test_commands_in_the_docs_use_options_that_exist(page: str, args: list[str]) -> None:
+    """Transcripts are pasted by hand: at least their options must still exist."""
+    command = cli.get_command(click.Context(cli), args[0])
+    assert command is not None, f"{page}: no command {args[0]!r}"
+    names = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+    names |= {"-h", "--help"}
+    for token in args[1:]:
+        if token.startswith("-") and token != "-":
+            assert token.split("=")[0] in names, f"{page}: asmtp {args[0]} has no option {token}"

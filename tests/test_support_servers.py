@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,8 +18,10 @@ from support.scripted import (
     Expect,
     ExpectClosed,
     ExpectData,
+    Hold,
     ScriptedServer,
     Send,
+    Signal,
     StartTLS,
     Step,
     smtp_script,
@@ -316,6 +319,35 @@ def test_send_with_per_byte_delay_dribbles_the_reply(
         while b"".join(chunks) != b"220 slow\r\n":
             chunks.append(sock.recv(4096))
     assert len(chunks) > 1
+
+
+def test_hold_sends_nothing_until_the_test_releases_it_and_signal_says_so(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    release, sent = threading.Event(), threading.Event()
+    server = scripted_server_factory(
+        [Send(b"220 hi\r\n"), Hold(release), Send(b"421 bye\r\n"), Signal(sent), ExpectClosed()]
+    )
+    with _connect(server.host, server.port) as sock:
+        _recv_until(sock, b"220 hi\r\n")
+        sock.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)
+        assert not sent.is_set()
+        release.set()
+        assert sent.wait(WAIT)
+        sock.settimeout(WAIT)
+        assert _recv_until(sock, b"\r\n") == b"421 bye\r\n"
+
+
+def test_a_hold_never_released_fails_the_script() -> None:
+    server = ScriptedServer([Hold(threading.Event(), timeout=0.2)]).start()
+    try:
+        with _connect(server.host, server.port):
+            with pytest.raises(AssertionError, match="never released the Hold"):
+                server.check()
+    finally:
+        server.stop()
 
 
 def test_scripted_connections_are_served_concurrently(

@@ -43,7 +43,8 @@ class Idle:
                 expired.append(slot)
                 expired.extend(self._slots)  # older still: all expired
                 self._slots.clear()
-            elif slot.session.is_connected and slot.session.state is State.READY:
+            elif slot.session.state is State.READY and slot.session.reusable():
+                # reusable() also reads what came while idle: a 421, a close, a stray reply.
                 return slot, expired
             else:
                 expired.append(slot)

@@ -29,7 +29,7 @@ from .._client import (
 )
 from .._results import SendOutcome, SendResult
 from ..auth import Mechanism, Secret
-from ..errors import SMTPResponseException, SMTPTransactionInterrupted
+from ..errors import SMTPException, SMTPTransactionInterrupted
 from ..protocol import Param, State
 from ._gate import Gate, Job
 from ._idle import Idle, RateLimiter, Slot
@@ -279,7 +279,7 @@ class SMTPPool:
                 try:
                     if session.is_connected and session.state is State.READY:
                         await session.run(quit_session, session)
-                except (OSError, SMTPResponseException):
-                    pass
+                except (OSError, SMTPException):
+                    pass  # e.g. the server already closed it
                 finally:
                     await session.close()

@@ -7,7 +7,12 @@ uses EHLO and RSET from here.
 
 from __future__ import annotations
 
-from ..errors import SMTPHeloError, SMTPResponseException, SMTPServerDisconnected
+from ..errors import (
+    SMTPHeloError,
+    SMTPProtocolError,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
 from ..protocol import (
     BadArgument,
     Ehlo,
@@ -18,6 +23,7 @@ from ..protocol import (
     Noop,
     Quit,
     Raw,
+    RemoteProtocolError,
     Rset,
     State,
     Vrfy,
@@ -93,12 +99,12 @@ async def rset(session: Session) -> Answer:
 async def rset_quietly(session: Session) -> None:
     """RSET after a failed transaction, as smtplib: a lost connection is not an error there.
 
-    The refusal that called for the RSET is what the caller must see; a connection lost or
-    timed out meanwhile is closed for good.
+    The refusal that called for the RSET is what the caller must see; a connection lost,
+    timed out or answering out of turn meanwhile is closed for good.
     """
     try:
         await rset(session)
-    except (SMTPServerDisconnected, OSError):
+    except (SMTPServerDisconnected, OSError, RemoteProtocolError, SMTPProtocolError):
         await session.abort()
 
 

@@ -46,7 +46,7 @@ def translate(exc: BaseException, progress: Progress | None) -> tuple[BaseExcept
     if isinstance(exc, RemoteProtocolError):
         return _for_send(SMTPProtocolError(str(exc)), progress), Cleanup.CLOSE
     if isinstance(exc, SMTPServerDisconnected):
-        return _for_send(exc, progress), Cleanup.KEEP
+        return _for_send(exc, progress), Cleanup.CLOSE
     if isinstance(exc, ssl.SSLError):
         return exc, Cleanup.CLOSE  # a failed handshake stays an ssl error, as in smtplib
     if isinstance(exc, SMTPException):

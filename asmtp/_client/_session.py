@@ -54,6 +54,8 @@ logger = logging.getLogger("asmtp")
 _CLOSE_TIMEOUT: Final = 2.0
 # States in which no reply is owed and no body is half sent: the conversation is in step.
 _IN_STEP: Final = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT, State.CLOSED})
+# Open, with no body half sent: a command may follow once nothing is pending.
+_OPEN: Final = _IN_STEP - {State.CLOSED}
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -152,6 +154,51 @@ class Session:
         """No reply owed and no body half sent: the next command reads its own reply."""
         core = self._core
         return core is not None and not core.pending_count and core.state in _IN_STEP
+
+    def reusable(self) -> bool:
+        """Whether a command may be sent now: connected, no reply owed, nothing unread.
+
+        Reads, without waiting, whatever the server sent since its last reply. A stray
+        reply, a 421 or a close marks the conversation unusable and returns ``False``; close
+        it then. A pool asks this before reusing an idle connection.
+        """
+        core, transport = self._core, self._transport
+        if core is None or transport is None or core.pending_count:
+            return False
+        if core.state not in _OPEN:
+            return False
+        try:
+            self.take_unsolicited()
+        except (RemoteProtocolError, SMTPServerDisconnected, OSError):
+            core.fail()
+            return False
+        if core.buffered:  # the start of a reply nobody asked for
+            core.fail()
+            return False
+        return True
+
+    def take_unsolicited(self) -> None:
+        """Read what the server sent while no reply was owed, before the next command.
+
+        The client reads only when it awaits a reply, so such bytes wait in the transport
+        or the core; paired with the next command they would shift every later reply by
+        one. A 421 or a close is the server ending the session (RFC 5321 §3.8):
+        :class:`SMTPServerDisconnected` with its reply. Anything else: the core's
+        :class:`~asmtp.protocol.RemoteProtocolError`, here or when the command is sent.
+        """
+        core, transport = self._require()
+        data = transport.receive_nowait()
+        if data is not None:
+            core.receive_data(data)
+        elif not core.buffered:
+            return
+        event = core.next_event()
+        if event is PEER_CLOSED:
+            raise SMTPServerDisconnected("the server closed the connection")
+        if isinstance(event, Reply):  # a 421 or 221: any other reply raised in next_event()
+            self._note(event)
+            text = event.message.decode("utf-8", "replace")
+            raise SMTPServerDisconnected(f"the server closed the connection: {event.code} {text}")
 
     # -- running a public call -------------------------------------------------------
 
@@ -304,6 +351,9 @@ class Session:
     async def start_tls(self, context: ssl.SSLContext | None, server_hostname: str | None) -> None:
         """Run the STARTTLS handshake after the server's 220 and tell the core."""
         core, transport = self._require()
+        # RFC 3207 §4.2: nothing received before the handshake may be read after it. Plain
+        # text the transport holds goes to the core now, which refuses it as an injection.
+        self.take_unsolicited()
         deadline, why = self._step_deadline()
         try:
             await transport.start_tls(context or default_ssl_context(), server_hostname, deadline)
@@ -328,6 +378,8 @@ class Session:
         framing checks) and the server judges it: ``rcpt()`` before ``mail()`` gets 503.
         """
         core = self._require()[0]
+        if not core.pending_count and command.__class__ is not MessageData:
+            self.take_unsolicited()
         logging_on = self._log_wanted()
         if logging_on:
             line = core.loggable(command)
@@ -349,6 +401,8 @@ class Session:
     def send_all(self, commands: Sequence[Command]) -> bytes:
         """The bytes for a pipelined group; a refused argument leaves nothing recorded."""
         core = self._require()[0]
+        if not core.pending_count:
+            self.take_unsolicited()
         lines = [core.loggable(command) for command in commands] if self._log_wanted() else []
         data = core.send_all(commands)
         for line in lines:

@@ -2,30 +2,81 @@
 
 Serves trio (and any loop but asyncio, which has its own faster transport). Every anyio
 exception is mapped here, once, to the builtin ``ConnectionError`` family (``b""`` for a
-clean end of stream); TLS failures surface as :class:`ssl.SSLError`. Each wait runs in a
-cancel scope with the deadline it was given.
+clean end of stream); TLS failures surface as :class:`ssl.SSLError`, and a handshake the
+server cuts short as :class:`ssl.SSLEOFError`, as the ssl module reports it to smtplib.
+Each wait runs in a cancel scope with the deadline it was given.
+
+TLS runs on an :class:`ssl.SSLObject` over memory BIOs owned here (not anyio's TLSStream), so
+:meth:`AnyioTransport.receive_nowait` can decrypt what already arrived without waiting: TLS
+1.3 sends records that carry no application data (session tickets), and only decrypting tells
+them from a reply.
 """
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
-from anyio.streams.tls import TLSStream
 
 __all__ = ["AnyioTransport", "open_anyio"]
 
 _RECEIVE_SIZE = 65536
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # trio's sockets are non-blocking anyway
+_T = TypeVar("_T")
+
+
+@contextmanager
+def _before(deadline: float, what: str) -> Iterator[None]:
+    """Bound the waits inside by ``deadline``; :class:`TimeoutError` naming ``what``."""
+    with anyio.CancelScope(deadline=deadline) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise TimeoutError(f"{what} timed out")
+
+
+def _readable_socket(stream: ByteStream) -> socket.socket | None:
+    """The stream's socket if reading it directly cannot overtake bytes the stream holds.
+
+    anyio's trio streams read the socket only when asked; its asyncio streams buffer in a
+    protocol (and are used only when the asyncio fast path is off). Without a socket (an
+    in-memory stream), :meth:`AnyioTransport.receive_nowait` cannot see anything.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        sock: socket.socket | None = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610
+        return sock
+    return None
+
+
+def _is_eof(exc: ssl.SSLError) -> bool:
+    return isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(exc)
+
+
+def _closed_during_handshake() -> ssl.SSLEOFError:
+    # What the ssl module (and so smtplib) raises when the peer closes mid-handshake.
+    return ssl.SSLEOFError(
+        ssl.SSL_ERROR_EOF, "the server closed the connection during the TLS handshake"
+    )
 
 
 class AnyioTransport:
-    """A :class:`~asmtp._transport.Transport` over any anyio byte stream."""
+    """A :class:`~asmtp._transport.Transport` over any anyio byte stream, TLS done here."""
 
-    __slots__ = ("_local_address", "_stream")
+    __slots__ = ("_incoming", "_local_address", "_outgoing", "_socket", "_stream", "_tls")
 
     def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
+        self._tls: ssl.SSLObject | None = None
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._socket = _readable_socket(stream)
         address = stream.extra(SocketAttribute.local_address, None)  # noqa: S610
         self._local_address = address[0] if isinstance(address, tuple) else None
 
@@ -35,50 +86,120 @@ class AnyioTransport:
 
     @property
     def is_tls(self) -> bool:
-        return isinstance(self._stream, TLSStream)
+        return self._tls is not None
 
     async def send(self, data: bytes, deadline: float) -> None:
-        with anyio.CancelScope(deadline=deadline) as scope:
+        with _before(deadline, "write"):
+            if self._tls is None:
+                await self._send_raw(data)
+                return
             try:
-                await self._stream.send(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                raise ConnectionResetError("the connection was lost while sending") from exc
-        if scope.cancelled_caught:
-            raise TimeoutError("write timed out")
+                await self._drive(self._tls.write, data)
+            except ssl.SSLError as exc:
+                raise ConnectionResetError(f"the TLS session failed: {exc}") from exc
 
     async def receive(self, deadline: float) -> bytes:
-        with anyio.CancelScope(deadline=deadline):
+        with _before(deadline, "read"):
+            if self._tls is None:
+                return await self._receive_raw()
             try:
-                return await self._stream.receive(_RECEIVE_SIZE)
-            except anyio.EndOfStream:
+                return await self._drive(self._tls.read, _RECEIVE_SIZE)  # b"" after close_notify
+            except ssl.SSLError as exc:
+                if _is_eof(exc):
+                    return b""
+                raise
+        raise AssertionError("unreachable: _before raised")  # pragma: no cover
+
+    def receive_nowait(self) -> bytes | None:
+        """What arrived since the last read, without waiting: ``None`` if nothing did.
+
+        Under TLS the records are decrypted: ones that carry no application data (TLS 1.3
+        session tickets) give ``None``, not bytes.
+        """
+        raw = self._receive_raw_nowait()
+        tls = self._tls
+        if tls is None:
+            return raw
+        if raw:
+            self._incoming.write(raw)
+        elif raw is not None:
+            self._incoming.write_eof()
+        elif not self._incoming.pending and not tls.pending():
+            return None
+        try:
+            return tls.read(_RECEIVE_SIZE)  # an answer it makes goes out with the next send
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLError as exc:
+            if _is_eof(exc):
                 return b""
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                raise ConnectionResetError("the connection was lost while receiving") from exc
-        raise TimeoutError("read timed out")  # only the deadline cancels this scope
+            raise
 
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str | None, deadline: float
     ) -> None:
-        with anyio.CancelScope(deadline=deadline) as scope:
+        """Run the TLS handshake on the live stream (STARTTLS, or implicit TLS)."""
+        tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        with _before(deadline, "TLS handshake"):
             try:
-                self._stream = await TLSStream.wrap(
-                    self._stream,
-                    hostname=server_hostname,
-                    ssl_context=context,
-                    standard_compatible=False,
-                )
-            except anyio.BrokenResourceError as exc:
-                raise ConnectionResetError(
-                    "the connection was lost during the TLS handshake"
-                ) from exc
-        if scope.cancelled_caught:
-            raise TimeoutError("TLS handshake timed out")
+                await self._drive(tls.do_handshake)
+            except ConnectionError as exc:
+                raise _closed_during_handshake() from exc
+            except ssl.SSLError as exc:
+                if _is_eof(exc):
+                    raise _closed_during_handshake() from exc
+                raise
+        self._tls = tls
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
+
+    async def _drive(self, operation: Callable[..., _T], *args: object) -> _T:
+        """Run a TLS operation, moving records between the BIOs and the stream as it needs."""
+        while True:
+            try:
+                result = operation(*args)
+            except ssl.SSLWantReadError:  # noqa: PERF203 - a turn per record the operation needs
+                await self._flush()
+                data = await self._receive_raw()
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+            else:
+                await self._flush()
+                return result
+
+    async def _flush(self) -> None:
+        if self._outgoing.pending:
+            await self._send_raw(self._outgoing.read())
+
+    async def _send_raw(self, data: bytes) -> None:
+        try:
+            await self._stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise ConnectionResetError("the connection was lost while sending") from exc
+
+    async def _receive_raw(self) -> bytes:
+        try:
+            return await self._stream.receive(_RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            return b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise ConnectionResetError("the connection was lost while receiving") from exc
+
+    def _receive_raw_nowait(self) -> bytes | None:
+        if self._socket is None:
+            return None
+        try:
+            return self._socket.recv(_RECEIVE_SIZE, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            raise ConnectionResetError(f"the connection was lost: {exc}") from exc
 
 
 async def open_anyio(
@@ -91,26 +212,19 @@ async def open_anyio(
     deadline: float,
 ) -> AnyioTransport:
     """Connect over TCP (TLS from the first byte with ``tls_context``) or a Unix socket."""
-    with anyio.CancelScope(deadline=deadline):
-        try:
-            if host.startswith("/"):
-                return AnyioTransport(await anyio.connect_unix(host))
+    with _before(deadline, "connect"):
+        if host.startswith("/"):
+            stream: ByteStream = await anyio.connect_unix(host)
+        else:
             local_host, local_port = source_address if source_address else (None, None)
-            if tls_context is None:
-                stream: ByteStream = await anyio.connect_tcp(
-                    host, port, local_host=local_host, local_port=local_port or None
-                )
-            else:
-                stream = await anyio.connect_tcp(
-                    host,
-                    port,
-                    local_host=local_host,
-                    local_port=local_port or None,
-                    ssl_context=tls_context,
-                    tls_hostname=server_hostname or host,
-                    tls_standard_compatible=False,
-                )
-        except anyio.BrokenResourceError as exc:
-            raise ConnectionResetError("the connection was lost during the TLS handshake") from exc
-        return AnyioTransport(stream)
-    raise TimeoutError("connect timed out")  # only the deadline cancels this scope
+            stream = await anyio.connect_tcp(
+                host, port, local_host=local_host, local_port=local_port or None
+            )
+    transport = AnyioTransport(stream)
+    if tls_context is not None:
+        try:
+            await transport.start_tls(tls_context, server_hostname, deadline)
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+    return transport

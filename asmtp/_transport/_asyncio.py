@@ -170,30 +170,54 @@ class AsyncioTransport:
         protocol = self._protocol
         while not protocol.chunks:
             if protocol.eof:
-                if protocol.error is not None and not isinstance(protocol.error, ssl.SSLError):
-                    raise ConnectionResetError(str(protocol.error)) from protocol.error
-                return b""
+                return self._end_of_stream()
             await protocol.wait_readable(deadline)
         return protocol.take()
+
+    def receive_nowait(self) -> bytes | None:
+        """What arrived since the last read, without waiting: ``None`` if nothing did."""
+        protocol = self._protocol
+        if protocol.chunks:
+            return protocol.take()
+        return self._end_of_stream() if protocol.eof else None
+
+    def _end_of_stream(self) -> bytes:
+        error = self._protocol.error
+        if error is not None and not isinstance(error, ssl.SSLError):
+            raise ConnectionResetError(str(error)) from error
+        return b""
 
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str | None, deadline: float
     ) -> None:
+        """Run the TLS handshake on the live connection (STARTTLS).
+
+        From here on the loop's TLS layer reads the socket: bytes this transport still
+        holds arrived in plain text, so the caller takes them first (:meth:`receive_nowait`).
+        """
         loop = asyncio.get_running_loop()
-        transport = await _within(
-            deadline,
-            loop.start_tls(
-                self._transport, self._protocol, context, server_hostname=server_hostname
-            ),
-            "TLS handshake timed out",
-        )
+        try:
+            transport = await _within(
+                deadline,
+                loop.start_tls(
+                    self._transport, self._protocol, context, server_hostname=server_hostname
+                ),
+                "TLS handshake timed out",
+            )
+        except ConnectionError as exc:
+            raise _closed_during_handshake() from exc
         if transport is None:
-            raise ConnectionResetError("the connection was lost during the TLS handshake")
+            raise _closed_during_handshake()
         self._transport, self._tls = transport, True
         self._protocol.transport = transport
 
     async def aclose(self) -> None:
         """Close and wait until the loop has released the socket."""
+        if self._transport.get_protocol() is not self._protocol:
+            # A failed STARTTLS handshake left the socket to the loop's TLS protocol, which
+            # may never pass the close on to ours: nothing to wait for.
+            self._transport.abort()
+            return
         if self._protocol.error is not None:
             self._transport.abort()
         else:
@@ -223,8 +247,20 @@ async def open_asyncio(
             server_hostname=server_hostname if tls_context is not None else None,
             local_addr=source_address,
         )
-    transport, protocol = await _within(deadline, opening, "connect timed out")
+    try:
+        transport, protocol = await _within(deadline, opening, "connect timed out")
+    except ConnectionResetError as exc:
+        if tls_context is None:
+            raise
+        raise _closed_during_handshake() from exc  # the TCP connection was up: TLS failed
     return AsyncioTransport(transport, protocol, tls_context is not None)
+
+
+def _closed_during_handshake() -> ssl.SSLEOFError:
+    # What the ssl module (and so smtplib) raises when the peer closes mid-handshake.
+    return ssl.SSLEOFError(
+        ssl.SSL_ERROR_EOF, "the server closed the connection during the TLS handshake"
+    )
 
 
 async def _within(deadline: float, awaitable: Awaitable[_T], message: str) -> _T:

@@ -26,10 +26,21 @@ class Transport(Protocol):
         """Bytes received (at least one), or ``b""`` once the server closed the stream."""
         ...
 
+    def receive_nowait(self) -> bytes | None:
+        """What arrived since the last read, without waiting: ``None`` if nothing did,
+        ``b""`` once the server closed. Under TLS, records that carry no application data
+        (TLS 1.3 session tickets) give ``None``."""
+        ...
+
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str | None, deadline: float
     ) -> None:
-        """Run the TLS handshake on the live stream (STARTTLS)."""
+        """Run the TLS handshake on the live stream (STARTTLS).
+
+        Bytes the transport still holds arrived in plain text: the caller takes them with
+        :meth:`receive_nowait` first. A handshake the server cuts short raises
+        :class:`ssl.SSLEOFError`, any other failure :class:`ssl.SSLError`.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -93,6 +93,13 @@ class MemoryTransport:
         self._inbox.clear()
         return data
 
+    def receive_nowait(self) -> bytes | None:
+        if self._inbox:
+            data = bytes(self._inbox)
+            self._inbox.clear()
+            return data
+        return b"" if self._peer.closed else None
+
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str | None, deadline: float
     ) -> None:

@@ -168,6 +168,16 @@ class ClientConnection:
         return len(self._pending)
 
     @property
+    def buffered(self) -> int:
+        """Bytes received that no returned reply holds yet.
+
+        With no command pending, any such byte is unsolicited: :meth:`next_event` tells a
+        ``421`` (the server closing) from a protocol error, and :meth:`send` refuses to
+        send before they are read.
+        """
+        return self._reader.buffered
+
+    @property
     def accepted_recipients(self) -> tuple[bytes, ...]:
         """Recipients the server accepted in the open transaction so far."""
         return tuple(self._txn.accepted) if self._txn is not None else ()
@@ -182,8 +192,10 @@ class ClientConnection:
         """Return the bytes for ``command`` and record it as awaiting its reply.
 
         Raises :class:`LocalProtocolError` (nothing produced, state unchanged) when the
-        command is not allowed now, and :class:`BadArgument` when an argument would break
-        the framing.
+        command is not allowed now, :class:`BadArgument` when an argument would break the
+        framing, and :class:`RemoteProtocolError` when no command awaits a reply yet bytes
+        from the server are buffered: paired with this command, they would shift every
+        later reply by one.
         """
         kind = transition_key(command)
         problem = self._order_problem(command, kind)
@@ -193,6 +205,11 @@ class ClientConnection:
             if not isinstance(command.data, bytes):
                 raise BadArgument(f"message data must be bytes, got {type(command.data).__name__}")
             return self._encoder.encode(command.data)
+        if not self._pending and self._reader.in_reply:
+            self._fail(
+                "server sent data while no command awaited a reply (unsolicited): "
+                + quote(self._reader.unconsumed)
+            )
         if isinstance(command, EndOfData):
             data = self._encoder.finish()
         elif isinstance(command, Bdat):
@@ -339,7 +356,9 @@ class ClientConnection:
             self._state = State.GREETED
             return Reply(code, lines)
         if not self._pending:
-            if code == 421:
+            if code in (221, 421):
+                # RFC 5321 §3.8, §4.2.2: the server is closing the channel. Postfix says 221
+                # to a command line it would not take, such as body bytes read as commands.
                 self._state = State.CLOSED
                 return Reply(code, lines)
             self._fail(f"unsolicited reply {code} {quote(b' '.join(lines))}")

@@ -238,7 +238,8 @@ class Reply:
     """A complete server reply.
 
     ``lines`` hold the text after each ``ddd-``/``ddd `` prefix. ``command`` is the command
-    this reply answers (``None`` for the greeting and for an unsolicited ``421``).
+    this reply answers (``None`` for the greeting and for an unsolicited ``421`` or ``221``:
+    the server closing).
     ``recipient`` is set on LMTP's per-recipient replies to the end of data (RFC 2033 §4.2).
     """
 

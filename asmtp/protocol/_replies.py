@@ -67,6 +67,13 @@ class ReplyReader:
         return len(self._buffer) + self._reply_bytes
 
     @property
+    def unconsumed(self) -> bytes:
+        """What was received but not returned in a reply, as received (for error messages)."""
+        code = self._code or 0  # no lines without a code
+        head = b"".join(b"%d-%s\r\n" % (code, line) for line in self._lines)
+        return head + bytes(self._buffer)
+
+    @property
     def in_reply(self) -> bool:
         """True while any part of a reply has arrived but not its last line."""
         return bool(self._buffer) or self._code is not None

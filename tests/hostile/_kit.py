@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import anyio
+
 import asmtp
 from support.scripted import ScriptedServer, Step
 
@@ -57,6 +59,20 @@ def unchecked(steps: Sequence[Step], **options: Any) -> Iterator[ScriptedServer]
         yield server
     finally:
         server.stop()
+
+
+async def idle_until(event: threading.Event) -> None:
+    """Idle, as an application between two calls, until a scripted server sets ``event``.
+
+    Then a little longer, so that an event loop reading ahead (asyncio's protocols) has
+    taken whatever the server just sent into its buffer.
+    """
+    deadline = time.monotonic() + _WAIT
+    while not event.is_set():  # the server is a thread: there is nothing to await
+        if time.monotonic() > deadline:
+            raise AssertionError("the scripted server never got there")
+        await anyio.sleep(0.01)
+    await anyio.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -72,6 +72,11 @@ class BlockingTransport:
         self.outbox.clear()
         return data
 
+    def receive_nowait(self) -> bytes | None:
+        if self.outbox:
+            raise AssertionError(f"replies left unread: {bytes(self.outbox)!r}")
+        return b"" if self.dialogue.closed else None
+
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str | None, deadline: float
     ) -> None:

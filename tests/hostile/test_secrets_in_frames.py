@@ -326,6 +326,9 @@ class _AuthWriteFails:
         data, self.inbox[:] = bytes(self.inbox), b""
         return data
 
+    def receive_nowait(self) -> bytes | None:
+        return None  # this server never writes unasked
+
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str | None, deadline: float
     ) -> None:

@@ -1,7 +1,8 @@
 """STARTTLS under attack: injected plaintext, stripped or refused STARTTLS, tampered EHLO.
 
 RFC 3207 §4.2 and the response-injection attacks ("Why TLS is better without STARTTLS",
-USENIX Security 2021): nothing the server sends before the handshake may be read after it,
+USENIX Security 2021): nothing the server sends before the handshake may be read after it
+(whether it came with the EHLO reply, while the application idled, with the 220 or after it),
 nothing learned before TLS may be trusted after it, and a policy that requires TLS never
 falls back to plain text, so neither credentials nor a message go out unencrypted.
 """
@@ -9,22 +10,26 @@ falls back to plain text, so neither credentials nor a message go out unencrypte
 from __future__ import annotations
 
 import ssl
+import threading
 from typing import TYPE_CHECKING, Final
 
 import pytest
 
 import asmtp
 from support.scripted import (
+    Expect,
     ExpectClosed,
     ExpectData,
     ExpectLine,
+    Hold,
     Send,
+    Signal,
     StartTLS,
     Step,
     smtp_script,
 )
 
-from ._kit import GREETING, HOST, QUIT, RECIPIENTS, SENDER, client
+from ._kit import GREETING, HOST, QUIT, RECIPIENTS, SENDER, client, idle_until, unchecked
 
 if TYPE_CHECKING:
     from support.fixtures import ScriptedServerFactory, SMTPDServerFactory, TLSContexts
@@ -63,6 +68,60 @@ async def test_plaintext_injected_before_the_handshake_is_refused(
         await smtp.starttls(context=tls_contexts.client)
     assert not smtp.is_connected
     assert not smtp.is_encrypted
+
+
+INJECTIONS: Final = [
+    pytest.param(b"220 2.0.0 ready to start TLS\r\n", id="forged-220"),
+    pytest.param(b"250-hostile.test\r\n250 AUTH PLAIN LOGIN\r\n", id="forged-capabilities"),
+    pytest.param(b"2", id="one-byte"),
+]
+
+
+@pytest.mark.parametrize("injected", INJECTIONS)
+@pytest.mark.parametrize("when", ["with-the-ehlo-reply", "while-idle"])
+async def test_plaintext_received_before_starttls_is_written_is_refused(
+    scripted_server_factory: ScriptedServerFactory,
+    tls_contexts: TLSContexts,
+    injected: bytes,
+    when: str,
+) -> None:
+    """Bytes that arrive between the EHLO reply and STARTTLS (the application awaited
+    something in between) are never read as the answer to STARTTLS, nor after TLS: the
+    connection is closed before STARTTLS is written."""
+    idle, sent = threading.Event(), threading.Event()
+    steps: list[Step] = [Send(GREETING), ExpectLine(b"EHLO")]
+    if when == "with-the-ehlo-reply":
+        steps.append(Send(EHLO_STARTTLS + injected))
+    else:
+        steps += [Send(EHLO_STARTTLS), Hold(idle), Send(injected)]
+    server = scripted_server_factory([*steps, Signal(sent), ExpectClosed()])
+    smtp = client(server.port)
+    await smtp.connect()
+    await smtp.ehlo()
+    idle.set()
+    await idle_until(sent)
+    with pytest.raises(asmtp.SMTPProtocolError, match="unsolicited"):
+        await smtp.starttls(context=tls_contexts.client)
+    assert not smtp.is_connected
+    assert not smtp.is_encrypted
+
+
+@pytest.mark.parametrize("injected", INJECTIONS)
+async def test_plaintext_right_behind_the_220_never_reaches_the_tls_session(
+    tls_contexts: TLSContexts, injected: bytes
+) -> None:
+    """The 220 and the injected bytes in two writes, then a real handshake: whichever layer
+    holds them when the handshake starts (core, transport, TLS), the connection fails."""
+    steps: list[Step] = [Send(GREETING), ExpectLine(b"EHLO"), Send(EHLO_STARTTLS)]
+    steps += [Expect(b"STARTTLS\r\n"), Send(b"220 2.0.0 go ahead\r\n"), Send(injected)]
+    steps += [StartTLS(tls_contexts.server), ExpectLine(b"EHLO"), Send(b"250 tls.test\r\n")]
+    with unchecked(steps) as server:
+        smtp = client(server.port)
+        await smtp.connect()
+        with pytest.raises((asmtp.SMTPProtocolError, ssl.SSLError)):
+            await smtp.starttls(context=tls_contexts.client)
+        assert not smtp.is_connected
+        assert not smtp.is_encrypted
 
 
 def _policy_script(starttls: bytes | None) -> list[Step]:

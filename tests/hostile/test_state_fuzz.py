@@ -7,7 +7,8 @@ checks after each step that:
 - only :class:`~asmtp.protocol.ProtocolError` subclasses ever escape;
 - a :class:`~asmtp.protocol.LocalProtocolError` (``BadArgument`` included) changes nothing:
   same state, same commands awaiting replies, same extensions, no bytes;
-- a :class:`~asmtp.protocol.RemoteProtocolError` leaves the connection in ``ERROR`` for good;
+- a :class:`~asmtp.protocol.RemoteProtocolError` leaves the connection in ``ERROR`` for good,
+  and ``send()`` raises one only when bytes arrived while no command was pending;
 - the bytes buffered inside stay within the configured limits (small ones here, so that the
   fuzzer reaches them), plus at most the piece just fed.
 """
@@ -208,10 +209,16 @@ class ConnectionMachine(RuleBasedStateMachine):
     @rule(command=st.one_of(COMMANDS, WELL_FORMED, WELL_FORMED))
     def send(self, command: Command) -> None:
         before = self._snapshot()
+        unsolicited = not self.conn.pending and self.conn.buffered > 0
         try:
             data = self.conn.send(command)
         except LocalProtocolError:
             assert self._snapshot() == before, "a refused command changed the connection"
+            return
+        except RemoteProtocolError as error:
+            # Only bytes buffered while nothing was pending may stop a command.
+            assert unsolicited, f"{error!r} with {before[1]!r} pending"
+            self._remote(error)
             return
         assert isinstance(data, bytes)
         assert not self.errored, f"sent {command!r} after a protocol error"

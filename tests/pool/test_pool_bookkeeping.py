@@ -2,7 +2,7 @@
 
 No sockets and no event loop: :class:`Idle`, :class:`RateLimiter`, :func:`retry_delay` and
 :func:`is_retryable` are plain functions of their inputs (a fake connection stands in for
-:class:`asmtp.SMTP`, exposing only ``is_connected`` and ``state``).
+:class:`asmtp._client.Session`, exposing only ``is_connected``, ``state`` and ``reusable()``).
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ from asmtp.protocol import State
 
 @dataclass
 class FakeSession:
-    """What Idle reads from a connection."""
+    """What Idle reads from a connection; ``unread``: the server wrote while it was idle."""
 
     is_connected: bool = True
     state: State | None = State.READY
+    unread: bool = False
+
+    def reusable(self) -> bool:
+        return self.is_connected and not self.unread
 
 
 def make_slot(*, sent: int = 0, connected: bool = True, state: State | None = State.READY) -> Slot:
@@ -148,6 +152,16 @@ def test_checkout_discards_a_connection_that_fell_out_of_step_while_idle() -> No
     idle.checkin(broken, now=1.0)
     fake(broken).is_connected = False
     assert idle.checkout(now=2.0) == (good, [broken])
+
+
+def test_checkout_discards_a_connection_the_server_wrote_to_while_idle() -> None:
+    """A 421, a close or a stray reply while idle: closed, never handed out."""
+    idle = Idle(idle_timeout=30.0, max_messages=10)
+    good, written_to = make_slot(), make_slot()
+    idle.checkin(good, now=0.0)
+    idle.checkin(written_to, now=1.0)
+    fake(written_to).unread = True
+    assert idle.checkout(now=2.0) == (good, [written_to])
 
 
 def test_checkout_discards_a_connection_no_longer_ready() -> None:

@@ -206,10 +206,12 @@ def test_refused_starttls_keeps_the_session() -> None:
         script.conn.tls_established()
 
 
-def test_unsolicited_421_while_idle_closes() -> None:
+@pytest.mark.parametrize("code", [421, 221])
+def test_unsolicited_421_or_221_while_idle_closes(code: int) -> None:
+    """RFC 5321 §3.8: the server closing; Postfix says 221 to a line it will not take."""
     script = greeted()
-    [reply] = script.receive(b"421 4.3.2 shutting down\r\n")
-    assert (reply.code, reply.command, script.state()) == (421, None, State.CLOSED)
+    [reply] = script.receive(b"%d 4.3.2 shutting down\r\n" % code)
+    assert (reply.code, reply.command, script.state()) == (code, None, State.CLOSED)
     with pytest.raises(LocalProtocolError):
         script.conn.send(Quit())
 
@@ -231,6 +233,59 @@ def test_unsolicited_reply_other_than_421_is_a_protocol_error() -> None:
     with pytest.raises(RemoteProtocolError, match="unsolicited"):
         script.receive(b"250 surprise\r\n")
     assert script.state() is State.ERROR
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        pytest.param(b"250 ok\r\n250 extra\r\n", b"250 extra\r\n", id="whole-reply"),
+        pytest.param(b"250 ok\r\n25", b"25", id="partial-line"),
+        pytest.param(b"250 ok\r\n250-first\r\n", b"250-first\r\n", id="partial-multiline"),
+        pytest.param(b"250 ok\r\n421 4.4.2 bye\r\n", b"421 4.4.2 bye\r\n", id="unread-421"),
+    ],
+)
+def test_a_command_with_nothing_pending_refuses_bytes_nobody_asked_for(
+    answer: bytes, shown: bytes
+) -> None:
+    """Sent now, the command would be paired with those bytes and every later reply shift."""
+    conn = greeted().conn
+    conn.send(Noop())
+    conn.receive_data(answer)
+    reply = conn.next_event()
+    assert isinstance(reply, Reply) and (reply.code, reply.command) == (250, Noop())
+    assert conn.buffered == len(shown)
+    with pytest.raises(RemoteProtocolError, match="unsolicited") as caught:
+        conn.send(Noop())
+    assert repr(shown) in str(caught.value)
+    assert conn.state is State.ERROR
+
+
+def test_bytes_after_the_greeting_refuse_the_first_command() -> None:
+    conn = ClientConnection()
+    conn.receive_data(GREETING + b"250 extra\r\n")
+    assert isinstance(conn.next_event(), Reply)
+    with pytest.raises(RemoteProtocolError, match="unsolicited"):
+        conn.send(Ehlo(b"c.example"))
+    assert conn.state is State.ERROR
+
+
+def test_bytes_of_a_reply_owed_do_not_stop_pipelined_commands() -> None:
+    """With a command pending, buffered bytes are its reply's beginning, not unsolicited."""
+    script = greeted("PIPELINING")
+    script.send(Mail(b"a@x"), Rcpt(b"b@y"))
+    [mail] = script.receive(b"250 ok\r\n25")
+    assert mail.command == Mail(b"a@x") and script.conn.buffered == 2
+    assert script.send(Data()) == b"DATA\r\n"
+    assert [r.command for r in script.receive(b"0 ok\r\n354 go\r\n")] == [Rcpt(b"b@y"), Data()]
+
+
+def test_message_data_after_354_is_not_a_command_and_is_not_checked() -> None:
+    """The body is written with nothing pending; its end, a command, is checked."""
+    script = script_at(State.BODY)
+    script.conn.receive_data(b"250 early\r\n")
+    assert script.conn.send(MessageData(b"Hi")) == b"Hi"
+    with pytest.raises(RemoteProtocolError, match="unsolicited"):
+        script.conn.send(EndOfData())
 
 
 def test_peer_closing_gives_peer_closed_and_keeps_what_it_left_unanswered() -> None:

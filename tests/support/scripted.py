@@ -27,7 +27,10 @@ from .steps import (
     ExpectClosed,
     ExpectData,
     ExpectLine,
+    Hold,
+    PostHandshakeRecord,
     Send,
+    Signal,
     Sleep,
     StartTLS,
     Step,
@@ -42,8 +45,11 @@ __all__ = [
     "ExpectClosed",
     "ExpectData",
     "ExpectLine",
+    "Hold",
+    "PostHandshakeRecord",
     "ScriptedServer",
     "Send",
+    "Signal",
     "Sleep",
     "StartTLS",
     "Step",
@@ -106,7 +112,7 @@ class _Connection:
             )
 
     def run(self, step: Step) -> None:
-        if self.closed:
+        if self.closed and not isinstance(step, Signal):
             raise _StepError("step after Close()")
         timeout = getattr(step, "timeout", None) or self.server.step_timeout
         deadline = min(time.monotonic() + timeout, self.server._deadline)
@@ -136,6 +142,17 @@ class _Connection:
             self._take(end)
         elif isinstance(step, Sleep):
             self.server._stopping.wait(step.seconds)
+        elif isinstance(step, Hold):
+            while not step.until.wait(_POLL):
+                if self.server._stopping.is_set() or time.monotonic() > deadline:
+                    raise _StepError("the test never released the Hold")
+        elif isinstance(step, Signal):
+            step.event.set()
+        elif isinstance(step, PostHandshakeRecord):
+            if not isinstance(self.sock, ssl.SSLSocket):
+                raise _StepError("PostHandshakeRecord needs a TLS session")
+            self.sock.verify_client_post_handshake()
+            self.sock.do_handshake()  # sends the CertificateRequest now
         elif isinstance(step, Close):
             self.close(reset=step.reset)
         elif isinstance(step, ExpectClosed):
@@ -372,8 +389,12 @@ class ScriptedServer:
         self, sock: socket.socket, context: ssl.SSLContext, timeout: float
     ) -> socket.socket:
         tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        tls.settimeout(timeout)
-        tls.do_handshake()
+        try:
+            tls.settimeout(timeout)
+            tls.do_handshake()
+        except BaseException:
+            tls.close()  # it owns the socket now
+            raise
         return tls
 
     def _play(self, index: int, sock: socket.socket) -> None:

@@ -7,6 +7,7 @@ per-step default.
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -78,8 +79,48 @@ class StartTLS:
     timeout: float | None = None
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Send and read nothing until the test sets ``until``: the client idles meanwhile.
+
+    Followed by a :class:`Send` and a :class:`Signal`, bytes arrive while the client has no
+    command pending, at a moment the test chooses.
+    """
+
+    until: threading.Event
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Set ``event``, telling the test the script got here (e.g. that a Send went out)."""
+
+    event: threading.Event
+
+
+@dataclass(frozen=True)
+class PostHandshakeRecord:
+    """Over TLS 1.3, send a record that carries no application data: a post-handshake
+    CertificateRequest (RFC 8446 §4.6.2).
+
+    The server's context must ask for certificates (``CERT_OPTIONAL``) and the client's
+    allow it (``post_handshake_auth``); the client's answer arrives with its next bytes.
+    """
+
+
 Step: TypeAlias = (
-    Send | Expect | ExpectLine | ExpectBytes | ExpectData | Sleep | Close | ExpectClosed | StartTLS
+    Send
+    | Expect
+    | ExpectLine
+    | ExpectBytes
+    | ExpectData
+    | Sleep
+    | Close
+    | ExpectClosed
+    | StartTLS
+    | Hold
+    | Signal
+    | PostHandshakeRecord
 )
 
 
