@@ -10,7 +10,7 @@ import contextlib
 import email.message
 import ssl
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal
+from typing import Final, Literal, get_args
 
 import anyio
 
@@ -19,7 +19,15 @@ from .auth import Mechanism
 from .errors import TLSRequiredError
 from .protocol import Param
 
-__all__ = ["TLSMode", "connect", "new_client", "secure_and_login", "send_message", "sendmail"]
+__all__ = [
+    "TLSMode",
+    "check_tls_mode",
+    "connect",
+    "new_client",
+    "secure_and_login",
+    "send_message",
+    "sendmail",
+]
 
 TLSMode = Literal["auto", "implicit", "starttls", "none"]
 """How the one-shot functions secure the connection.
@@ -30,6 +38,20 @@ TLSMode = Literal["auto", "implicit", "starttls", "none"]
 - ``"starttls"``: STARTTLS is required; fails if the server does not offer it.
 - ``"none"``: plain text, even with credentials; only for trusted local servers.
 """
+
+_TLS_MODES: Final[tuple[str, ...]] = get_args(TLSMode)
+
+
+def check_tls_mode(tls: object) -> TLSMode:
+    """``tls`` itself when it is one of :data:`TLSMode`'s values, else :class:`ValueError`.
+
+    A near miss (``"STARTTLS"``, ``True``, ``"required"``) must not quietly mean
+    ``"auto"``, which goes on in the clear when STARTTLS is stripped.
+    """
+    if isinstance(tls, str) and tls in _TLS_MODES:
+        return tls  # type: ignore[return-value]  # checked against the Literal's values
+    choices = ", ".join(repr(mode) for mode in _TLS_MODES)
+    raise ValueError(f"tls= must be one of {choices}, not {tls!r}")
 
 
 @contextlib.asynccontextmanager
@@ -50,8 +72,9 @@ async def connect(
 
     Authenticates with ``username``/``password`` (:meth:`SMTP.login`) or with a SASL
     ``mechanism`` object (:meth:`SMTP.auth`). Raises :class:`TLSRequiredError` rather than
-    send credentials unencrypted or skip a required STARTTLS, and
-    :class:`smtplib.SMTPConnectError` when the greeting is not ``220``.
+    send credentials unencrypted or skip a required STARTTLS,
+    :class:`smtplib.SMTPConnectError` when the greeting is not ``220``, and
+    :class:`ValueError`, before connecting, for a ``tls`` that is not a :data:`TLSMode`.
     """
     smtp = new_client(
         host,
@@ -84,7 +107,11 @@ def new_client(
     timeout: float | None,
     source_address: tuple[str, int] | None,
 ) -> SMTP:
-    """An unconnected :class:`SMTP` (or :class:`SMTP_SSL` for implicit TLS) for ``tls``."""
+    """An unconnected :class:`SMTP` (or :class:`SMTP_SSL` for implicit TLS) for ``tls``.
+
+    Raises :class:`ValueError` for a ``tls`` that is not a :data:`TLSMode`.
+    """
+    check_tls_mode(tls)
     if tls == "implicit" or (tls == "auto" and port == SMTP_SSL_PORT):
         return SMTP_SSL(
             host,

@@ -19,7 +19,7 @@ from types import TracebackType
 
 import anyio
 
-from ._api import TLSMode, new_client, secure_and_login
+from ._api import TLSMode, check_tls_mode, new_client, secure_and_login
 from ._batch import Outgoing, send_batch
 from ._client import DEFAULT_TIMEOUT, SMTP, SendmailResult
 from ._outcome import SendOutcome
@@ -296,7 +296,8 @@ class SMTPPool:
     tasks; they return the refused dict (a :class:`SendResult` with ``attempts``) and raise
     what :class:`SMTP` raises, the final exception carrying ``attempts`` too.
     ``mechanism`` is a factory: SASL mechanisms are stateful, so each connection gets one.
-    ``chunking=False`` keeps DATA even where the server offers CHUNKING.
+    ``chunking=False`` keeps DATA even where the server offers CHUNKING. A ``tls`` that is
+    not a :data:`~asmtp.TLSMode` raises :class:`ValueError` here, before any connection.
 
     While every connection is busy, sends queue; a caller whose turn comes sends its own
     message and then up to ``max_batch - 1`` queued ones back to back on its connection,
@@ -333,7 +334,7 @@ class SMTPPool:
             raise ValueError(
                 "max_connections, max_messages_per_connection and max_batch must be >= 1"
             )
-        self.host, self.port, self.tls = host, port, tls
+        self.host, self.port, self.tls = host, port, check_tls_mode(tls)
         self._username = username
         self._password = Secret(password) if password is not None else None
         self._mechanism = mechanism

@@ -7,6 +7,7 @@ it speaks implicit TLS, and ``_auth_server.AuthHandler`` records whether AUTH ar
 
 from __future__ import annotations
 
+import email.message
 import logging
 import ssl
 import traceback
@@ -195,6 +196,41 @@ def test_port_465_means_implicit_tls_only_under_auto(
     )
     assert isinstance(smtp, asmtp.SMTP_SSL) is implicit
     assert smtp.port == port
+
+
+# Only the documented tls= values are accepted: a typo must never mean "auto".
+
+UNKNOWN_TLS_MODES: list[object] = ["STARTTLS", "Implicit", True, "required", None, ""]
+
+
+async def _use_tls_mode(entry: str, server: ThreadedSMTPServer, tls: Any) -> None:
+    options = one_shot(server, tls=tls)
+    if entry == "connect":
+        async with asmtp.connect(**options):
+            pytest.fail("connected with an unknown tls= value")
+    elif entry == "sendmail":
+        await asmtp.sendmail("a@x.test", ["b@x.test"], MESSAGE, **options)
+    elif entry == "send_message":
+        msg = email.message.EmailMessage()
+        msg["From"], msg["To"] = "a@x.test", "b@x.test"
+        await asmtp.send_message(msg, **options)
+    else:
+        del options["local_hostname"]
+        async with asmtp.SMTPPool(**options) as pool:
+            await pool.sendmail("a@x.test", ["b@x.test"], MESSAGE)
+
+
+@pytest.mark.parametrize("tls", UNKNOWN_TLS_MODES, ids=repr)
+@pytest.mark.parametrize("entry", ["connect", "sendmail", "send_message", "SMTPPool"])
+async def test_an_unknown_tls_mode_is_a_value_error_before_connecting(
+    smtpd_server: ThreadedSMTPServer, entry: str, tls: object
+) -> None:
+    """\"STARTTLS\", True or \"required\" once behaved as "auto", which goes on in the
+    clear when STARTTLS is stripped; now nothing but the four documented values is taken."""
+    with pytest.raises(ValueError, match="tls= must be one of") as info:
+        await _use_tls_mode(entry, smtpd_server, tls)
+    assert repr(tls) in str(info.value)
+    assert smtpd_server.connection_count == 0
 
 
 async def test_connect_yields_a_secured_authenticated_client_and_quits_on_exit(
