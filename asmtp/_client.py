@@ -22,7 +22,7 @@ from ._message import prepare_message
 from ._outcome import SendOutcome
 from ._session import DEFAULT_TIMEOUT, exclusive
 from ._session_commands import SessionCommands
-from ._transport import Transport, connect_tcp, default_ssl_context
+from ._transport import Transport, connect_tcp, default_ssl_context, new_ssl_context
 from .errors import (
     SMTPDataError,
     SMTPNotSupportedError,
@@ -569,14 +569,30 @@ class SMTP_SSL(SMTP):
         **limits: int,
     ) -> None:
         super().__init__(host, port, local_hostname, timeout, source_address, **limits)
-        self.context = context if context is not None else default_ssl_context()
+        self._context = context
         self.server_hostname = server_hostname
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The TLS context: the one given, else this client's own default context.
+
+        The default is made when first read (it loads the CA store), so changing it affects
+        this client alone; a client whose context is never read uses one shared default
+        that no caller can reach.
+        """
+        if self._context is None:
+            self._context = new_ssl_context()
+        return self._context
+
+    @context.setter
+    def context(self, context: ssl.SSLContext) -> None:
+        self._context = context
 
     async def _open_transport(self, host: str, port: int) -> Transport:
         return await connect_tcp(
             host,
             port,
             source_address=self.source_address,
-            tls_context=self.context,
+            tls_context=self._context if self._context is not None else default_ssl_context(),
             server_hostname=self.server_hostname or host,
         )
