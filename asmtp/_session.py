@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import logging
 import math
@@ -253,19 +254,13 @@ class SMTPSession:
         return self._transport is not None
 
     def set_debuglevel(self, debuglevel: int) -> None:
-        """Log the SMTP transcript (``asmtp`` logger, DEBUG level) when ``debuglevel`` > 0.
+        """Print this connection's transcript to stderr when ``debuglevel`` > 0, as smtplib.
 
-        AUTH data is always redacted. When logging is not configured at all, a stderr
-        handler is added to the ``asmtp`` logger so the transcript shows, as smtplib's does.
+        Level 2 prefixes each line with the time; 0 stops it. Only this connection is
+        affected: the ``asmtp`` logger is left as the application configured it (at DEBUG
+        it gets every connection's transcript). AUTH data is always redacted.
         """
         self.debuglevel = debuglevel
-        if debuglevel > 0:
-            if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
-                logger.setLevel(logging.DEBUG)
-            if not logger.hasHandlers():
-                handler = logging.StreamHandler(sys.stderr)
-                handler.setFormatter(logging.Formatter("%(asctime)s asmtp: %(message)s"))
-                logger.addHandler(handler)
 
     def _logging(self) -> bool:
         return self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
@@ -274,9 +269,19 @@ class SMTPSession:
         """:meth:`_logging` as found when the current public call began (cheap per command)."""
         return self._log_on if self._owner is not None else self._logging()
 
+    def _debug(self, template: str, *args: object) -> None:
+        """One transcript line: to the ``asmtp`` logger, and to stderr for set_debuglevel."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(template, *args)
+        if self.debuglevel > 0:
+            line = template % args
+            if self.debuglevel > 1:
+                line = f"{datetime.datetime.now().time()} {line}"  # smtplib's level 2
+            sys.stderr.write(line + "\n")
+
     def _log(self, direction: str, text: bytes) -> None:
         if self._logging():
-            logger.debug("%s %r", direction, text)
+            self._debug("%s %r", direction, text)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -469,7 +474,7 @@ class SMTPSession:
             line = conn.loggable(command) if logging_on else b""
             data = conn.send(command)
         if logging_on:
-            logger.debug("send: %r", line)
+            self._debug("send: %r", line)
         return data
 
     def _deadline_at(self) -> float:
@@ -482,7 +487,7 @@ class SMTPSession:
         lines = [conn.loggable(command) for command in commands] if self._log_wanted() else []
         data = conn.send_all(commands)
         for line in lines:
-            logger.debug("send: %r", line)
+            self._debug("send: %r", line)
         return data
 
     async def _write(self, data: bytes) -> None:
@@ -537,7 +542,7 @@ class SMTPSession:
     def _note_reply(self, reply: Reply) -> None:
         """Log ``reply`` and record a RCPT verdict in the send's progress."""
         if self._log_wanted():
-            logger.debug("reply: %d %r", reply.code, reply.message)
+            self._debug("reply: %d %r", reply.code, reply.message)
         if self._progress is not None and isinstance(reply.command, Rcpt):
             self._progress.rcpt_reply(reply.command.address, reply.code, reply.message)
 

@@ -379,9 +379,12 @@ async def _run_logged_session(server: ThreadedSMTPServer, name: str, how: str) -
 async def test_the_password_never_appears_in_the_debug_transcript(
     smtpd_server_factory: SMTPDServerFactory,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     name: str,
     how: str,
 ) -> None:
+    """The transcript goes to the ``asmtp`` logger (DEBUG logging) or to stderr
+    (set_debuglevel); the password is in neither."""
     server = start_auth_server(smtpd_server_factory, advertise=[name])
     asmtp_logger = logging.getLogger("asmtp")
     level = asmtp_logger.level
@@ -392,6 +395,7 @@ async def test_the_password_never_appears_in_the_debug_transcript(
     finally:
         asmtp_logger.setLevel(level)
     transcript = "\n".join(record.getMessage() for record in caplog.records)
+    transcript += capsys.readouterr().err
     assert f"AUTH {name}" in transcript  # the transcript was really recorded
     assert "MAIL FROM" in transcript
     _assert_no_secret(transcript)
