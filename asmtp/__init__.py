@@ -21,6 +21,7 @@ from ._outcome import SendOutcome
 from ._pool import RetryPolicy, SendResult, SMTPPool
 from .errors import (
     BadArgument,
+    MalformedHeaderError,
     SMTPAuthenticationError,
     SMTPConnectError,
     SMTPDataError,
@@ -46,6 +47,7 @@ __all__ = [
     "SMTP_SSL",
     "SMTP_SSL_PORT",
     "BadArgument",
+    "MalformedHeaderError",
     "Outgoing",
     "RetryPolicy",
     "SMTPAuthenticationError",

@@ -121,8 +121,9 @@ class SMTP(SessionCommands):
     async def data(self, msg: object) -> tuple[int, bytes]:
         """DATA, then the message with line endings normalised and dots stuffed.
 
-        ``msg`` may be ``str`` (sent as UTF-8), bytes, an email message, a binary file or an
-        (async) iterable of bytes. Raises :class:`SMTPDataError` unless the server says 354.
+        ``msg`` may be ``str`` (sent as UTF-8), bytes, an email message (without its Bcc, as
+        in :meth:`sendmail`), a binary file or an (async) iterable of bytes. Raises
+        :class:`SMTPDataError` unless the server says 354.
         """
         source = _source.to_source(msg)
         reply = await self._exchange(Data())
@@ -188,6 +189,10 @@ class SMTP(SessionCommands):
         deadline: float | None = None,
     ) -> SendmailResult:
         """Send one message; returns the refused-recipients dict, as smtplib.
+
+        ``msg`` may also be an :class:`email.message.Message` (smtplib refuses one): it goes
+        out without its Bcc and Resent-Bcc headers, and a header that would not come out as
+        one field raises :class:`~asmtp.errors.MalformedHeaderError` before anything is sent.
 
         With PIPELINING, MAIL, every RCPT and DATA go out in one write and the body in a
         second (two round trips); with CHUNKING too, the body follows the envelope in the

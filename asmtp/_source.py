@@ -1,18 +1,19 @@
 """Message sources: turn what callers pass as a message into bounded chunks of bytes.
 
-Accepts ``bytes``-like objects, ``str`` (UTF-8), binary files and (async) iterables of bytes,
-so a large message is streamed with memory bounded by the chunk size. Anything else is a
-:class:`TypeError` raised before a byte is sent.
+Accepts ``bytes``-like objects, ``str`` (UTF-8), email messages (flattened without Bcc),
+binary files and (async) iterables of bytes, so a large message is streamed with memory
+bounded by the chunk size. Anything else is a :class:`TypeError` raised before a byte is sent.
 """
 
 from __future__ import annotations
 
-import email.generator
 import email.message
 import io
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
 from typing import BinaryIO
+
+from ._flatten import flatten
 
 __all__ = ["CHUNK_SIZE", "MessageSource", "chunks", "known_size", "to_source"]
 
@@ -24,13 +25,15 @@ MessageSource = (
 
 
 def to_source(msg: object) -> MessageSource:
-    """Check ``msg`` is something we can send, and turn ``str`` into UTF-8 bytes."""
+    """Check ``msg`` is something we can send, and turn ``str`` into UTF-8 bytes.
+
+    An email message is flattened without its Bcc headers, its header lines checked
+    (:func:`asmtp._flatten.flatten`).
+    """
     if isinstance(msg, str):
         return msg.encode("utf-8")
     if isinstance(msg, email.message.Message):
-        with io.BytesIO() as buffer:
-            email.generator.BytesGenerator(buffer).flatten(msg, linesep="\r\n")
-            return buffer.getvalue()
+        return flatten(msg)
     if isinstance(msg, (list, tuple)):
         return [_checked(block) for block in msg]
     if isinstance(msg, (bytes, bytearray, memoryview)):

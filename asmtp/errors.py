@@ -25,6 +25,7 @@ from .protocol import BadArgument
 
 __all__ = [
     "BadArgument",
+    "MalformedHeaderError",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",
@@ -56,6 +57,15 @@ class SMTPProtocolError(SMTPResponseException):
         super().__init__(-1, message.encode("utf-8", "replace"))
         self.outcome = outcome
         """What became of the message when this interrupted a send, else ``None``."""
+
+
+class MalformedHeaderError(BadArgument):
+    """A message's header would not come out as one header field; nothing of it was sent.
+
+    A line break in a value that is not folding (not followed by a space or tab), or a name
+    that is not printable ASCII without a colon, would add a line of its own to the header
+    block or end it early (header injection). The message names the header or the line.
+    """
 
 
 class TLSRequiredError(SMTPNotSupportedError):
