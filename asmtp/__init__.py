@@ -21,6 +21,7 @@ from ._outcome import SendOutcome
 from ._pool import RetryPolicy, SendResult, SMTPPool
 from .errors import (
     BadArgument,
+    EightBitNotSupportedError,
     MalformedHeaderError,
     SMTPAuthenticationError,
     SMTPConnectError,
@@ -47,6 +48,7 @@ __all__ = [
     "SMTP_SSL",
     "SMTP_SSL_PORT",
     "BadArgument",
+    "EightBitNotSupportedError",
     "MalformedHeaderError",
     "Outgoing",
     "RetryPolicy",

@@ -224,17 +224,21 @@ def _resolve(smtp: SMTP, item: Outgoing) -> _Envelope:
     """The envelope and body as sendmail (or send_message) would send them here."""
     from_addr, to_addrs, msg = item.from_addr, item.to_addrs, item.msg
     mail_options = list(item.mail_options)
+    source: _source.MessageSource
     if item.from_headers:
         assert isinstance(msg, email.message.Message)  # noqa: S101 - checked on construction
         prepared = prepare_message(
             msg, from_addr, to_addrs, smtputf8_supported=smtp.has_extn("smtputf8")
         )
-        from_addr, to_addrs, msg = prepared.from_addr, prepared.to_addrs, prepared.data
+        from_addr, to_addrs, source = prepared.from_addr, prepared.to_addrs, prepared.data
         mail_options.extend(prepared.mail_options)
+        eight_bit = prepared.eight_bit
+    else:
+        source = _source.to_source(msg)
+        eight_bit = _source.eight_bit(msg, source)
     assert from_addr is not None and to_addrs is not None  # noqa: S101 - checked on construction
     recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-    source = _source.to_source(msg)
-    options = smtp._sendmail_options(source, from_addr, recipients, mail_options)
+    options = smtp._sendmail_options(source, from_addr, recipients, mail_options, eight_bit)
     verbatim = body_type(mail_options) == "BINARYMIME"
     return _Envelope(from_addr, recipients, source, options, item.rcpt_options, verbatim)
 

@@ -24,6 +24,7 @@ from ._session import DEFAULT_TIMEOUT, exclusive
 from ._session_commands import SessionCommands
 from ._transport import Transport, connect_tcp, default_ssl_context, new_ssl_context
 from .errors import (
+    EightBitNotSupportedError,
     SMTPDataError,
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
@@ -193,6 +194,10 @@ class SMTP(SessionCommands):
         ``msg`` may also be an :class:`email.message.Message` (smtplib refuses one): it goes
         out without its Bcc and Resent-Bcc headers, and a header that would not come out as
         one field raises :class:`~asmtp.errors.MalformedHeaderError` before anything is sent.
+        What asmtp encodes (a ``str`` as UTF-8, a message it flattens) is declared when it
+        is 8-bit: ``BODY=8BITMIME``, plus ``SMTPUTF8`` for UTF-8 in the header block; a
+        server offering neither gets :class:`~asmtp.errors.EightBitNotSupportedError`
+        before MAIL (smtplib raises ``UnicodeEncodeError``). Bytes are sent as given.
 
         With PIPELINING, MAIL, every RCPT and DATA go out in one write and the body in a
         second (two round trips); with CHUNKING too, the body follows the envelope in the
@@ -209,10 +214,10 @@ class SMTP(SessionCommands):
         cancellation.
         """
         source = _source.to_source(msg)
-        with anyio.fail_after(deadline) if deadline is not None else contextlib.nullcontext():
-            self._start_send()
-            await self.ehlo_or_helo_if_needed()
-            return await self._transact(from_addr, to_addrs, source, mail_options, rcpt_options)
+        eight_bit = _source.eight_bit(msg, source)
+        return await self._transact(
+            from_addr, to_addrs, source, mail_options, rcpt_options, eight_bit, deadline
+        )
 
     async def _transact(
         self,
@@ -221,16 +226,21 @@ class SMTP(SessionCommands):
         source: _source.MessageSource,
         mail_options: Sequence[Param],
         rcpt_options: Sequence[Param],
+        eight_bit: _source.EightBit,
+        deadline: float | None,
     ) -> SendmailResult:
-        """One whole transaction, its replies all read before it returns."""
-        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        options = self._sendmail_options(source, from_addr, recipients, mail_options)
-        # The caller's BODY=BINARYMIME: their bytes are the message, and only BDAT carries
-        # them (RFC 3030 §3); _sendmail_options() checked the server offers both.
-        verbatim = _wants_binarymime(mail_options)
-        return await self._send_transaction(
-            from_addr, recipients, source, options, rcpt_options, verbatim=verbatim
-        )
+        """One whole send within ``deadline``, its replies all read before it returns."""
+        with anyio.fail_after(deadline) if deadline is not None else contextlib.nullcontext():
+            self._start_send()
+            await self.ehlo_or_helo_if_needed()
+            recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+            options = self._sendmail_options(source, from_addr, recipients, mail_options, eight_bit)
+            # The caller's BODY=BINARYMIME: their bytes are the message, and only BDAT
+            # carries them (RFC 3030 §3); _sendmail_options() checked the server offers both.
+            verbatim = _wants_binarymime(mail_options)
+            return await self._send_transaction(
+                from_addr, recipients, source, options, rcpt_options, verbatim=verbatim
+            )
 
     async def _send_transaction(
         self,
@@ -294,9 +304,11 @@ class SMTP(SessionCommands):
         from_addr: str,
         recipients: list[str],
         mail_options: Sequence[Param],
+        eight_bit: _source.EightBit = _source.EightBit.NONE,
     ) -> list[Param]:
         """SIZE= when advertised, the caller's options, SMTPUTF8 when an address needs it,
-        and BODY=BINARYMIME for an 8-bit body going out as BDAT where the server offers it.
+        what ``eight_bit`` content asmtp encoded needs (:meth:`_declare_eight_bit`), and
+        BODY=BINARYMIME for an 8-bit body going out as BDAT where the server offers it.
 
         Raises :class:`SMTPNotSupportedError` for the caller's BODY=BINARYMIME unless the
         server offers CHUNKING and BINARYMIME.
@@ -309,6 +321,11 @@ class SMTP(SessionCommands):
                 "BODY=BINARYMIME needs CHUNKING and BINARYMIME, which the server does not advertise"
             )
         if not self.does_esmtp:
+            if eight_bit is not _source.EightBit.NONE:
+                raise EightBitNotSupportedError(
+                    f"the message has {eight_bit.value} and the server does not speak ESMTP, "
+                    "so it cannot be declared (RFC 6152)"
+                )
             return options
         # Counting the line endings of a large body costs a pass over it: only when asked.
         size = _source.known_size(source) if self.has_extn("size") else None
@@ -327,9 +344,33 @@ class SMTP(SessionCommands):
                     "an envelope address is not ASCII and the server does not advertise SMTPUTF8"
                 )
             options.append("SMTPUTF8")
+        if eight_bit is not _source.EightBit.NONE:
+            self._declare_eight_bit(eight_bit, options)
         if self._auto_binarymime(options) and _eight_bit(source):  # the scan comes last
             options.append("BODY=BINARYMIME")  # RFC 3030 §3: 8-bit content, no encoding
         return options
+
+    def _declare_eight_bit(self, eight_bit: _source.EightBit, options: list[Param]) -> None:
+        """Declare the 8-bit content asmtp encoded, or refuse it before MAIL.
+
+        RFC 6152 §3: 8-bit octets need BODY=8BITMIME (BINARYMIME does when BDAT carries the
+        body); RFC 6531 §3.4 and RFC 6532 §3: UTF-8 in the header block needs SMTPUTF8 too.
+        A BODY= the caller gave is kept.
+        """
+        if eight_bit is _source.EightBit.HEADERS and not any(_is_smtputf8(o) for o in options):
+            if not self.has_extn("smtputf8"):
+                raise EightBitNotSupportedError(
+                    f"the message has {eight_bit.value} and the server does not advertise "
+                    "SMTPUTF8 (RFC 6531)"
+                )
+            options.append("SMTPUTF8")
+        if body_type(options) is None and not self._auto_binarymime(options):
+            if not self.has_extn("8bitmime"):
+                raise EightBitNotSupportedError(
+                    f"the message has {eight_bit.value} and the server does not advertise "
+                    "8BITMIME (RFC 6152)"
+                )
+            options.append("BODY=8BITMIME")
 
     def _auto_binarymime(self, options: Sequence[Param]) -> bool:
         """Whether BDAT will carry the body to a server offering BINARYMIME, undeclared."""
@@ -508,20 +549,21 @@ class SMTP(SessionCommands):
 
         As smtplib: Sender or From (Resent-* when the message has one Resent block),
         To/Cc/Bcc as recipients, Bcc and Resent-Bcc removed from what is sent, SMTPUTF8 used
-        when an address needs it (else :class:`SMTPNotSupportedError`). ``deadline`` as
-        in :meth:`sendmail`.
+        when an address needs it (else :class:`SMTPNotSupportedError`). 8-bit content is
+        declared, or refused, as in :meth:`sendmail`; ``deadline`` as there.
         """
         await self.ehlo_or_helo_if_needed()
         prepared = prepare_message(
             msg, from_addr, to_addrs, smtputf8_supported=self.has_extn("smtputf8")
         )
-        return await self.sendmail(
+        return await self._transact(
             prepared.from_addr,
             prepared.to_addrs,
             prepared.data,
             (*mail_options, *prepared.mail_options),
             rcpt_options,
-            deadline=deadline,
+            prepared.eight_bit,
+            deadline,
         )
 
 

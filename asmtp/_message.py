@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._flatten import flatten
+from ._source import EightBit, eight_bit_content
 from .errors import SMTPNotSupportedError
 
 __all__ = ["PreparedMessage", "prepare_message"]
@@ -26,6 +27,8 @@ class PreparedMessage:
     to_addrs: list[str]
     data: bytes
     mail_options: tuple[str, ...]
+    eight_bit: EightBit
+    """What the flattened bytes need declared (see :func:`asmtp._source.eight_bit`)."""
 
 
 def prepare_message(
@@ -73,4 +76,4 @@ def prepare_message(
         )
     options = ("SMTPUTF8", "BODY=8BITMIME") if international else ()
     data = flatten(msg, utf8=international)  # Bcc and Resent-Bcc removed
-    return PreparedMessage(from_addr, recipients, data, options)
+    return PreparedMessage(from_addr, recipients, data, options, eight_bit_content(data))

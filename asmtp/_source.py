@@ -8,20 +8,45 @@ bounded by the chunk size. Anything else is a :class:`TypeError` raised before a
 from __future__ import annotations
 
 import email.message
+import enum
 import io
 import os
+import re
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from ._flatten import flatten
 
-__all__ = ["CHUNK_SIZE", "MessageSource", "chunks", "known_size", "to_source"]
+__all__ = [
+    "CHUNK_SIZE",
+    "EightBit",
+    "MessageSource",
+    "chunks",
+    "eight_bit",
+    "eight_bit_content",
+    "known_size",
+    "to_source",
+]
 
 CHUNK_SIZE = 256 * 1024
 
 MessageSource = (
     str | bytes | bytearray | memoryview | BinaryIO | AsyncIterable[bytes] | Iterable[bytes]
 )
+
+# The end of the header block: the message starts with a line break, or two follow each
+# other (a lone CR or LF ends a line on the wire too, RFC 5321 §2.3.8).
+_HEADER_BLOCK_END: Final = re.compile(rb"^(?:\r\n|\r|\n)|(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+
+
+class EightBit(enum.Enum):
+    """What the bytes asmtp encoded need declared in MAIL; each value says where they are."""
+
+    NONE = "no 8-bit octets"
+    BODY = "8-bit octets in its body"
+    """RFC 6152: ``BODY=8BITMIME``."""
+    HEADERS = "8-bit octets (UTF-8) in its header block"
+    """RFC 6531 §3.4, RFC 6532 §3: ``SMTPUTF8`` and ``BODY=8BITMIME``."""
 
 
 def to_source(msg: object) -> MessageSource:
@@ -49,6 +74,29 @@ def to_source(msg: object) -> MessageSource:
         "bytes, or an (async) iterator of bytes, "
         f"not {type(msg).__name__}"
     )
+
+
+def eight_bit(msg: object, source: MessageSource) -> EightBit:
+    """What ``source``, made from ``msg`` by :func:`to_source`, needs declared.
+
+    Only the bytes asmtp produced count (a ``str`` it encoded, a message it flattened): bytes
+    the caller gives are theirs to declare, as with smtplib. ASCII text costs one
+    ``str.isascii()``.
+    """
+    if isinstance(msg, str) and msg.isascii():
+        return EightBit.NONE
+    if isinstance(msg, (str, email.message.Message)) and isinstance(source, bytes):
+        return eight_bit_content(source)
+    return EightBit.NONE
+
+
+def eight_bit_content(data: bytes) -> EightBit:
+    """Whether ``data`` has 8-bit octets, and whether any is in its header block."""
+    if data.isascii():
+        return EightBit.NONE
+    end = _HEADER_BLOCK_END.search(data)
+    header_block = data[: end.start()] if end is not None else data
+    return EightBit.BODY if header_block.isascii() else EightBit.HEADERS
 
 
 def known_size(source: MessageSource) -> int | None:

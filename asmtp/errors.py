@@ -25,6 +25,7 @@ from .protocol import BadArgument
 
 __all__ = [
     "BadArgument",
+    "EightBitNotSupportedError",
     "MalformedHeaderError",
     "SMTPAuthenticationError",
     "SMTPConnectError",
@@ -57,6 +58,17 @@ class SMTPProtocolError(SMTPResponseException):
         super().__init__(-1, message.encode("utf-8", "replace"))
         self.outcome = outcome
         """What became of the message when this interrupted a send, else ``None``."""
+
+
+class EightBitNotSupportedError(BadArgument):
+    """The message asmtp encoded is 8-bit and the server offers no way to declare it.
+
+    A ``str`` with non-ASCII characters (sent as UTF-8), or a message object flattened to
+    8-bit bytes, needs BODY=8BITMIME (RFC 6152), and SMTPUTF8 as well when the 8-bit octets
+    are in the header block (RFC 6531, RFC 6532). Raised before MAIL; smtplib raises
+    :class:`UnicodeEncodeError` for such a ``str``. Encode the message yourself (RFC 2047
+    headers, a quoted-printable or base64 body) or send bytes, which go as given.
+    """
 
 
 class MalformedHeaderError(BadArgument):

@@ -6,6 +6,11 @@ pool, the one-shot functions, ``send_message``) it flattens it the same way: ``B
 (header injection, the CVE-2024-6923 class, which the ``email`` generator of this
 interpreter lets through) is refused with :class:`asmtp.MalformedHeaderError` before any
 byte of the message is written. The caller's message object is never changed.
+
+What asmtp encodes itself (a ``str`` as UTF-8, a message it flattens) is declared in MAIL
+when it is 8-bit (``BODY=8BITMIME``, and ``SMTPUTF8`` for UTF-8 in the header block), or
+refused with :class:`asmtp.EightBitNotSupportedError` before MAIL when the server cannot
+take it; bytes the caller gives are theirs to declare.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from hypothesis import strategies as st
 import asmtp
 from asmtp._source import to_source
 from support.aiosmtpd_server import RecordingHandler
+from support.scripted import ExpectLine, smtp_script
 
-from ._kit import HOST, TIMEOUT, client
+from ._kit import GREETING, HOST, QUIT, TIMEOUT, client
 
 if TYPE_CHECKING:
     from support.aiosmtpd_server import ThreadedSMTPServer
-    from support.fixtures import SMTPDServerFactory
+    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -37,6 +43,7 @@ SENDER: Final = "a@x.test"
 TO: Final = "b@x.test"
 HIDDEN: Final = "hidden@x.test"
 RESENT_DATE: Final = "Mon, 1 Jan 2024 00:00:00 +0000"
+NOOP: Final = (b"NOOP\r\n", b"250 in step\r\n")
 
 Send = Callable[["ThreadedSMTPServer", email.message.Message], Awaitable[object]]
 
@@ -360,3 +367,188 @@ async def test_folded_and_non_ascii_headers_still_go_out(
     parsed = email.message_from_bytes(delivery.content, policy=email.policy.default)
     assert parsed["Subject"].split() == msg["Subject"].split()
     assert parsed["X-Name"] == "Zoë"
+
+
+# -- 8-bit content asmtp encodes is declared, or refused before MAIL ----------------------------
+
+
+def _eight_bit_body_message() -> email.message.Message:
+    msg = email.message.EmailMessage()
+    msg["Subject"] = "8-bit body"
+    msg.set_content("héllo wörld\n", cte="8bit")
+    return msg
+
+
+def _received_utf8_header() -> email.message.Message:
+    """A message as received with a raw UTF-8 header, which the generator writes back raw."""
+    return email.message_from_bytes(
+        "Subject: café\r\n\r\nhi\r\n".encode(), policy=email.policy.compat32
+    )
+
+
+# (what is sent, the MAIL parameters besides SIZE= that must declare it)
+EIGHT_BIT: Final = [
+    pytest.param("Subject: hi\r\n\r\nhéllo\r\n", {"BODY=8BITMIME"}, id="str-8bit-body"),
+    pytest.param("Subject: café\n\nhi\n", {"SMTPUTF8", "BODY=8BITMIME"}, id="str-utf8-header"),
+    pytest.param("Subject: hi\r\n\r\nhello\r\n", set(), id="str-ascii"),
+    pytest.param(_eight_bit_body_message(), {"BODY=8BITMIME"}, id="Message-8bit-body"),
+    pytest.param(_received_utf8_header(), {"SMTPUTF8", "BODY=8BITMIME"}, id="Message-utf8-header"),
+    pytest.param("Subject: hi\r\n\r\nh\xe9llo\r\n".encode(), set(), id="bytes-are-the-callers"),
+]
+
+
+async def _one_shot_any(server: ThreadedSMTPServer, msg: object) -> object:
+    return await asmtp.sendmail(
+        SENDER, [TO], msg, host=HOST, port=server.port, tls="none", timeout=TIMEOUT
+    )
+
+
+async def _pool_any(server: ThreadedSMTPServer, msg: object) -> object:
+    async with asmtp.SMTPPool(HOST, server.port, tls="none", timeout=TIMEOUT) as pool:
+        return await pool.sendmail(SENDER, [TO], msg)
+
+
+async def _sendmail_many_any(server: ThreadedSMTPServer, msg: object) -> object:
+    async with client(server.port) as smtp:
+        [result] = await smtp.sendmail_many([asmtp.Outgoing(SENDER, [TO], msg)])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+async def _sendmail_any(server: ThreadedSMTPServer, msg: object) -> object:
+    async with client(server.port) as smtp:
+        return await smtp.sendmail(SENDER, [TO], msg)
+
+
+async def _send_message_any(server: ThreadedSMTPServer, msg: object) -> object:
+    assert isinstance(msg, email.message.Message)
+    async with client(server.port) as smtp:
+        return await smtp.send_message(msg, SENDER, [TO])
+
+
+ANY_SENDS: Final[dict[str, Callable[[ThreadedSMTPServer, object], Awaitable[object]]]] = {
+    "SMTP.sendmail": _sendmail_any,
+    "SMTP.sendmail_many": _sendmail_many_any,
+    "SMTP.send_message": _send_message_any,
+    "SMTPPool.sendmail": _pool_any,
+    "asmtp.sendmail": _one_shot_any,
+}
+
+
+@pytest.mark.parametrize(
+    ("send", "msg", "declared"),
+    [
+        pytest.param(send, *case.values, id=f"{send}-{case.id}")
+        for send in ANY_SENDS
+        for case in EIGHT_BIT
+        if send != "SMTP.send_message" or isinstance(case.values[0], email.message.Message)
+    ],
+)
+async def test_8bit_content_asmtp_encodes_is_declared_in_mail(
+    smtpd_server_factory: SMTPDServerFactory, send: str, msg: object, declared: set[str]
+) -> None:
+    """aiosmtpd offering 8BITMIME and SMTPUTF8: a non-ASCII str (UTF-8) or an 8-bit
+    flattened message says so in MAIL; ASCII text costs nothing, and bytes the caller
+    gives are sent as given, as smtplib does."""
+    server = smtpd_server_factory(RecordingHandler(), enable_SMTPUTF8=True)
+    assert await ANY_SENDS[send](server, msg) == {}
+    [delivery] = server.handler.wait_for_deliveries(1)
+    assert {o for o in delivery.mail_options if not o.startswith("SIZE=")} == declared
+
+
+EHLO_PLAIN: Final = b"250 hostile.test\r\n"
+EHLO_8BITMIME: Final = b"250-hostile.test\r\n250 8BITMIME\r\n"
+
+
+@pytest.mark.parametrize(
+    ("how", "ehlo", "msg", "reason"),
+    [
+        pytest.param("sendmail", EHLO_PLAIN, "S: hi\r\n\r\nhéllo\r\n", "8BITMIME", id="str-body"),
+        pytest.param(
+            "sendmail", EHLO_8BITMIME, "S: café\r\n\r\nhi\r\n", "SMTPUTF8", id="str-header"
+        ),
+        pytest.param("sendmail", None, "S: hi\r\n\r\nhéllo\r\n", "ESMTP", id="helo-only-server"),
+        *(
+            pytest.param(how, ehlo, build(), reason, id=f"{how}-{name}")
+            for how in ("sendmail", "send_message")
+            for ehlo, build, reason, name in [
+                (EHLO_PLAIN, _eight_bit_body_message, "8BITMIME", "Message-body"),
+                (EHLO_8BITMIME, _received_utf8_header, "SMTPUTF8", "Message-header"),
+                (None, _eight_bit_body_message, "ESMTP", "Message-helo-only-server"),
+            ]
+        ),
+    ],
+)
+async def test_8bit_content_the_server_cannot_take_is_refused_before_mail(
+    scripted_server_factory: ScriptedServerFactory,
+    ehlo: bytes | None,
+    msg: object,
+    reason: str,
+    how: str,
+) -> None:
+    """Before, the UTF-8 went out undeclared; smtplib raises UnicodeEncodeError here."""
+    greeting = (
+        [(ExpectLine(b"EHLO"), ehlo)]
+        if ehlo
+        else [
+            (ExpectLine(b"EHLO"), b"502 5.5.1 no EHLO here\r\n"),
+            (ExpectLine(b"HELO"), b"250 hostile.test\r\n"),
+        ]
+    )
+    server = scripted_server_factory(smtp_script([*greeting, NOOP, QUIT], greeting=GREETING))
+    async with client(server.port) as smtp:
+        with pytest.raises(asmtp.EightBitNotSupportedError, match=reason) as info:
+            if isinstance(msg, email.message.Message) and how == "send_message":
+                await smtp.send_message(msg, SENDER, [TO])
+            else:
+                await smtp.sendmail(SENDER, [TO], msg)
+        assert isinstance(info.value, ValueError)
+        assert await smtp.noop() == (250, b"in step")
+    server.check()
+    assert b"MAIL" not in server.received
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "sent"),
+    [
+        ("Subject: hi\r\n\r\nhéllo\r\n", ["BODY=7BIT"], {"BODY=7BIT"}),
+        ("Subject: café\r\n\r\nhéllo\r\n", ["BODY=7BIT"], {"BODY=7BIT", "SMTPUTF8"}),
+        ("Subject: café\r\n\r\nhéllo\r\n", ["SMTPUTF8"], {"SMTPUTF8", "BODY=8BITMIME"}),
+        ("Subject: café\r\n\r\n", ["SMTPUTF8", "BODY=8BITMIME"], {"SMTPUTF8", "BODY=8BITMIME"}),
+    ],
+    ids=["body-kept", "body-kept-smtputf8-added", "smtputf8-once", "all-given"],
+)
+async def test_the_callers_own_declarations_are_kept_and_not_repeated(
+    smtpd_server_factory: SMTPDServerFactory, text: str, options: list[str], sent: set[str]
+) -> None:
+    """A BODY= the caller gave is theirs; SMTPUTF8 is still added when the header needs it."""
+    server = smtpd_server_factory(RecordingHandler(), enable_SMTPUTF8=True)
+    async with client(server.port) as smtp:
+        await smtp.sendmail(SENDER, [TO], text, options)
+    [delivery] = server.handler.deliveries
+    declared = [o for o in delivery.mail_options if not o.startswith("SIZE=")]
+    assert sorted(declared) == sorted(sent)
+
+
+async def test_an_8bit_str_going_by_bdat_is_declared_binarymime(
+    scripted_server_factory: ScriptedServerFactory,
+) -> None:
+    """A server offering CHUNKING and BINARYMIME but not 8BITMIME: BODY=BINARYMIME
+    (RFC 3030 §3) declares the 8-bit body, so nothing is refused."""
+    wire = "Subject: hi\r\n\r\nhéllo\r\n".encode()
+    ehlo = b"250-hostile.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 BINARYMIME\r\n"
+    envelope = b"MAIL FROM:<a@x.test> BODY=BINARYMIME\r\nRCPT TO:<b@x.test>\r\n"
+    server = scripted_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), ehlo),
+                (envelope + b"BDAT %d LAST\r\n" % len(wire) + wire, b"250 ok\r\n" * 3),
+                QUIT,
+            ],
+            greeting=GREETING,
+        )
+    )
+    async with client(server.port) as smtp:
+        assert await smtp.sendmail(SENDER, [TO], "Subject: hi\n\nhéllo\n") == {}
+    server.check()
