@@ -1,15 +1,17 @@
 """SMTPPool: many concurrent sends over a bounded set of reused connections.
 
-The bookkeeping (:class:`_Idle`, :class:`_RateLimiter`, :func:`retry_delay`) is plain
-synchronous code that says what to reuse, close or wait for; the awaits happen in
-:class:`SMTPPool`. A connection goes back to the pool only when it is in step with the
-server; a message is retried only when the server cannot have accepted it.
+The bookkeeping (:class:`_Idle`, :class:`_RateLimiter`, and ``_backoff``'s retry rules and
+:class:`ConnectBackoff`) is plain synchronous code that says what to reuse, open, close or
+wait for; the awaits happen in :class:`SMTPPool`; waiting sends queue in ``_pool_queue``.
+A connection goes back to the pool only when it is in step with the server; a message is
+retried only when the server cannot have accepted it; a destination that fails to connect
+is backed off from by the pool as a whole.
 """
 
 from __future__ import annotations
 
 import email.message
-import random
+import math
 import ssl
 import time
 from collections import deque
@@ -20,27 +22,18 @@ from types import TracebackType
 import anyio
 
 from ._api import TLSMode, check_tls_mode, new_client, secure_and_login
+from ._backoff import ConnectBackoff, RetryPolicy, is_retryable, retry_delay
 from ._batch import Outgoing, send_batch
 from ._client import DEFAULT_TIMEOUT, SMTP, SendmailResult
 from ._outcome import SendOutcome
+from ._pool_queue import Gate, Job
 from .auth import Mechanism, Secret
-from .errors import (
-    SMTPConnectError,
-    SMTPDataError,
-    SMTPException,
-    SMTPRecipientsRefused,
-    SMTPResponseException,
-    SMTPSenderRefused,
-    SMTPServerDisconnected,
-    SMTPTransactionInterrupted,
-    SMTPTransactionTimeout,
-)
+from .errors import SMTPResponseException, SMTPTransactionInterrupted
 from .protocol import Param, State
 
 __all__ = ["RetryPolicy", "SMTPPool", "SendResult", "is_retryable", "retry_delay"]
 
 _QUIT_TIMEOUT = 5.0
-_RNG = random.Random()  # noqa: S311 - jitter for retries, not secrecy
 
 
 class SendResult(dict[str, tuple[int, bytes]]):
@@ -51,51 +44,6 @@ class SendResult(dict[str, tuple[int, bytes]]):
     def __init__(self, refused: SendmailResult, attempts: int) -> None:
         super().__init__(refused)
         self.attempts = attempts
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How :class:`SMTPPool` retries a send the server cannot have accepted.
-
-    ``attempts`` counts the first one; delays grow as ``base_delay * 2**n`` up to
-    ``max_delay``, each multiplied by a random factor in ``[0.5, 1.5)`` when ``jitter``.
-    """
-
-    attempts: int = 3
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    jitter: bool = True
-
-
-def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait before attempt number ``attempt + 1`` (``attempt`` >= 1)."""
-    delay = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
-    if policy.jitter:
-        delay *= 0.5 + (rng or _RNG).random()
-    return delay
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """True when sending again cannot deliver the message twice and may succeed.
-
-    A transient (4xx) refusal of the sender, of every recipient or of the data, and a lost
-    connection or timeout before the end of the data could reach the server. An unknown
-    outcome is never retried.
-    """
-    if isinstance(exc, (SMTPTransactionInterrupted, SMTPTransactionTimeout)):
-        return exc.outcome.accepted is False
-    if isinstance(exc, SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-        return bool(codes) and all(400 <= code < 500 for code in codes)
-    if isinstance(exc, (SMTPSenderRefused, SMTPDataError, SMTPConnectError)):
-        return 400 <= exc.smtp_code < 500
-    if isinstance(exc, SMTPServerDisconnected):
-        return True  # lost before any transaction began (a send in flight says so above)
-    if isinstance(exc, (SMTPException, ssl.SSLError)):
-        return False  # a permanent answer, a missing feature, or a certificate that will not change
-    # Failures while connecting, greeting or saying EHLO: no transaction had started.
-    # (anyio reports a refused connection as a plain OSError.)
-    return isinstance(exc, OSError)
 
 
 def _replayable(msg: object) -> bool:
@@ -152,118 +100,6 @@ class _Idle:
         return slots
 
 
-class _Job:
-    """One attempt at one message: queued, then run alone or in some connection's batch."""
-
-    __slots__ = (
-        "batchable",
-        "deadline",
-        "done",
-        "error",
-        "item",
-        "promoted",
-        "result",
-        "smtp",
-        "taken",
-        "wake",
-    )
-
-    def __init__(self, item: Outgoing, *, batchable: bool, deadline: float | None) -> None:
-        self.item = item
-        self.batchable = batchable
-        self.deadline = deadline
-        self.wake = anyio.Event()
-        self.promoted = False  # handed a place at the gate: it runs a connection itself
-        self.taken = False  # taken into another caller's batch
-        self.done = False
-        self.result: SendmailResult = {}
-        self.error: Exception | None = None
-        self.smtp: SMTP | None = None  # the connection it ran on, when it ran alone
-
-    def finish(self, result: SendmailResult | Exception) -> None:
-        if isinstance(result, Exception):
-            self.error = result
-        else:
-            self.result = result
-        self.done = True
-        self.wake.set()
-
-    def outcome(self) -> SendmailResult:
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-    async def run_alone(self, smtp: SMTP) -> SendmailResult:
-        self.smtp = smtp
-        item = self.item
-        if item.from_headers:
-            assert isinstance(item.msg, email.message.Message)  # noqa: S101 - Outgoing checks it
-            return await smtp.send_message(
-                item.msg,
-                item.from_addr,
-                item.to_addrs,
-                item.mail_options,
-                item.rcpt_options,
-                deadline=self.deadline,
-            )
-        assert item.from_addr is not None and item.to_addrs is not None  # noqa: S101 - ditto
-        return await smtp.sendmail(
-            item.from_addr,
-            item.to_addrs,
-            item.msg,
-            item.mail_options,
-            item.rcpt_options,
-            deadline=self.deadline,
-        )
-
-
-class _Gate:
-    """At most ``limit`` callers hold a connection at once; the others queue, first come first served.
-
-    A holder may take queued jobs into its connection's batch (:meth:`take`); their owners
-    keep waiting until the job is done. A released place goes straight to the oldest job
-    still queued, whose owner then runs a connection itself.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_use = 0
-        self._waiters: deque[_Job] = deque()
-
-    async def enter(self, job: _Job) -> bool:
-        """Wait for a place (True) or for another holder to finish ``job`` (False)."""
-        if self.in_use < self.limit and not self._waiters:
-            self.in_use += 1
-            return True
-        self._waiters.append(job)
-        try:
-            await job.wake.wait()
-        except BaseException:
-            if job.promoted:
-                self.release()  # handed a place but cancelled: pass it on
-            elif not job.taken:
-                self._waiters.remove(job)
-            # A taken job is on another connection's wire: it completes, unobserved.
-            raise
-        return job.promoted
-
-    def take(self) -> _Job | None:
-        """The oldest queued job, if it may join a batch; it leaves the queue."""
-        if self._waiters and self._waiters[0].batchable:
-            job = self._waiters.popleft()
-            job.taken = True
-            return job
-        return None
-
-    def release(self) -> None:
-        if self._waiters:
-            job = self._waiters.popleft()  # the place changes hands; in_use is unchanged
-            job.promoted = True
-            job.wake.set()
-        else:
-            self.in_use -= 1
-
-
 class _RateLimiter:
     """Spaces sends at ``rate`` per second across the pool (``None``: no limit)."""
 
@@ -307,6 +143,14 @@ class SMTPPool:
     alone; ``max_batch=1`` turns batching off. A caller cancelled while its message is on
     another caller's connection stops waiting; that message still completes, so the
     connection stays in step.
+
+    A failure to connect (refused, a 4xx or 5xx greeting, TLS or login failure, a timeout)
+    makes the whole pool back off, as an MTA's queue manager does: no new connection until
+    one shared delay (``retry``'s, growing with each failure in a row, with jitter) has
+    passed, then one probe at a time; a success ends it. Sends wait meanwhile, within their
+    own ``deadline``. After ``retry.attempts`` failures in a row each waiting send raises the
+    server's own error, whose ``attempts`` counts the tries it waited through, and until the
+    delay passes new sends do the same at once (``attempts`` 0) unless a connection is open.
     """
 
     def __init__(
@@ -346,9 +190,12 @@ class SMTPPool:
         self.chunking = chunking
         self.max_batch = max_batch
         self.max_connections = max_connections
-        self._gate = _Gate(max_connections)
+        self._gate = Gate(max_connections)
         self._idle = _Idle(idle_timeout, max_messages_per_connection)
         self._rate = _RateLimiter(rate_limit)
+        self._backoff = ConnectBackoff(self.retry)
+        self._live = 0  # connections open, idle or in use
+        self._changed: anyio.Event | None = None  # set when a send waiting to connect may go on
         self._closed = False
 
     def __repr__(self) -> str:
@@ -368,6 +215,7 @@ class SMTPPool:
     async def aclose(self) -> None:
         """QUIT and close every idle connection; later sends raise :class:`RuntimeError`."""
         self._closed = True
+        self._notify()
         await self._close_all(self._idle.drain())
 
     async def sendmail(
@@ -409,12 +257,20 @@ class SMTPPool:
         batchable = (
             replayable and deadline is None and self.max_batch > 1 and not self._rate.limited
         )
+        expires = time.monotonic() + deadline if deadline is not None else math.inf
+        failures_before = self._backoff.failed_total
         attempt = 0
         while True:
             attempt += 1
-            job = _Job(item, batchable=batchable, deadline=deadline)
+            job = Job(item, batchable=batchable, deadline=deadline, expires=expires)
             try:
                 refused = await self._attempt(job)
+            except _GaveUp as gave_up:
+                # Each connection attempt that failed while this send waited was one of its own.
+                error = gave_up.error
+                waited = self._backoff.failed_total - failures_before
+                error.attempts = attempt - 1 + waited  # type: ignore[attr-defined]
+                raise error from error.__cause__
             except Exception as exc:
                 outcome = job.smtp.last_outcome if job.smtp is not None else None
                 # A streamed body can be read only once: retry it only if none was read.
@@ -427,22 +283,16 @@ class SMTPPool:
                 continue
             return SendResult(refused, attempt)
 
-    async def _attempt(self, job: _Job) -> SendmailResult:
+    async def _attempt(self, job: Job) -> SendmailResult:
         if self._closed:
             raise RuntimeError("the pool is closed")
         if not await self._gate.enter(job):
             return job.outcome()  # another caller's connection sent it
         try:
-            now = time.monotonic()
-            wait = self._rate.reserve(now)
+            wait = self._rate.reserve(time.monotonic())
             if wait:
                 await anyio.sleep(wait)
-                now = time.monotonic()
-            slot, expired = self._idle.checkout(now)
-            if expired:
-                await self._close_all(expired)
-            if slot is None:
-                slot = _Slot(await self._open())
+            slot = await self._connection_for(job)
             try:
                 if not job.batchable:
                     slot.sent += 1
@@ -452,20 +302,74 @@ class SMTPPool:
             finally:
                 if self._closed or not self._idle.checkin(slot, time.monotonic()):
                     await self._close_all([slot])
+                else:
+                    self._notify()  # a send waiting for the backoff can have it
         finally:
             self._gate.release()
 
-    async def _run_batch(self, first: _Job, slot: _Slot) -> None:
+    async def _connection_for(self, job: Job) -> _Slot:
+        """An idle connection, or a new one when the backoff allows (:class:`ConnectBackoff`).
+
+        While the destination fails, the send waits here, within its own deadline, for the
+        shared delay, the probe in flight, or a connection coming back to the pool. Raises
+        :class:`_GaveUp` when the pool gives up.
+        """
+        while True:
+            if self._closed:
+                raise RuntimeError("the pool is closed")
+            now = time.monotonic()
+            slot, expired = self._idle.checkout(now)
+            if expired:
+                await self._close_all(expired)
+            if slot is not None:
+                return slot
+            admission = self._backoff.admit(now, expires=job.expires, live=self._live)
+            if admission.error is not None:
+                raise _GaveUp(admission.error)
+            if admission.token is not None:
+                smtp = await self._open_counted(admission.token)
+                if smtp is not None:
+                    return _Slot(smtp)
+                continue
+            if self._changed is None:
+                self._changed = anyio.Event()
+            with anyio.move_on_after(admission.wait):
+                await self._changed.wait()
+
+    async def _open_counted(self, token: int) -> SMTP | None:
+        """Open a connection and tell the backoff how it went; ``None`` when it failed."""
+        try:
+            smtp = await self._open()
+        except Exception as exc:
+            self._backoff.failed(token, exc, time.monotonic(), retryable=is_retryable(exc))
+            self._notify()
+            return None
+        except BaseException:
+            self._backoff.abandoned(token)
+            self._notify()
+            raise
+        self._backoff.opened()
+        self._live += 1
+        self._notify()
+        return smtp
+
+    def _notify(self) -> None:
+        """Wake the sends waiting to connect: the backoff or the idle connections changed."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def _run_batch(self, first: Job, slot: _Slot) -> None:
         """Send ``first`` and, back to back on the same connection, jobs queued meanwhile.
 
         Each next job is taken only when the connection is ready for it, up to
         ``max_batch`` and the connection's message limit; their owners are woken as soon
         as each reply is in.
         """
-        taken: list[_Job] = []
+        taken: list[Job] = []
 
-        def jobs() -> Iterator[tuple[_Job, Outgoing]]:
-            job: _Job | None = first
+        def jobs() -> Iterator[tuple[Job, Outgoing]]:
+            job: Job | None = first
             while job is not None:
                 taken.append(job)
                 slot.sent += 1
@@ -475,7 +379,7 @@ class SMTPPool:
                 job = None if self._closed else self._gate.take()
 
         try:
-            await send_batch(slot.smtp, jobs(), _Job.finish)
+            await send_batch(slot.smtp, jobs(), Job.finish)
         except Exception as exc:
             if not first.done:
                 first.finish(exc)  # the connection failed before its message began
@@ -514,6 +418,9 @@ class SMTPPool:
         return smtp
 
     async def _close_all(self, slots: list[_Slot]) -> None:
+        self._live -= len(slots)
+        if slots:
+            self._notify()
         for slot in slots:
             with anyio.move_on_after(_QUIT_TIMEOUT, shield=True):
                 try:
@@ -523,3 +430,24 @@ class SMTPPool:
                     pass
                 finally:
                     await slot.smtp.close()
+
+
+class _GaveUp(Exception):
+    """The pool gave up connecting for a send; carries the error that send raises."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = _own_copy(error)
+
+
+def _own_copy(error: Exception) -> Exception:
+    """``error`` for one more send to raise: sends in many tasks cannot share one object
+    (each gets its own ``attempts`` and traceback), so each raises a copy caused by it.
+
+    Built without calling ``__init__``, whose parameters need not be the ``args`` it keeps.
+    """
+    mine = type(error).__new__(type(error), *error.args)
+    mine.args = error.args  # OSError.__new__ leaves them to an overriding __init__
+    mine.__dict__.update(vars(error))
+    mine.__cause__ = error
+    return mine
