@@ -11,7 +11,7 @@ connections they accept.
 from __future__ import annotations
 
 import time
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import anyio
 import pytest
@@ -26,6 +26,12 @@ pytestmark = pytest.mark.anyio
 SENDER: Final = "sender@pool.test"
 MESSAGE: Final = b"Subject: backoff\r\n\r\nhello\r\n"
 FAST: Final = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)
+
+
+def make_pool(server: DelayedSMTPServer, retry: RetryPolicy, **options: Any) -> SMTPPool:
+    return SMTPPool(
+        "127.0.0.1", server.port, tls="none", timeout=STEP_TIMEOUT, retry=retry, **options
+    )
 
 
 async def send_all(pool: SMTPPool, count: int) -> list[asmtp.SendResult | Exception]:
@@ -49,14 +55,7 @@ async def test_1000_sends_to_a_server_refusing_every_greeting_open_a_few_connect
     with DelayedSMTPServer(delay=0.0, refused_greetings=None) as server:
         started = time.monotonic()
         with anyio.fail_after(20):
-            async with SMTPPool(
-                "127.0.0.1",
-                server.port,
-                tls="none",
-                timeout=STEP_TIMEOUT,
-                retry=FAST,
-                max_connections=max_connections,
-            ) as pool:
+            async with make_pool(server, FAST, max_connections=max_connections) as pool:
                 results = await send_all(pool, 1000)
         elapsed = time.monotonic() - started
         # The connections in flight when the first 421 came, then one probe per retry.
@@ -80,14 +79,7 @@ async def test_a_server_that_comes_back_gets_the_queued_sends_after_one_shared_d
     refused = max_connections + 1  # the first wave, then the first probe
     with DelayedSMTPServer(delay=0.0, refused_greetings=refused) as server:
         with anyio.fail_after(20):
-            async with SMTPPool(
-                "127.0.0.1",
-                server.port,
-                tls="none",
-                timeout=STEP_TIMEOUT,
-                retry=policy,
-                max_connections=max_connections,
-            ) as pool:
+            async with make_pool(server, policy, max_connections=max_connections) as pool:
                 results = await send_all(pool, 60)
         accepted_at = list(server.accepted_at)
         messages = server.messages
@@ -105,9 +97,7 @@ async def test_a_queued_send_waits_no_longer_than_its_own_deadline() -> None:
     """A send whose deadline comes before the next try fails at once, with the real error."""
     slow = RetryPolicy(attempts=3, base_delay=30.0, max_delay=30.0, jitter=False)
     with DelayedSMTPServer(delay=0.0, refused_greetings=None) as server:
-        async with SMTPPool(
-            "127.0.0.1", server.port, tls="none", timeout=STEP_TIMEOUT, retry=slow
-        ) as pool:
+        async with make_pool(server, slow) as pool:
             started = time.monotonic()
             with pytest.raises(asmtp.SMTPConnectError) as caught:
                 await pool.sendmail(SENDER, ["r@pool.test"], MESSAGE, deadline=1.0)
@@ -121,9 +111,7 @@ async def test_a_queued_send_waits_no_longer_than_its_own_deadline() -> None:
 async def test_after_giving_up_sends_fail_fast_until_the_delay_passes_then_one_probe() -> None:
     policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.1, jitter=False)
     with DelayedSMTPServer(delay=0.0, refused_greetings=policy.attempts) as server:
-        async with SMTPPool(
-            "127.0.0.1", server.port, tls="none", timeout=STEP_TIMEOUT, retry=policy
-        ) as pool:
+        async with make_pool(server, policy) as pool:
             with pytest.raises(asmtp.SMTPConnectError) as first:
                 await pool.sendmail(SENDER, ["r@pool.test"], MESSAGE)
             assert attempts_of(first.value) == policy.attempts
