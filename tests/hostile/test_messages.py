@@ -349,6 +349,16 @@ def test_the_flattened_header_block_is_checked_whatever_the_generator_wrote(
         to_source(msg)
 
 
+def test_the_transfer_encoding_the_generator_adds_itself_is_not_taken_for_an_injection() -> None:
+    """A 7-bit policy re-encodes a received 8-bit body and adds Content-Transfer-Encoding."""
+    received = b"Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nh\xc3\xa9llo\r\n"
+    msg = email.message_from_bytes(received, policy=email.policy.compat32.clone(cte_type="7bit"))
+    data = to_source(msg)
+    assert isinstance(data, bytes)
+    assert b"\r\nContent-Transfer-Encoding: base64\r\n\r\naMOpbGxvDQo=\r\n" in data
+    assert "Content-Transfer-Encoding" not in msg
+
+
 @pytest.mark.parametrize("kind", ["Message", "EmailMessage"])
 async def test_folded_and_non_ascii_headers_still_go_out(
     smtpd_server_factory: SMTPDServerFactory, kind: str
