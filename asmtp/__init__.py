@@ -24,6 +24,8 @@ from ._client import (
 from ._results import SendOutcome, SendResult
 from .errors import (
     BadArgument,
+    EightBitNotSupportedError,
+    MalformedHeaderError,
     SMTPAuthenticationError,
     SMTPConnectError,
     SMTPDataError,
@@ -49,6 +51,8 @@ __all__ = [
     "SMTP_SSL",
     "SMTP_SSL_PORT",
     "BadArgument",
+    "EightBitNotSupportedError",
+    "MalformedHeaderError",
     "Outgoing",
     "RetryPolicy",
     "SMTPAuthenticationError",

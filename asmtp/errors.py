@@ -25,6 +25,8 @@ from .protocol import BadArgument
 
 __all__ = [
     "BadArgument",
+    "EightBitNotSupportedError",
+    "MalformedHeaderError",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",
@@ -56,6 +58,26 @@ class SMTPProtocolError(SMTPResponseException):
         super().__init__(-1, message.encode("utf-8", "replace"))
         self.outcome = outcome
         """What became of the message when this interrupted a send, else ``None``."""
+
+
+class EightBitNotSupportedError(BadArgument):
+    """The message asmtp encoded is 8-bit and the server offers no way to declare it.
+
+    A ``str`` with non-ASCII characters (sent as UTF-8), or a message object flattened to
+    8-bit bytes, needs BODY=8BITMIME (RFC 6152), and SMTPUTF8 as well when the 8-bit octets
+    are in the header block (RFC 6531, RFC 6532). Raised before MAIL; smtplib raises
+    :class:`UnicodeEncodeError` for such a ``str``. Encode the message yourself (RFC 2047
+    headers, a quoted-printable or base64 body) or send bytes, which go as given.
+    """
+
+
+class MalformedHeaderError(BadArgument):
+    """A message's header would not come out as one header field; nothing of it was sent.
+
+    A line break in a value that is not folding (not followed by a space or tab), or a name
+    that is not printable ASCII without a colon, would add a line of its own to the header
+    block or end it early (header injection). The message names the header or the line.
+    """
 
 
 class TLSRequiredError(SMTPNotSupportedError):

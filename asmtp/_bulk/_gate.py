@@ -25,6 +25,7 @@ class Job:
         "deadline",
         "done",
         "error",
+        "expires",
         "item",
         "promoted",
         "result",
@@ -33,10 +34,13 @@ class Job:
         "wake",
     )
 
-    def __init__(self, item: Outgoing, *, batchable: bool, deadline: float | None) -> None:
+    def __init__(
+        self, item: Outgoing, *, batchable: bool, deadline: float | None, expires: float
+    ) -> None:
         self.item = item
         self.batchable = batchable
         self.deadline = deadline
+        self.expires = expires  # time.monotonic() past which the send waits no longer
         self.wake = anyio.Event()
         self.promoted = False  # handed a place at the gate: it runs a connection itself
         self.taken = False  # taken into another caller's batch

@@ -1,14 +1,15 @@
 """SMTPPool: many concurrent sends over a bounded set of reused connections.
 
-The bookkeeping (``_idle``, ``_gate``, ``_retry``) is plain code that says what to reuse,
-close or wait for; the awaits happen here. A connection goes back to the pool only when it
-is in step with the server; a message is retried only when the server cannot have
-accepted it.
+The bookkeeping (``_idle``, ``_gate``, ``_backoff``) is plain code that says what to reuse,
+open, close or wait for; the awaits happen here. A connection goes back to the pool only
+when it is in step with the server; a message is retried only when the server cannot have
+accepted it; a destination that fails to connect is backed off from by the pool as a whole.
 """
 
 from __future__ import annotations
 
 import email.message
+import math
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,11 +32,11 @@ from .._results import SendOutcome, SendResult
 from ..auth import Mechanism, Secret
 from ..errors import SMTPException, SMTPTransactionInterrupted
 from ..protocol import Param, State
+from ._backoff import ConnectBackoff, RetryPolicy, is_retryable, retry_delay
 from ._gate import Gate, Job
 from ._idle import Idle, RateLimiter, Slot
-from ._retry import RetryPolicy, is_retryable, retry_delay
 
-__all__ = ["SMTPPool"]
+__all__ = ["SMTPPool", "own_copy"]
 
 _QUIT_TIMEOUT = 5.0
 
@@ -60,6 +61,15 @@ class SMTPPool:
     run alone; ``max_batch=1`` turns batching off. A caller cancelled while its message is
     on another caller's connection stops waiting; that message still completes, so the
     connection stays in step.
+
+    A failure to connect (refused, a 4xx or 5xx greeting, TLS or login failure, a timeout)
+    makes the whole pool back off, as an MTA's queue manager does: no new connection until
+    one shared delay (``retry``'s, growing with each failure in a row, with jitter) has
+    passed, then one probe at a time; a success ends it. Sends wait meanwhile, within their
+    own ``deadline``. After ``retry.attempts`` failures in a row each waiting send raises the
+    server's own error, whose ``attempts`` counts the tries it waited through, and until the
+    delay passes new sends do the same at once (``attempts`` 0) unless a connection is open.
+    A ``tls`` that is not a :data:`~asmtp.TLSMode` raises :class:`ValueError` here.
     """
 
     def __init__(
@@ -108,6 +118,9 @@ class SMTPPool:
         self._gate = Gate(max_connections)
         self._idle = Idle(idle_timeout, max_messages_per_connection)
         self._rate = RateLimiter(rate_limit)
+        self._backoff = ConnectBackoff(self.retry)
+        self._live = 0  # connections open, idle or in use
+        self._changed: anyio.Event | None = None  # set when a send waiting to connect may go on
         self._closed = False
 
     @property
@@ -147,6 +160,7 @@ class SMTPPool:
     async def aclose(self) -> None:
         """QUIT and close every idle connection; later sends raise :class:`RuntimeError`."""
         self._closed = True
+        self._notify()
         await self._close_all(self._idle.drain())
 
     async def sendmail(
@@ -187,12 +201,20 @@ class SMTPPool:
         batchable = (
             replayable and deadline is None and self.max_batch > 1 and not self._rate.limited
         )
+        expires = time.monotonic() + deadline if deadline is not None else math.inf
+        failures_before = self._backoff.failed_total
         attempt = 0
         while True:
             attempt += 1
-            job = Job(item, batchable=batchable, deadline=deadline)
+            job = Job(item, batchable=batchable, deadline=deadline, expires=expires)
             try:
                 result = await self._attempt(job)
+            except _GaveUp as gave_up:
+                # Each connection attempt that failed while this send waited was one of its own.
+                error = gave_up.error
+                waited = self._backoff.failed_total - failures_before
+                error.attempts = attempt - 1 + waited  # type: ignore[attr-defined]
+                raise error from error.__cause__
             except Exception as exc:
                 last = job.session.last_progress if job.session is not None else None
                 # A streamed body can be read only once: retry it only if none was read.
@@ -210,16 +232,10 @@ class SMTPPool:
         if not await self._gate.enter(job):
             return job.outcome()  # another caller's connection sent it
         try:
-            now = time.monotonic()
-            wait = self._rate.reserve(now)
+            wait = self._rate.reserve(time.monotonic())
             if wait:
                 await anyio.sleep(wait)
-                now = time.monotonic()
-            slot, expired = self._idle.checkout(now)
-            if expired:
-                await self._close_all(expired)
-            if slot is None:
-                slot = Slot(await self._open())
+            slot = await self._connection_for(job)
             try:
                 if not job.batchable:
                     slot.sent += 1
@@ -232,8 +248,62 @@ class SMTPPool:
             finally:
                 if self._closed or not self._idle.checkin(slot, time.monotonic()):
                     await self._close_all([slot])
+                else:
+                    self._notify()  # a send waiting for the backoff can have it
         finally:
             self._gate.release()
+
+    async def _connection_for(self, job: Job) -> Slot:
+        """An idle connection, or a new one when the backoff allows (:class:`ConnectBackoff`).
+
+        While the destination fails, the send waits here, within its own deadline, for the
+        shared delay, the probe in flight, or a connection coming back to the pool. Raises
+        :class:`_GaveUp` when the pool gives up.
+        """
+        while True:
+            if self._closed:
+                raise RuntimeError("the pool is closed")
+            now = time.monotonic()
+            slot, expired = self._idle.checkout(now)
+            if expired:
+                await self._close_all(expired)
+            if slot is not None:
+                return slot
+            admission = self._backoff.admit(now, expires=job.expires, live=self._live)
+            if admission.error is not None:
+                raise _GaveUp(admission.error)
+            if admission.token is not None:
+                session = await self._open_counted(admission.token)
+                if session is not None:
+                    return Slot(session)
+                continue
+            if self._changed is None:
+                self._changed = anyio.Event()
+            with anyio.move_on_after(admission.wait):
+                await self._changed.wait()
+
+    async def _open_counted(self, token: int) -> Session | None:
+        """Open a connection and tell the backoff how it went; ``None`` when it failed."""
+        try:
+            session = await self._open()
+        except Exception as exc:
+            self._backoff.failed(token, exc, time.monotonic(), retryable=is_retryable(exc))
+            self._notify()
+            return None
+        except BaseException:
+            self._backoff.abandoned(token)
+            self._notify()
+            raise
+        self._backoff.opened()
+        self._live += 1
+        self._notify()
+        return session
+
+    def _notify(self) -> None:
+        """Wake the sends waiting to connect: the backoff or the idle connections changed."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def _run_batch(self, first: Job, slot: Slot) -> None:
         """Send ``first`` and, back to back on the same connection, jobs queued meanwhile.
@@ -273,6 +343,9 @@ class SMTPPool:
         return session
 
     async def _close_all(self, slots: list[Slot]) -> None:
+        self._live -= len(slots)
+        if slots:
+            self._notify()
         for slot in slots:
             session = slot.session
             with anyio.move_on_after(_QUIT_TIMEOUT, shield=True):
@@ -283,3 +356,24 @@ class SMTPPool:
                     pass  # e.g. the server already closed it
                 finally:
                     await session.close()
+
+
+class _GaveUp(Exception):
+    """The pool gave up connecting for a send; carries the error that send raises."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = own_copy(error)
+
+
+def own_copy(error: Exception) -> Exception:
+    """``error`` for one more send to raise: sends in many tasks cannot share one object
+    (each gets its own ``attempts`` and traceback), so each raises a copy caused by it.
+
+    Built without calling ``__init__``, whose parameters need not be the ``args`` it keeps.
+    """
+    mine = type(error).__new__(type(error), *error.args)
+    mine.args = error.args  # OSError.__new__ leaves them to an overriding __init__
+    mine.__dict__.update(vars(error))
+    mine.__cause__ = error
+    return mine

@@ -13,7 +13,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import SMTPNotSupportedError
+from ..errors import EightBitNotSupportedError, SMTPNotSupportedError
 from ..protocol import (
     Command,
     Mail,
@@ -137,22 +137,28 @@ def resolve(session: Session, item: Outgoing) -> Envelope:
     """
     from_addr, to_addrs, msg = item.from_addr, item.to_addrs, item.msg
     mail_options = list(item.mail_options)
+    source: _source.MessageSource
     if item.from_headers:
         assert isinstance(msg, email.message.Message)  # noqa: S101 - Outgoing checks it
         prepared = prepare_message(
             msg, from_addr, to_addrs, smtputf8_supported=session.has_extn("smtputf8")
         )
-        from_addr, to_addrs, msg = prepared.from_addr, prepared.to_addrs, prepared.data
+        from_addr, to_addrs, source = prepared.from_addr, prepared.to_addrs, prepared.data
         mail_options.extend(prepared.mail_options)
+        eight_bit = prepared.eight_bit
+    else:
+        source = _source.to_source(msg)
+        eight_bit = _source.eight_bit(msg, source)
     assert from_addr is not None and to_addrs is not None  # noqa: S101 - Outgoing checks it
     recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
-    source = _source.to_source(msg)
     binary = body_type(mail_options) == "BINARYMIME"
-    options = _mail_options(session, source, from_addr, recipients, mail_options, binary=binary)
+    options = _mail_options(
+        session, source, from_addr, recipients, mail_options, eight_bit, binary=binary
+    )
     if not binary and body_type(options) == "BINARYMIME":
         # Declared here for an 8-bit body in memory: BDAT sends BINARYMIME bodies as given,
         # so the line endings are made CRLF now, as for any other body.
-        assert isinstance(source, (bytes, bytearray, memoryview))  # noqa: S101 - eight_bit()
+        assert isinstance(source, (bytes, bytearray, memoryview))  # noqa: S101 - in memory
         source = normalise_line_endings(bytes(source))
     extensions = session.extensions
     chunked = bool(
@@ -174,17 +180,24 @@ def _mail_options(
     from_addr: str,
     recipients: tuple[str, ...],
     mail_options: Sequence[Param],
+    eight_bit: _source.EightBit,
     *,
     binary: bool,
 ) -> list[Param]:
-    """SIZE= when advertised, the caller's options, SMTPUTF8 when an address needs it,
-    and BODY=BINARYMIME for an 8-bit body going out by BDAT where the server offers it."""
+    """SIZE= when advertised, the caller's options, SMTPUTF8 when an address needs it, what
+    the 8-bit content asmtp encoded needs (:func:`_declare_eight_bit`), and BODY=BINARYMIME
+    for an 8-bit body going out by BDAT where the server offers it."""
     if binary and not (session.has_extn("chunking") and session.has_extn("binarymime")):
         # RFC 3030 §3: only BDAT carries a BINARYMIME body.
         raise SMTPNotSupportedError(
             "BODY=BINARYMIME needs CHUNKING and BINARYMIME, which the server does not advertise"
         )
     if not session.does_esmtp:
+        if eight_bit is not _source.EightBit.NONE:
+            raise EightBitNotSupportedError(
+                f"the message has {eight_bit.value} and the server does not speak ESMTP, "
+                "so it cannot be declared (RFC 6152)"
+            )
         return []
     options: list[Param] = []
     # Counting the line endings of a large body costs a pass over it: only when asked.
@@ -204,15 +217,44 @@ def _mail_options(
                 "an envelope address is not ASCII and the server does not advertise SMTPUTF8"
             )
         options.append("SMTPUTF8")
-    if (
+    if eight_bit is not _source.EightBit.NONE:
+        _declare_eight_bit(session, eight_bit, options)
+    if _binarymime_by_bdat(session, options) and _source.eight_bit_octets(source):
+        options.append("BODY=BINARYMIME")  # RFC 3030 §3: 8-bit content, no encoding
+    return options
+
+
+def _declare_eight_bit(session: Session, eight_bit: _source.EightBit, options: list[Param]) -> None:
+    """Declare the 8-bit content asmtp encoded, or refuse it before MAIL.
+
+    RFC 6152 §3: 8-bit octets need BODY=8BITMIME (BINARYMIME does when BDAT carries the
+    body); RFC 6531 §3.4 and RFC 6532 §3: UTF-8 in the header block needs SMTPUTF8 too. A
+    BODY= the caller gave is kept.
+    """
+    if eight_bit is _source.EightBit.HEADERS and not any(_is_smtputf8(o) for o in options):
+        if not session.has_extn("smtputf8"):
+            raise EightBitNotSupportedError(
+                f"the message has {eight_bit.value} and the server does not advertise "
+                "SMTPUTF8 (RFC 6531)"
+            )
+        options.append("SMTPUTF8")
+    if body_type(options) is None and not _binarymime_by_bdat(session, options):
+        if not session.has_extn("8bitmime"):
+            raise EightBitNotSupportedError(
+                f"the message has {eight_bit.value} and the server does not advertise "
+                "8BITMIME (RFC 6152)"
+            )
+        options.append("BODY=8BITMIME")
+
+
+def _binarymime_by_bdat(session: Session, options: Sequence[Param]) -> bool:
+    """Whether BDAT will carry the body to a server offering BINARYMIME, undeclared."""
+    return (
         session.use_chunking
         and session.has_extn("chunking")
         and session.has_extn("binarymime")
         and body_type(options) is None
-        and _source.eight_bit(source)  # the scan comes last: it reads the whole body
-    ):
-        options.append("BODY=BINARYMIME")  # RFC 3030 §3: 8-bit content, no encoding
-    return options
+    )
 
 
 def mail_command(session: Session, sender: str, options: Sequence[Param]) -> Mail:

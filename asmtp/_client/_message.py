@@ -1,21 +1,20 @@
 """send_message's header rules, as smtplib implements them.
 
 Owns choosing the envelope from a message's headers (Resent-* when there is one Resent
-block), removing Bcc and Resent-Bcc from what is sent, and flattening with CRLF line endings,
-with UTF-8 headers when an address needs SMTPUTF8. Performs no I/O.
+block) and writing the headers as UTF-8 when an address needs SMTPUTF8; the flattening
+itself, Bcc and Resent-Bcc removed, is ``_flatten``'s. Performs no I/O.
 """
 
 from __future__ import annotations
 
-import copy
-import email.generator
 import email.message
 import email.utils
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import SMTPNotSupportedError
+from ._flatten import flatten
+from ._source import EightBit, eight_bit_content
 
 __all__ = ["PreparedMessage", "prepare_message"]
 
@@ -28,6 +27,8 @@ class PreparedMessage:
     to_addrs: list[str]
     data: bytes
     mail_options: tuple[str, ...]
+    eight_bit: EightBit
+    """What the flattened bytes need declared (see :func:`asmtp._client._source.eight_bit`)."""
 
 
 def prepare_message(
@@ -39,8 +40,9 @@ def prepare_message(
 ) -> PreparedMessage:
     """Derive the envelope and the bytes to send from ``msg``, as smtplib's ``send_message``.
 
-    Raises :class:`ValueError` for more than one Resent- block and
-    :class:`SMTPNotSupportedError` when an address needs SMTPUTF8 the server lacks.
+    Raises :class:`ValueError` for more than one Resent- block,
+    :class:`~asmtp.errors.MalformedHeaderError` for a header that would not come out as one
+    field, and :class:`SMTPNotSupportedError` when an address needs SMTPUTF8 the server lacks.
     """
     resent = msg.get_all("Resent-Date")
     if resent is None:
@@ -66,23 +68,12 @@ def prepare_message(
         recipients = [to_addrs]
     else:
         recipients = list(to_addrs)
-    msg_copy = copy.copy(msg)
-    del msg_copy["Bcc"]
-    del msg_copy["Resent-Bcc"]
     international = not "".join([from_addr, *recipients]).isascii()
     if international and not smtputf8_supported:
         raise SMTPNotSupportedError(
             "One or more source or delivery addresses require internationalized email "
             "support, but the server does not advertise the required SMTPUTF8 capability"
         )
-    with io.BytesIO() as buffer:
-        if international:
-            policy = msg.policy.clone(utf8=True)  # type: ignore[call-arg]  # typeshed lacks utf8
-            generator = email.generator.BytesGenerator(buffer, policy=policy)
-            options: tuple[str, ...] = ("SMTPUTF8", "BODY=8BITMIME")
-        else:
-            generator = email.generator.BytesGenerator(buffer)
-            options = ()
-        generator.flatten(msg_copy, linesep="\r\n")
-        data = buffer.getvalue()
-    return PreparedMessage(from_addr, recipients, data, options)
+    options = ("SMTPUTF8", "BODY=8BITMIME") if international else ()
+    data = flatten(msg, utf8=international)  # Bcc and Resent-Bcc removed
+    return PreparedMessage(from_addr, recipients, data, options, eight_bit_content(data))

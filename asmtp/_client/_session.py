@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import logging
 import math
@@ -395,7 +396,7 @@ class Session:
             line = core.loggable(command) if logging_on else b""
             data = core.send(command)
         if logging_on:
-            logger.debug("send: %r", line)
+            self._debug("send: %r", line)
         return data
 
     def send_all(self, commands: Sequence[Command]) -> bytes:
@@ -406,7 +407,7 @@ class Session:
         lines = [core.loggable(command) for command in commands] if self._log_wanted() else []
         data = core.send_all(commands)
         for line in lines:
-            logger.debug("send: %r", line)
+            self._debug("send: %r", line)
         return data
 
     async def write(self, data: bytes) -> None:
@@ -481,7 +482,7 @@ class Session:
     def _note(self, reply: Reply) -> None:
         """Log ``reply`` and record a RCPT verdict in the send's progress."""
         if self._log_wanted():
-            logger.debug("reply: %d %r", reply.code, reply.message)
+            self._debug("reply: %d %r", reply.code, reply.message)
         if self.progress is not None and isinstance(reply.command, Rcpt):
             self.progress.rcpt_reply(reply.command.address, reply.code, reply.message)
 
@@ -506,15 +507,18 @@ class Session:
     def log(self, direction: str, text: bytes) -> None:
         """Add a line to the transcript."""
         if self._log_wanted():
-            logger.debug("%s %r", direction, text)
+            self._debug("%s %r", direction, text)
 
     def set_debuglevel(self, debuglevel: int) -> None:
-        """Log the transcript (``asmtp`` logger, DEBUG) when ``debuglevel`` > 0."""
+        """This conversation's transcript on stderr when ``debuglevel`` > 0 (2: timed)."""
         self.debuglevel = debuglevel
-        if debuglevel > 0:
-            if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
-                logger.setLevel(logging.DEBUG)
-            if not logger.hasHandlers():
-                handler = logging.StreamHandler(sys.stderr)
-                handler.setFormatter(logging.Formatter("%(asctime)s asmtp: %(message)s"))
-                logger.addHandler(handler)
+
+    def _debug(self, template: str, *args: object) -> None:
+        """One transcript line: to the ``asmtp`` logger, and to stderr for set_debuglevel."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(template, *args)
+        if self.debuglevel > 0:
+            line = template % args
+            if self.debuglevel > 1:
+                line = f"{datetime.datetime.now().time()} {line}"  # smtplib's level 2
+            sys.stderr.write(line + "\n")

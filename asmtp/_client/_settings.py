@@ -40,10 +40,14 @@ TLSMode = Literal["auto", "implicit", "starttls", "none"]
 
 
 def check_tls(tls: object) -> TLSMode:
-    """``tls`` if it is one of :data:`TLSMode`'s values; :class:`ValueError` otherwise."""
+    """``tls`` if it is one of :data:`TLSMode`'s values; :class:`ValueError` otherwise.
+
+    A near miss (``"STARTTLS"``, ``True``, ``"required"``) must not quietly mean ``"auto"``,
+    which goes on in the clear when STARTTLS is stripped.
+    """
     if not isinstance(tls, str) or tls not in get_args(TLSMode):
         choices = ", ".join(repr(mode) for mode in get_args(TLSMode))
-        raise ValueError(f"tls must be one of {choices}, not {tls!r}")
+        raise ValueError(f"tls= must be one of {choices}, not {tls!r}")
     return tls  # type: ignore[return-value]  # checked against the Literal's values
 
 

@@ -8,6 +8,7 @@ task at a time and translates failures. The attributes smtplib users read (``esm
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import ssl
 from collections.abc import Callable, Iterable, Sequence
@@ -15,7 +16,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from .._results import SendOutcome, SendResult
-from .._transport import Connector, connect, default_ssl_context
+from .._transport import Connector, connect, new_ssl_context
 from ..auth import Mechanism, Secret
 from ..errors import SMTPConnectError, SMTPDataError
 from ..protocol import Data, Param, Reply, State
@@ -212,9 +213,11 @@ class SMTP:
         return progress.outcome() if progress is not None else None
 
     def set_debuglevel(self, debuglevel: int) -> None:
-        """Log the SMTP transcript (``asmtp`` logger, DEBUG level) when ``debuglevel`` > 0.
+        """Print this connection's transcript to stderr when ``debuglevel`` > 0, as smtplib.
 
-        AUTH data is always redacted.
+        Level 2 prefixes each line with the time; 0 stops it. Only this connection is
+        affected: the ``asmtp`` logger is left as the application configured it (at DEBUG
+        it gets every connection's transcript). AUTH data is always redacted.
         """
         self._session.set_debuglevel(debuglevel)
 
@@ -553,8 +556,21 @@ class SMTP_SSL(SMTP):
 
     @property
     def context(self) -> ssl.SSLContext:
-        """The TLS context for the connection."""
-        return self._session.settings.context or default_ssl_context()
+        """The TLS context: the one given, else this client's own default context.
+
+        The default is made when first read (it loads the CA store), so changing it affects
+        this client alone; a client whose context is never read uses one shared default
+        that no caller can reach.
+        """
+        session = self._session
+        if session.settings.context is None:
+            session.settings = dataclasses.replace(session.settings, context=new_ssl_context())
+        assert session.settings.context is not None  # noqa: S101 - set just above
+        return session.settings.context
+
+    @context.setter
+    def context(self, context: ssl.SSLContext) -> None:
+        self._session.settings = dataclasses.replace(self._session.settings, context=context)
 
     @property
     def server_hostname(self) -> str | None:

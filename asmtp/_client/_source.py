@@ -1,26 +1,32 @@
 """Message sources: turn what callers pass as a message into bounded chunks of bytes.
 
-Accepts ``bytes``-like objects, ``str`` (UTF-8), binary files and (async) iterables of bytes,
-so a large message is streamed with memory bounded by the chunk size. Anything else is a
-:class:`TypeError` raised before a byte is sent.
+Accepts ``bytes``-like objects, ``str`` (UTF-8), email messages (flattened without Bcc),
+binary files and (async) iterables of bytes, so a large message is streamed with memory
+bounded by the chunk size. Anything else is a :class:`TypeError` raised before a byte is sent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import email.generator
 import email.message
+import enum
 import io
 import os
+import re
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Final
+
+from ._flatten import flatten
 
 __all__ = [
     "CHUNK_SIZE",
+    "EightBit",
     "MessageSource",
     "check_sendable",
     "chunks",
     "eight_bit",
+    "eight_bit_content",
+    "eight_bit_octets",
     "known_size",
     "pieces",
     "to_source",
@@ -31,6 +37,21 @@ CHUNK_SIZE = 256 * 1024
 MessageSource = (
     str | bytes | bytearray | memoryview | BinaryIO | AsyncIterable[bytes] | Iterable[bytes]
 )
+
+
+# The end of the header block: the message starts with a line break, or two follow each
+# other (a lone CR or LF ends a line on the wire too, RFC 5321 §2.3.8).
+_HEADER_BLOCK_END: Final = re.compile(rb"^(?:\r\n|\r|\n)|(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+
+
+class EightBit(enum.Enum):
+    """What the bytes asmtp encoded need declared in MAIL; each value says where they are."""
+
+    NONE = "no 8-bit octets"
+    BODY = "8-bit octets in its body"
+    """RFC 6152: ``BODY=8BITMIME``."""
+    HEADERS = "8-bit octets (UTF-8) in its header block"
+    """RFC 6531 §3.4, RFC 6532 §3: ``SMTPUTF8`` and ``BODY=8BITMIME``."""
 
 
 def check_sendable(msg: object) -> None:
@@ -44,13 +65,15 @@ def check_sendable(msg: object) -> None:
 
 
 def to_source(msg: object) -> MessageSource:
-    """Check ``msg`` is something we can send, and turn ``str`` into UTF-8 bytes."""
+    """Check ``msg`` is something we can send, and turn ``str`` into UTF-8 bytes.
+
+    An email message is flattened without its Bcc headers, its header lines checked
+    (:func:`asmtp._client._flatten.flatten`).
+    """
     if isinstance(msg, str):
         return msg.encode("utf-8")
     if isinstance(msg, email.message.Message):
-        with io.BytesIO() as buffer:
-            email.generator.BytesGenerator(buffer).flatten(msg, linesep="\r\n")
-            return buffer.getvalue()
+        return flatten(msg)
     if isinstance(msg, (list, tuple)):
         return [_checked(block) for block in msg]
     if isinstance(msg, (bytes, bytearray, memoryview)):
@@ -71,6 +94,29 @@ def _stream(msg: object) -> MessageSource:
         "bytes, or an (async) iterator of bytes, "
         f"not {type(msg).__name__}"
     )
+
+
+def eight_bit(msg: object, source: MessageSource) -> EightBit:
+    """What ``source``, made from ``msg`` by :func:`to_source`, needs declared.
+
+    Only the bytes asmtp produced count (a ``str`` it encoded, a message it flattened): bytes
+    the caller gives are theirs to declare, as with smtplib. ASCII text costs one
+    ``str.isascii()``.
+    """
+    if isinstance(msg, str) and msg.isascii():
+        return EightBit.NONE
+    if isinstance(msg, (str, email.message.Message)) and isinstance(source, bytes):
+        return eight_bit_content(source)
+    return EightBit.NONE
+
+
+def eight_bit_content(data: bytes) -> EightBit:
+    """Whether ``data`` has 8-bit octets, and whether any is in its header block."""
+    if data.isascii():
+        return EightBit.NONE
+    end = _HEADER_BLOCK_END.search(data)
+    header_block = data[: end.start()] if end is not None else data
+    return EightBit.BODY if header_block.isascii() else EightBit.HEADERS
 
 
 def known_size(source: MessageSource) -> int | None:
@@ -141,7 +187,7 @@ async def pieces(
         yield previous, True
 
 
-def eight_bit(source: MessageSource) -> bool:
+def eight_bit_octets(source: MessageSource) -> bool:
     """True for a body in memory with an octet above 127 (a stream is not read ahead)."""
     if isinstance(source, memoryview):
         return not bytes(source).isascii()

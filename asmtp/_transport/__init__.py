@@ -6,7 +6,7 @@ failures in one vocabulary (see ``_interface``).
 
 from __future__ import annotations
 
-from ._connect import connect, default_ssl_context
+from ._connect import connect, default_ssl_context, new_ssl_context
 from ._interface import Connector, Transport
 from ._memory import MemoryPeer, MemoryTransport, memory_connector
 
@@ -18,4 +18,5 @@ __all__ = [
     "connect",
     "default_ssl_context",
     "memory_connector",
+    "new_ssl_context",
 ]

@@ -10,23 +10,31 @@ from ._anyio import open_anyio
 from ._asyncio import open_asyncio
 from ._interface import Transport
 
-__all__ = ["connect", "default_ssl_context"]
+__all__ = ["connect", "default_ssl_context", "new_ssl_context"]
 
 ASYNCIO_FAST_PATH = True
 """Under asyncio, use asyncio's own transports (see ``_asyncio``); trio uses anyio."""
 
 
-@functools.cache
-def default_ssl_context() -> ssl.SSLContext:
-    """The context used when the caller gives none: verifies the chain and the host name.
+def new_ssl_context() -> ssl.SSLContext:
+    """A fresh default context: verifies the chain and the host name, TLS 1.2 at least.
 
-    The standard library's default context, with TLS 1.2 as the floor. Created once and
-    never handed to callers, so nobody can change it; a context the caller passes is never
-    modified.
+    The standard library's default context; making one loads the CA store (milliseconds).
     """
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """The context used when the caller gives none, made once per process.
+
+    Shared by every connection, so it must never be handed to a caller, who could change
+    it for all of them: a client that exposes a context makes its own
+    (:func:`new_ssl_context`). A context the caller passes is never modified.
+    """
+    return new_ssl_context()
 
 
 def _on_asyncio() -> bool:

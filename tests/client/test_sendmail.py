@@ -227,17 +227,20 @@ async def test_mail_and_rcpt_options_are_written_on_every_command(
     server.check()
 
 
-async def test_str_message_with_non_ascii_text_is_sent_as_utf8(
-    smtpd_server: ThreadedSMTPServer,
+async def test_str_message_with_non_ascii_text_is_sent_as_declared_utf8(
+    smtpd_server_factory: SMTPDServerFactory,
 ) -> None:
-    """aiosmtpd: a str body is encoded as UTF-8 (smtplib would refuse it as non-ASCII)."""
+    """aiosmtpd with SMTPUTF8: a str body is encoded as UTF-8 and declared, UTF-8 headers
+    included (smtplib would refuse it as non-ASCII)."""
+    server = smtpd_server_factory(RecordingHandler(), enable_SMTPUTF8=True)
     text = "Subject: café\n\nnaïve ☃ ünïcödé\n"
-    async with smtp(smtpd_server) as client:
+    async with smtp(server) as client:
         assert await client.sendmail("a@x.test", ["b@x.test"], text) == {}
-    [delivery] = smtpd_server.handler.deliveries
+    [delivery] = server.handler.deliveries
     assert delivery.content == text.replace("\n", "\r\n").encode("utf-8")
     # RFC 1870: the size counts the octets sent, CRLF pairs included (as smtplib declares).
-    assert smtpd_server.handler.commands[1] == f"MAIL a@x.test SIZE={len(delivery.content)}"
+    size = len(delivery.content)
+    assert server.handler.commands[1] == f"MAIL a@x.test SIZE={size} SMTPUTF8 BODY=8BITMIME"
 
 
 def _email_message() -> email.message.EmailMessage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import smtplib
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -313,31 +314,39 @@ def asmtp_logger() -> Iterator[logging.Logger]:
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
-async def test_debug_transcript_is_logged_and_never_shows_the_password(
+@pytest.mark.parametrize("sink", ["set_debuglevel", "logging"])
+async def test_debug_transcript_is_shown_and_never_shows_the_password(
     smtpd_server_factory: SMTPDServerFactory,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     asmtp_logger: logging.Logger,
     mechanism: str,
+    sink: str,
 ) -> None:
-    """aiosmtpd with an authenticator: set_debuglevel(1) logs the dialogue through the
-    ``asmtp`` logger; the password, in clear or base64 (alone or in PLAIN's message),
-    never appears."""
+    """aiosmtpd with an authenticator: set_debuglevel(1) prints the dialogue to stderr, and
+    the ``asmtp`` logger at DEBUG gets it too; the password, in clear or base64 (alone or in
+    PLAIN's message), appears in neither."""
     server = smtpd_server_factory(RecordingHandler(), authenticator=_accept_alice)
     asmtp_logger.setLevel(logging.WARNING)
 
     def transcript() -> str:
         # Only asmtp's records: aiosmtpd logs too, and its log is not under test.
-        return "\n".join(r.getMessage() for r in caplog.records if r.name == "asmtp")
+        logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "asmtp")
+        return logged + capsys.readouterr().err
 
     async with smtp(server) as client:
         await client.noop()
-        assert transcript() == ""  # nothing is logged before set_debuglevel
-        client.set_debuglevel(1)
+        assert transcript() == ""  # nothing is shown before it is asked for
+        if sink == "set_debuglevel":
+            client.set_debuglevel(1)
+        else:
+            asmtp_logger.setLevel(logging.DEBUG)
         assert await client.login(USER, PASSWORD, mechanisms=[mechanism]) == (
             235,
             b"2.7.0 Authentication successful",
         )
         await client.sendmail("a@x.test", ["b@x.test"], b"hi")
+        shown = transcript()
     secrets = [
         PASSWORD,
         base64.b64encode(PASSWORD.encode()).decode(),
@@ -345,8 +354,63 @@ async def test_debug_transcript_is_logged_and_never_shows_the_password(
         base64.b64encode(f"{USER}\0{USER}\0{PASSWORD}".encode()).decode(),
     ]
     for secret in secrets:
-        assert secret not in transcript()
-    for expected in (f"AUTH {mechanism} <redacted>", "MAIL FROM:<a@x.test>", "235", "221"):
-        assert expected in transcript()
+        assert secret not in shown
+    for expected in (f"AUTH {mechanism} <redacted>", "MAIL FROM:<a@x.test>", "235"):
+        assert expected in shown
     ours = [record for record in caplog.records if record.name == "asmtp"]
-    assert {record.levelno for record in ours} == {logging.DEBUG}
+    if sink == "logging":
+        assert {record.levelno for record in ours} == {logging.DEBUG}
+    else:
+        assert ours == []
+
+
+async def test_set_debuglevel_shows_its_own_connection_only_and_zero_stops_it(
+    smtpd_server: ThreadedSMTPServer,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    asmtp_logger: logging.Logger,
+) -> None:
+    """As smtplib's: the transcript of the connection it was called on, on stderr. The
+    ``asmtp`` logger is left as the application configured it, so other connections and
+    pools stay quiet; level 2 prefixes each line with the time."""
+    level, handlers = asmtp_logger.level, list(asmtp_logger.handlers)
+    async with smtp(smtpd_server) as loud, smtp(smtpd_server) as quiet:
+        loud.set_debuglevel(1)
+        await loud.sendmail("loud@x.test", ["b@x.test"], b"hi")
+        await quiet.sendmail("quiet@x.test", ["b@x.test"], b"hi")
+        async with asmtp.SMTPPool(HOST, smtpd_server.port, tls="none", timeout=TIMEOUT) as pool:
+            await pool.sendmail("pool@x.test", ["b@x.test"], b"hi")
+        err = capsys.readouterr().err
+        assert "send: b'MAIL FROM:<loud@x.test>" in err
+        assert "reply: 250 " in err
+        assert "quiet@" not in err and "pool@" not in err
+        loud.set_debuglevel(2)
+        await loud.noop()
+        stamped = capsys.readouterr().err.splitlines()
+        assert stamped and all(
+            re.match(r"\d\d:\d\d:\d\d\.\d+ (send|reply): ", line) for line in stamped
+        )
+        loud.set_debuglevel(0)
+        await loud.sendmail("again@x.test", ["b@x.test"], b"hi")
+    assert capsys.readouterr().err == ""
+    assert (asmtp_logger.level, asmtp_logger.handlers) == (level, handlers)
+    assert [record for record in caplog.records if record.name == "asmtp"] == []
+
+
+async def test_the_asmtp_logger_at_debug_gets_every_connections_transcript(
+    smtpd_server: ThreadedSMTPServer,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """logging integration: configured by the application, for every connection and pool,
+    and nothing printed unless set_debuglevel asked for it."""
+    caplog.set_level(logging.DEBUG, logger="asmtp")
+    async with smtp(smtpd_server) as one, smtp(smtpd_server) as two:
+        await one.sendmail("one@x.test", ["b@x.test"], b"hi")
+        await two.sendmail("two@x.test", ["b@x.test"], b"hi")
+    async with asmtp.SMTPPool(HOST, smtpd_server.port, tls="none", timeout=TIMEOUT) as pool:
+        await pool.sendmail("pool@x.test", ["b@x.test"], b"hi")
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "asmtp")
+    for sender in ("one", "two", "pool"):
+        assert f"send: b'MAIL FROM:<{sender}@x.test>" in logged
+    assert capsys.readouterr().err == ""

@@ -231,12 +231,18 @@ class DelayedSMTPServer:
     """A threaded :class:`Dialogue` server on 127.0.0.1 waiting ``delay`` before each reply.
 
     Serves any number of connections and never fails when a client walks away; ``dialogues``
-    holds each connection's record in accept order.
+    holds each connection's record in accept order, ``accepted_at`` its ``time.monotonic()``.
+    The first ``refused_greetings`` connections (every one when ``None``) get ``421`` as
+    their greeting and are closed, as a server over its connection limit does.
     """
 
-    def __init__(self, *, delay: float, pipelining: bool = True) -> None:
+    def __init__(
+        self, *, delay: float, pipelining: bool = True, refused_greetings: int | None = 0
+    ) -> None:
         self.delay, self.pipelining = delay, pipelining
+        self.refused_greetings = refused_greetings
         self.dialogues: list[Dialogue] = []
+        self.accepted_at: list[float] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._listener = socket.create_server((HOST, 0))
@@ -263,11 +269,31 @@ class DelayedSMTPServer:
             except OSError:
                 return
             dialogue = Dialogue(pipelining=self.pipelining)
+            with self._lock:
+                refused = self.refused_greetings is None or (
+                    len(self.dialogues) < self.refused_greetings
+                )
+                self.dialogues.append(dialogue)
+                self.accepted_at.append(time.monotonic())
+            if refused:
+                with sock, contextlib.suppress(OSError):
+                    sock.sendall(b"421 4.7.0 too many connections, try again later\r\n")
+                continue
             thread = threading.Thread(target=self._play, args=(sock, dialogue), daemon=True)
             with self._lock:
-                self.dialogues.append(dialogue)
                 self._threads.append(thread)
             thread.start()
+
+    @property
+    def connection_count(self) -> int:
+        with self._lock:
+            return len(self.dialogues)
+
+    @property
+    def messages(self) -> list[bytes]:
+        """Every message delivered, over all connections."""
+        with self._lock:
+            return [message for dialogue in self.dialogues for message in dialogue.messages]
 
     def _play(self, sock: socket.socket, dialogue: Dialogue) -> None:
         with sock, contextlib.suppress(OSError):

@@ -232,7 +232,8 @@ def _flattened(msg: email.message.Message) -> bytes:
 async def test_every_documented_body_type_is_delivered(
     smtpd_server_factory: SMTPDServerFactory, body: object, delivered: bytes
 ) -> None:
-    server = smtpd_server_factory(RecordingHandler())
+    """The str body's UTF-8 header needs SMTPUTF8, which this server offers."""
+    server = smtpd_server_factory(RecordingHandler(), enable_SMTPUTF8=True)
     async with client(server.port) as smtp:
         assert await smtp.sendmail("a@x.test", "b@x.test", body) == {}
     (delivery,) = server.handler.wait_for_deliveries(1)

@@ -1,14 +1,17 @@
 """The pool's synchronous bookkeeping: idle slots, rate spacing, backoff and what is retryable.
 
-No sockets and no event loop: :class:`Idle`, :class:`RateLimiter`, :func:`retry_delay` and
-:func:`is_retryable` are plain functions of their inputs (a fake connection stands in for
-:class:`asmtp._client.Session`, exposing only ``is_connected``, ``state`` and ``reusable()``).
+No sockets and no event loop: :class:`Idle`, :class:`RateLimiter`, :func:`retry_delay`,
+:class:`ConnectBackoff` and :func:`is_retryable` are plain functions of their inputs (a fake
+connection stands in for :class:`asmtp._client.Session`, exposing only ``is_connected``,
+``state`` and ``reusable()``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import smtplib
+import ssl
 from dataclasses import dataclass
 from typing import cast
 
@@ -16,7 +19,9 @@ import pytest
 
 from asmtp import RetryPolicy, SendOutcome, SendResult, SMTPPool
 from asmtp._bulk import is_retryable, retry_delay
+from asmtp._bulk._backoff import Admission, ConnectBackoff
 from asmtp._bulk._idle import Idle, RateLimiter, Slot
+from asmtp._bulk._pool import own_copy
 from asmtp._client import Session
 from asmtp.errors import (
     SMTPAuthenticationError,
@@ -272,6 +277,122 @@ def test_retry_delay_with_the_default_random_is_within_bounds() -> None:
 
 def test_retry_policy_defaults_match_the_docs() -> None:
     assert RetryPolicy() == RetryPolicy(attempts=3, base_delay=0.5, max_delay=30.0, jitter=True)
+
+
+# -- ConnectBackoff: the pool's shared backoff from a failing destination -------------------------
+
+STEADY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=3.0, jitter=False)
+REFUSED = ConnectionRefusedError(111, "Connection refused")
+
+
+def _failing(failures: int, *, at: float = 0.0) -> ConnectBackoff:
+    """A backoff that saw ``failures`` probes fail, each at ``at`` plus the delays so far."""
+    backoff = ConnectBackoff(STEADY)
+    now = at
+    for _ in range(failures):
+        admission = backoff.admit(max(now, backoff.retry_at))
+        assert admission.token is not None
+        now = max(now, backoff.retry_at)
+        assert backoff.failed(admission.token, REFUSED, now, retryable=True)
+    return backoff
+
+
+def test_a_healthy_destination_admits_every_connection_at_once() -> None:
+    backoff = ConnectBackoff(STEADY)
+    assert [backoff.admit(0.0) for _ in range(3)] == [Admission(token=0)] * 3
+
+
+def test_a_failure_closes_the_door_until_the_delay_then_one_probe_goes() -> None:
+    backoff = _failing(1, at=10.0)
+    assert backoff.retry_at == 11.0
+    assert backoff.admit(10.25) == Admission(wait=0.75)
+    probe = backoff.admit(11.0)
+    assert probe.token is not None
+    assert backoff.admit(11.5) == Admission(wait=math.inf)  # until the probe settles
+    backoff.opened()
+    assert backoff.admit(11.5).token is not None
+    assert (backoff.failures, backoff.error) == (0, None)
+
+
+def test_the_connections_of_one_round_count_as_one_failure() -> None:
+    backoff = ConnectBackoff(STEADY)
+    wave = [backoff.admit(0.0).token for _ in range(10)]
+    counted = [
+        backoff.failed(token, REFUSED, 0.0, retryable=True) for token in wave if token is not None
+    ]
+    assert counted == [True] + [False] * 9
+    assert (backoff.failures, backoff.failed_total) == (1, 1)
+
+
+def test_failures_in_a_row_grow_the_delay_to_its_cap_and_then_give_up() -> None:
+    backoff = ConnectBackoff(STEADY)
+    now, delays = 0.0, []
+    for _ in range(4):
+        admission = backoff.admit(now)
+        assert admission.token is not None
+        backoff.failed(admission.token, REFUSED, now, retryable=True)
+        delays.append(backoff.retry_at - now)
+        now = backoff.retry_at
+    assert delays == [1.0, 2.0, 3.0, 3.0]
+    assert backoff.gave_up
+    assert backoff.admit(now - 0.5) == Admission(error=REFUSED)  # until the delay passes
+    assert backoff.admit(now).token is not None  # then one probe
+
+
+def test_with_connections_still_open_a_send_waits_for_one_instead_of_failing() -> None:
+    backoff = _failing(3)
+    assert backoff.gave_up
+    assert backoff.admit(0.5, live=2) == Admission(wait=backoff.retry_at - 0.5)
+    assert backoff.admit(0.5, live=0) == Admission(error=REFUSED)
+
+
+def test_a_send_whose_deadline_comes_before_the_next_try_gives_up_at_once() -> None:
+    backoff = _failing(1)
+    assert backoff.admit(0.5, expires=0.9) == Admission(error=REFUSED)
+    assert backoff.admit(0.5, expires=2.0) == Admission(wait=0.5)
+    assert backoff.admit(0.5, expires=0.9, live=1) == Admission(wait=0.4)
+    assert backoff.admit(0.9, expires=0.9, live=1) == Admission(error=REFUSED)
+
+
+def test_a_failure_that_retrying_cannot_cure_gives_up_at_once() -> None:
+    backoff = ConnectBackoff(STEADY)
+    token = backoff.admit(0.0).token
+    assert token is not None
+    denied = SMTPAuthenticationError(535, b"5.7.8 bad credentials")
+    assert backoff.failed(token, denied, 0.0, retryable=False)
+    assert backoff.gave_up and backoff.admit(0.1) == Admission(error=denied)
+
+
+def test_a_cancelled_probe_lets_the_next_send_probe() -> None:
+    backoff = _failing(1)
+    probe = backoff.admit(1.0)
+    assert probe.token is not None and backoff.admit(1.0).wait == math.inf
+    backoff.abandoned(probe.token)
+    assert backoff.admit(1.0).token == probe.token
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SMTPConnectError(421, b"4.7.0 busy"),
+        ConnectionRefusedError(111, "Connection refused"),
+        SMTPProtocolError("malformed greeting"),
+        SMTPTransactionInterrupted("lost", SendOutcome(accepted=False)),
+        ssl.SSLCertVerificationError(1, "certificate verify failed"),
+        TimeoutError("a connect took longer than 5 seconds"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_each_send_the_pool_gives_up_on_raises_its_own_copy_of_the_error(
+    error: Exception,
+) -> None:
+    """Even for classes whose __init__ does not take back their args."""
+    error.note = "kept"  # type: ignore[attr-defined]
+    mine, theirs = own_copy(error), own_copy(error)
+    assert mine is not theirs and mine is not error
+    assert type(mine) is type(error) and mine.args == error.args and str(mine) == str(error)
+    assert vars(mine) == vars(error)
+    assert mine.__cause__ is error
 
 
 # -- is_retryable -------------------------------------------------------------------------------

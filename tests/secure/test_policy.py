@@ -7,6 +7,7 @@ it speaks implicit TLS, and ``_auth_server.AuthHandler`` records whether AUTH ar
 
 from __future__ import annotations
 
+import email.message
 import logging
 import ssl
 import traceback
@@ -200,6 +201,102 @@ def test_port_465_means_implicit_tls_only_under_auto(
     assert settings.port == port
 
 
+# Only the documented tls= values are accepted: a typo must never mean "auto".
+
+UNKNOWN_TLS_MODES: list[object] = ["STARTTLS", "Implicit", True, "required", None, ""]
+
+
+async def _use_tls_mode(entry: str, server: ThreadedSMTPServer, tls: Any) -> None:
+    options = one_shot(server, tls=tls)
+    if entry == "connect":
+        async with asmtp.connect(**options):
+            pytest.fail("connected with an unknown tls= value")
+    elif entry == "sendmail":
+        await asmtp.sendmail("a@x.test", ["b@x.test"], MESSAGE, **options)
+    elif entry == "send_message":
+        msg = email.message.EmailMessage()
+        msg["From"], msg["To"] = "a@x.test", "b@x.test"
+        await asmtp.send_message(msg, **options)
+    else:
+        del options["local_hostname"]
+        async with asmtp.SMTPPool(**options) as pool:
+            await pool.sendmail("a@x.test", ["b@x.test"], MESSAGE)
+
+
+@pytest.mark.parametrize("tls", UNKNOWN_TLS_MODES, ids=repr)
+@pytest.mark.parametrize("entry", ["connect", "sendmail", "send_message", "SMTPPool"])
+async def test_an_unknown_tls_mode_is_a_value_error_before_connecting(
+    smtpd_server: ThreadedSMTPServer, entry: str, tls: object
+) -> None:
+    """\"STARTTLS\", True or \"required\" once behaved as "auto", which goes on in the
+    clear when STARTTLS is stripped; now nothing but the four documented values is taken."""
+    with pytest.raises(ValueError, match="tls= must be one of") as info:
+        await _use_tls_mode(entry, smtpd_server, tls)
+    assert repr(tls) in str(info.value)
+    assert smtpd_server.connection_count == 0
+
+
+# The default TLS context: each client's own once it is read, never shared
+
+
+async def test_changing_one_clients_default_context_cannot_turn_off_verification_elsewhere(
+    smtpd_server_factory: SMTPDServerFactory, tls_contexts: TLSContexts
+) -> None:
+    """A test relaxing ``SMTP_SSL.context`` for its own server once relaxed the context every
+    later connection used by default: SMTP_SSL, STARTTLS and the one-shot functions."""
+    implicit = smtpd_server_factory(ssl_context=tls_contexts.server)
+    starttls = smtpd_server_factory(tls_context=tls_contexts.server)
+    relaxed = asmtp.SMTP_SSL(implicit.host, implicit.port, local_hostname=ME, timeout=WAIT)
+    relaxed.context.check_hostname = False
+    relaxed.context.verify_mode = ssl.CERT_NONE
+    async with relaxed:  # the change holds for the client it was made on
+        assert relaxed.is_encrypted
+        assert await relaxed.noop() == (250, b"2.0.0 OK")
+
+    strict = asmtp.SMTP_SSL(implicit.host, implicit.port, local_hostname=ME, timeout=WAIT)
+    assert strict.context is not relaxed.context
+    assert strict.context.verify_mode is ssl.CERT_REQUIRED
+    with pytest.raises(ssl.SSLCertVerificationError):
+        async with asmtp.SMTP_SSL(implicit.host, implicit.port, local_hostname=ME, timeout=WAIT):
+            pytest.fail("connected to an untrusted server")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asmtp.sendmail(
+            "a@x.test", ["b@x.test"], MESSAGE, **one_shot(implicit, tls="implicit")
+        )
+    async with asmtp.SMTP(starttls.host, starttls.port, local_hostname=ME, timeout=WAIT) as smtp:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await smtp.starttls()
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asmtp.sendmail("a@x.test", ["b@x.test"], MESSAGE, **one_shot(starttls))
+    assert implicit.handler.commands == ["NOOP", "QUIT"]
+    assert verbs(starttls.handler.commands) == ["EHLO", "EHLO"]
+
+
+def test_a_client_makes_its_own_default_context_only_when_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ssl.create_default_context()`` loads the CA store (milliseconds): clients that never
+    look at ``context`` share one made once, never handed out."""
+    made: list[ssl.SSLContext] = []
+    create = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(create(*args, **kwargs))
+        return made[-1]
+
+    asmtp.SMTP_SSL("mail.example").context  # noqa: B018 - warm whatever is cached
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    clients = [asmtp.SMTP_SSL("mail.example") for _ in range(3)]
+    assert made == []
+    context = clients[0].context
+    assert made == [context]
+    assert clients[0].context is context
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+    given = create()
+    assert asmtp.SMTP_SSL("mail.example", context=given).context is given
+
+
 async def test_connect_yields_a_secured_authenticated_client_and_quits_on_exit(
     smtpd_server_factory: SMTPDServerFactory, tls_contexts: TLSContexts
 ) -> None:
@@ -290,9 +387,12 @@ async def _run_logged_session(server: ThreadedSMTPServer, name: str, how: str) -
 async def test_the_password_never_appears_in_the_debug_transcript(
     smtpd_server_factory: SMTPDServerFactory,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     name: str,
     how: str,
 ) -> None:
+    """The transcript goes to the ``asmtp`` logger (DEBUG logging) or to stderr
+    (set_debuglevel); the password is in neither."""
     server = start_auth_server(smtpd_server_factory, advertise=[name])
     asmtp_logger = logging.getLogger("asmtp")
     level = asmtp_logger.level
@@ -303,6 +403,7 @@ async def test_the_password_never_appears_in_the_debug_transcript(
     finally:
         asmtp_logger.setLevel(level)
     transcript = "\n".join(record.getMessage() for record in caplog.records)
+    transcript += capsys.readouterr().err
     assert f"AUTH {name}" in transcript  # the transcript was really recorded
     assert "MAIL FROM" in transcript
     _assert_no_secret(transcript)
