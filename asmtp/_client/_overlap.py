@@ -37,7 +37,14 @@ from ._envelope import Envelope, Framing, Outgoing, resolve
 from ._failures import message_failure
 from ._progress import Progress
 from ._session import Session
-from ._transaction import PIPELINE_GROUP, Refused, conclude, judge_pipelined, transact, write_body
+from ._transaction import (
+    PIPELINE_GROUP,
+    Refused,
+    conclude,
+    pipelined_refusals,
+    transact,
+    write_body,
+)
 
 __all__ = ["Report", "send_batch", "send_many"]
 
@@ -124,7 +131,7 @@ async def _run(
                 if unanswered is not None:
                     await session.write(unwritten)
                     unwritten = b""
-                    await _settle(session, unanswered, 0, report, in_flight)
+                    await _conclude_unanswered(session, unanswered, 0, report, in_flight)
                     unanswered = None
                 session.progress = progress
                 report(key, await transact(session, envelope, progress))
@@ -135,12 +142,12 @@ async def _run(
             await session.write(unwritten + session.send_all(commands))
             unwritten = b""
             if unanswered is not None:
-                await _settle(session, unanswered, len(commands), report, in_flight)
+                await _conclude_unanswered(session, unanswered, len(commands), report, in_flight)
                 unanswered = None
                 if not session.is_connected:  # 421 at the end of the previous message
                     raise SMTPServerDisconnected("the server closed the connection (421)")
             session.progress = progress
-            refused = await judge_pipelined(session, envelope, await session.read_pending())
+            refused = await pipelined_refusals(session, envelope, await session.read_pending())
             unwritten = await write_body(session, envelope.source, progress)
             unanswered = _Unanswered(key, progress, envelope, refused)
         except _VERDICTS as exc:
@@ -155,10 +162,10 @@ async def _run(
             break
     if unanswered is not None:
         await session.write(unwritten)
-        await _settle(session, unanswered, 0, report, in_flight)
+        await _conclude_unanswered(session, unanswered, 0, report, in_flight)
 
 
-async def _settle(
+async def _conclude_unanswered(
     session: Session,
     message: _Unanswered[_K],
     leave: int,

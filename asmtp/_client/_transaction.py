@@ -36,7 +36,7 @@ __all__ = [
     "after_failure",
     "conclude",
     "in_transaction",
-    "judge_pipelined",
+    "pipelined_refusals",
     "send",
     "transact",
     "write_body",
@@ -56,7 +56,7 @@ async def send(session: Session, item: Outgoing, *, deadline: float | None = Non
 
     ``deadline`` bounds the whole send in seconds.
     """
-    with session.deadline(deadline):
+    with session.deadlines.send(deadline):
         progress = session.start_send()
         await ehlo_or_helo_if_needed(session)
         return await transact(session, resolve(session, item), progress)
@@ -72,7 +72,7 @@ async def transact(session: Session, envelope: Envelope, progress: Progress) -> 
     if pipelining:
         # RFC 2920 §3.1: MAIL, the RCPTs and DATA form one group, DATA last.
         replies = await _send_group(session, envelope.commands(Data()))
-        refused = await judge_pipelined(session, envelope, replies)
+        refused = await pipelined_refusals(session, envelope, replies)
     else:
         refused = await _lockstep_envelope(session, envelope)
         reply = await session.exchange(Data())
@@ -109,14 +109,14 @@ async def _lockstep_envelope(session: Session, envelope: Envelope) -> Refused:
             replies.append(reply)
             if reply.code == 421:
                 break
-    return await _judge_envelope(session, envelope, replies, data_reply=None)
+    return await _envelope_refusals(session, envelope, replies, data_reply=None)
 
 
-async def judge_pipelined(session: Session, envelope: Envelope, replies: list[Reply]) -> Refused:
+async def pipelined_refusals(session: Session, envelope: Envelope, replies: list[Reply]) -> Refused:
     """Verdict on a pipelined MAIL, RCPTs and DATA: the refused dict once DATA got 354."""
     count = len(envelope.rcpts) + 1
     data_reply = replies[count] if len(replies) > count else None
-    refused = await _judge_envelope(session, envelope, replies[:count], data_reply=data_reply)
+    refused = await _envelope_refusals(session, envelope, replies[:count], data_reply=data_reply)
     if data_reply is None:
         raise SMTPServerDisconnected("the server closed the connection before DATA")
     if data_reply.code != 354:
@@ -124,7 +124,7 @@ async def judge_pipelined(session: Session, envelope: Envelope, replies: list[Re
     return refused
 
 
-async def _judge_envelope(
+async def _envelope_refusals(
     session: Session, envelope: Envelope, replies: list[Reply], *, data_reply: Reply | None
 ) -> Refused:
     """smtplib's verdict on the MAIL and RCPT replies; raises as smtplib does.
@@ -180,7 +180,7 @@ async def write_body(session: Session, source: _source.MessageSource, progress: 
     """
     progress.body_started = True
     last = b""
-    with session.bounded("sending the message", per_step=False):
+    with session.deadlines.bounded("sending the message", per_step=False):
         async with contextlib.aclosing(_source.pieces(source)) as pieces:
             async for piece, is_last in pieces:
                 encoded = session.send(MessageData(piece))
@@ -217,7 +217,7 @@ async def _chunked(
     replies += await session.read_pending()
     if envelope_count:
         envelope_replies = replies[:envelope_count]
-        refused = await _judge_envelope(session, envelope, envelope_replies, data_reply=None)
+        refused = await _envelope_refusals(session, envelope, envelope_replies, data_reply=None)
     body_replies = replies[envelope_count:]
     refusal = next((r for r in body_replies if not r.is_positive and not _is_last(r)), None)
     if refusal is not None or not ended:
@@ -247,7 +247,7 @@ async def _write_chunks(
     if isinstance(source, bytes) and len(source) <= _source.CHUNK_SIZE:
         session.send(Bdat(source))  # held by the core until the last chunk below
     else:
-        with session.bounded("sending the message", per_step=False):
+        with session.deadlines.bounded("sending the message", per_step=False):
             async with contextlib.aclosing(_source.chunks(source)) as stream:
                 async for piece in stream:
                     chunk = session.send(Bdat(piece))
