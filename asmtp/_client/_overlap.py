@@ -19,6 +19,7 @@ rest stay untaken.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
@@ -92,17 +93,21 @@ async def send_many(session: Session, messages: Iterable[Outgoing]) -> list[Send
 
 
 async def send_batch(
-    session: Session, items: Iterator[tuple[_K, Outgoing]], report: Report[_K]
+    session: Session,
+    items: Iterator[tuple[_K, Outgoing]],
+    report: Report[_K],
+    on_start: Callable[[_K], object] | None = None,
 ) -> None:
     """Send ``items`` in order on ``session``, calling ``report(key, result)`` for each.
 
     ``items`` is read lazily, one message at a time when the connection is ready for it,
-    so a pool can hand over whatever is queued at that moment. A failure of the connection
+    so a pool can hand over whatever is queued at that moment. ``on_start(key)`` is called
+    just before the first byte of each message is written. A failure of the connection
     itself (or a cancellation) is raised after every message in flight was reported.
     """
     in_flight: dict[_K, Progress] = {}
     try:
-        await session.run(_run, session, items, report, in_flight)
+        await session.run(_run, session, items, report, in_flight, on_start)
     except BaseException as exc:
         for key, progress in in_flight.items():
             report(key, message_failure(exc, progress))
@@ -114,12 +119,15 @@ async def _run(
     items: Iterator[tuple[_K, Outgoing]],
     report: Report[_K],
     in_flight: dict[_K, Progress],
+    on_start: Callable[[_K], object] | None,
 ) -> None:
     await ehlo_or_helo_if_needed(session)
     unanswered: _Unanswered[_K] | None = None
     unwritten = b""  # the unanswered message's last piece and end of data
     for key, item in items:
-        progress = in_flight[key] = session.start_send()
+        progress = in_flight[key] = session.start_send(
+            None if on_start is None else functools.partial(on_start, key)
+        )
         try:
             envelope = resolve(session, item)
         except (TypeError, *_VERDICTS) as exc:  # bad input, found before any byte of it
@@ -138,6 +146,7 @@ async def _run(
                 del in_flight[key]
                 continue
             progress.addresses = envelope.addresses()
+            progress.starting()
             commands = envelope.commands(Data())
             await session.write(unwritten + session.send_all(commands))
             unwritten = b""

@@ -237,9 +237,10 @@ class Session:
             self._owner = None
             self.progress = None
 
-    def start_send(self) -> Progress:
-        """A fresh :class:`Progress` that replies and failures report to."""
-        self.progress = self.last_progress = Progress()
+    def start_send(self, on_start: Callable[[], object] | None = None) -> Progress:
+        """A fresh :class:`Progress` that replies and failures report to; ``on_start`` is
+        called just before the message's first byte is written."""
+        self.progress = self.last_progress = Progress(on_start)
         return self.progress
 
     # -- connecting and closing ------------------------------------------------------

@@ -14,6 +14,7 @@ overlapped on one connection are in ``_overlap``, built from the pieces here.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Final
 
 from .._results import SendResult
@@ -51,13 +52,20 @@ PIPELINE_GROUP: Final = 500
 _CHUNKS_IN_FLIGHT: Final = 32
 
 
-async def send(session: Session, item: Outgoing, *, deadline: float | None = None) -> SendResult:
+async def send(
+    session: Session,
+    item: Outgoing,
+    *,
+    deadline: float | None = None,
+    on_start: Callable[[], object] | None = None,
+) -> SendResult:
     """Send one message on ``session``: EHLO if needed, then one whole transaction.
 
-    ``deadline`` bounds the whole send in seconds.
+    ``deadline`` bounds the whole send in seconds; ``on_start`` is called just before the
+    first byte of the message is written (after EHLO, and only if its envelope resolved).
     """
     with session.deadlines.send(deadline):
-        progress = session.start_send()
+        progress = session.start_send(on_start)
         await ehlo_or_helo_if_needed(session)
         return await transact(session, resolve(session, item), progress)
 
@@ -65,6 +73,7 @@ async def send(session: Session, item: Outgoing, *, deadline: float | None = Non
 async def transact(session: Session, envelope: Envelope, progress: Progress) -> SendResult:
     """One whole transaction for a resolved envelope, its replies all read before it returns."""
     progress.addresses = envelope.addresses()
+    progress.starting()
     extensions = session.extensions
     pipelining = bool(extensions and extensions.pipelining and envelope.rcpts)
     if envelope.framing is Framing.BDAT:
