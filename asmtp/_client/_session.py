@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, ParamSpec, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from .._transport import Transport, default_ssl_context
 from ..errors import SMTPProtocolError, SMTPServerDisconnected
@@ -444,6 +445,28 @@ class Session:
             replies.append(event)
             if event.code == 421:
                 await self.close()
+        return replies
+
+    async def replies_arrived(self) -> list[Reply]:
+        """The owed replies that have already arrived, without waiting for more.
+
+        Lets a sender that writes ahead (BDAT chunks) notice a refusal as soon as it is in,
+        instead of only after writing its whole window. One turn of the event loop first, so
+        that what the socket holds reaches the transport.
+        """
+        await anyio.lowlevel.checkpoint()
+        core, transport = self._require()
+        if core.pending_count:
+            data = transport.receive_nowait()
+            if data:
+                core.receive_data(data)
+        replies: list[Reply] = []
+        while core.pending_count:
+            event = core.next_event()
+            if not isinstance(event, Reply):
+                break  # the rest has not arrived (or the server closed: the next read says)
+            self._note(event)
+            replies.append(event)
         return replies
 
     def _note(self, reply: Reply) -> None:

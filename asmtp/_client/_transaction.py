@@ -264,6 +264,9 @@ async def _write_chunks(
                         continue
                     await session.write(unsent + chunk)
                     unsent = b""
+                    # A refusal already in stops the body at once (RFC 3030 §4.2); beyond
+                    # the window, wait for the replies owed.
+                    replies += await session.replies_arrived()
                     while session.pending_count > in_flight:
                         replies.append(await session.reply())
                     if _chunking_refused(replies, envelope_count):
