@@ -10,12 +10,9 @@ caller sees (``_failures``), closing the connection when the conversation is out
 from __future__ import annotations
 
 import asyncio
-import datetime
 import functools
-import logging
 import socket
 import ssl
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, ParamSpec, TypeVar
 
@@ -47,10 +44,9 @@ from ._deadlines import Deadlines
 from ._failures import Cleanup, translate
 from ._progress import Progress
 from ._settings import ClientSettings
+from ._transcript import Transcript
 
-__all__ = ["Session", "logger"]
-
-logger = logging.getLogger("asmtp")
+__all__ = ["Session"]
 
 _CLOSE_TIMEOUT: Final = 2.0
 # States in which no reply is owed and no body is half sent: the conversation is in step.
@@ -92,7 +88,7 @@ class Session:
         self.local_hostname = settings.local_hostname
         self.deadlines = Deadlines(settings.timeout)
         self.source_address = settings.source_address
-        self.debuglevel = 0
+        self.transcript = Transcript()
         self.use_chunking = settings.chunking
         self.does_esmtp = False
         self.esmtp_features: dict[str, str] = {}
@@ -105,7 +101,6 @@ class Session:
         self._core: ClientConnection | None = None
         self._transport: Transport | None = None
         self._owner: object | None = None
-        self._log_on = False
 
     # -- what the conversation is ------------------------------------------------------
 
@@ -222,7 +217,7 @@ class Session:
                 "(or asmtp's one-shot functions, or SMTPPool)"
             )
         self._owner = task
-        self._log_on = self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
+        self.transcript.begin()
         try:
             return await operation(*args, **kwargs)
         except BaseException as exc:
@@ -237,6 +232,7 @@ class Session:
         finally:
             self._owner = None
             self.progress = None
+            self.transcript.end()
 
     def start_send(self, on_start: Callable[[], object] | None = None) -> Progress:
         """A fresh :class:`Progress` that replies and failures report to; ``on_start`` is
@@ -255,7 +251,8 @@ class Session:
         context = None
         if settings.implicit_tls:
             context = settings.context or default_ssl_context()
-        self.log("connect:", f"{host}:{port}".encode())
+        if self.transcript.wanted():
+            self.transcript.line("connect: %r", f"{host}:{port}".encode())
         deadline, why = self.deadlines.step()
         try:
             self._transport = await settings.connector(
@@ -349,7 +346,7 @@ class Session:
         core = self._require()[0]
         if not core.pending_count and command.__class__ is not MessageData:
             self.take_unsolicited()
-        logging_on = self._log_wanted()
+        logging_on = self.transcript.wanted()
         if logging_on:
             line = core.loggable(command)
         try:
@@ -364,7 +361,7 @@ class Session:
             line = core.loggable(command) if logging_on else b""
             data = core.send(command)
         if logging_on:
-            self._debug("send: %r", line)
+            self.transcript.line("send: %r", line)
         return data
 
     def send_all(self, commands: Sequence[Command]) -> bytes:
@@ -372,10 +369,10 @@ class Session:
         core = self._require()[0]
         if not core.pending_count:
             self.take_unsolicited()
-        lines = [core.loggable(command) for command in commands] if self._log_wanted() else []
+        lines = [core.loggable(command) for command in commands] if self.transcript.wanted() else []
         data = core.send_all(commands)
         for line in lines:
-            self._debug("send: %r", line)
+            self.transcript.line("send: %r", line)
         return data
 
     async def write(self, data: bytes) -> None:
@@ -471,34 +468,7 @@ class Session:
 
     def _note(self, reply: Reply) -> None:
         """Log ``reply`` and record a RCPT verdict in the send's progress."""
-        if self._log_wanted():
-            self._debug("reply: %d %r", reply.code, reply.message)
+        if self.transcript.wanted():
+            self.transcript.line("reply: %d %r", reply.code, reply.message)
         if self.progress is not None and isinstance(reply.command, Rcpt):
             self.progress.rcpt_reply(reply.command.address, reply.code, reply.message)
-
-    # -- deadlines and the transcript -------------------------------------------------
-
-    def _log_wanted(self) -> bool:
-        """Whether to log, as found when the current public call began (cheap per command)."""
-        if self._owner is not None:
-            return self._log_on
-        return self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
-
-    def log(self, direction: str, text: bytes) -> None:
-        """Add a line to the transcript."""
-        if self._log_wanted():
-            self._debug("%s %r", direction, text)
-
-    def set_debuglevel(self, debuglevel: int) -> None:
-        """This conversation's transcript on stderr when ``debuglevel`` > 0 (2: timed)."""
-        self.debuglevel = debuglevel
-
-    def _debug(self, template: str, *args: object) -> None:
-        """One transcript line: to the ``asmtp`` logger, and to stderr for set_debuglevel."""
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(template, *args)
-        if self.debuglevel > 0:
-            line = template % args
-            if self.debuglevel > 1:
-                line = f"{datetime.datetime.now().time()} {line}"  # smtplib's level 2
-            sys.stderr.write(line + "\n")

@@ -136,7 +136,7 @@ class SMTP:
     @property
     def debuglevel(self) -> int:
         """The transcript level set by :meth:`set_debuglevel`."""
-        return self._session.debuglevel
+        return self._session.transcript.debuglevel
 
     @property
     def does_esmtp(self) -> bool:
@@ -204,7 +204,7 @@ class SMTP:
         affected: the ``asmtp`` logger is left as the application configured it (at DEBUG
         it gets every connection's transcript). AUTH data is always redacted.
         """
-        self._session.set_debuglevel(debuglevel)
+        self._session.transcript.debuglevel = debuglevel
 
     def has_extn(self, opt: str) -> bool:
         """Whether the server advertised the extension ``opt`` (case-insensitive)."""
