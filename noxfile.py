@@ -61,7 +61,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the site into docs/_build/html (guides and API reference); warnings are errors."""
+    """Build the site into docs/_build/html (guides and API reference); warnings are errors.
+
+    Then check the built site: every public name in its inventory, its pages served over
+    loopback (``docs/check_site.py``). Open ``docs/_build/html/index.html`` to read it.
+    """
     session.install("-e", ".[docs]")
     # -E -a: a fresh environment and every page written, so no warning hides in a cache.
     session.run(
@@ -77,3 +81,4 @@ def docs(session: nox.Session) -> None:
         "docs/_build/html",
         *session.posargs,
     )
+    session.run("python", "docs/check_site.py", "docs/_build/html")
