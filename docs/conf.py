@@ -26,6 +26,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
     "sphinx_click",
+    "sphinxcontrib.mermaid",
     "api_reference",
     "rendering",
 ]
@@ -41,6 +42,9 @@ nitpicky = True
 # MyST: the pages are plain CommonMark plus tables, so they read the same on a forge;
 # heading anchors make links such as ``cli.md#asmtp-sink`` resolve.
 myst_heading_anchors = 3
+# The state diagram is a ```mermaid block (forges draw it too): drawn in the browser by
+# mermaid.js, loaded from its CDN; without it the page shows the diagram's source.
+myst_fence_as_directive = ["mermaid"]
 # Text such as ``--tls`` or 'auto' stays as typed: no en dashes, no curly quotes.
 smartquotes = False
 

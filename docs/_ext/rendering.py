@@ -5,8 +5,6 @@
   the factory's call instead (``refused=dict()``).
 - Click help is plain text, for a terminal: sphinx-click reads it as reST, where
   ``'*@blocked.example'`` starts emphasis. Its inline markup characters are escaped.
-- The state diagram is a Mermaid block (forges draw it); Pygments has no Mermaid lexer,
-  so it is shown as text.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import re
 from typing import Any
 
 import click
-from pygments.lexers.special import TextLexer
 from sphinx.application import Sphinx
 
 _INLINE_MARKUP = re.compile(r"([\\*`|]|_(?=\W|$))")
@@ -57,5 +54,4 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-signature", show_default_factories)
     for event in ("sphinx-click-process-description", "sphinx-click-process-options"):
         app.connect(event, escape_click_help)
-    app.add_lexer("mermaid", TextLexer)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
