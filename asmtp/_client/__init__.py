@@ -1,11 +1,12 @@
 """The smtplib-shaped client: a session over a transport, the mail transaction on top of it,
 and ``SMTP``, ``SMTP_SSL``, ``LMTP`` and the one-shot functions as its public surface.
 
-Layers, each importing only those below it: ``_settings``, ``_progress``, ``_failures``
-and the message helpers (``_addresses``, ``_source``, ``_message``); ``_session`` (I/O,
-deadlines, failure translation); ``_commands``, ``_tls``, ``_login`` (session commands);
-``_envelope`` and ``_transaction`` (one message), ``_overlap`` (several on one connection);
-``_smtp``, ``_lmtp``, ``_open`` and ``_oneshot`` on top.
+Layers, each importing only those below it: ``_settings``, ``_deadlines``, ``_progress``,
+``_failures`` and the message helpers (``_addresses``, ``_flatten``, ``_source``,
+``_message``); ``_session`` (I/O, deadlines, failure translation); ``_commands``, ``_tls``,
+``_login`` (session commands); ``_envelope`` and ``_transaction`` (one message),
+``_overlap`` (several on one connection); ``_smtp``, ``_smtp_ssl``, ``_lmtp``, ``_open``
+and ``_oneshot`` on top. ``docs/architecture.md`` walks one ``sendmail`` through them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ._open import client_settings, open_session
 from ._overlap import Report, send_batch
 from ._session import Session
 from ._settings import DEFAULT_TIMEOUT, SMTP_SSL_PORT, ClientSettings, TLSMode
-from ._smtp import SMTP, SMTP_SSL
+from ._smtp import SMTP
+from ._smtp_ssl import SMTP_SSL
 from ._transaction import send as send_one
 
 __all__ = [

@@ -145,7 +145,7 @@ async def quit_politely(session: Session) -> None:
     an error. After a failure that left the conversation out of step, it only closes.
     """
     try:
-        if session.is_connected and session.in_step():
+        if session.is_connected and session.between_commands():
             reply = await session.exchange(Raw(b"QUIT"))
             if reply.code != 221:
                 raise SMTPResponseException(reply.code, reply.message)

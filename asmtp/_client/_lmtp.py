@@ -7,6 +7,7 @@ as hosts.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Final
 
 from .._transport import Connector, connect
@@ -16,7 +17,7 @@ from ..protocol._replies import (
     DEFAULT_MAX_REPLY_BYTES,
     DEFAULT_MAX_REPLY_LINES,
 )
-from ._settings import DEFAULT_TIMEOUT, ClientSettings, Limits
+from ._settings import DEFAULT_TIMEOUT
 from ._smtp import SMTP
 
 __all__ = ["LMTP", "LMTP_PORT"]
@@ -63,27 +64,7 @@ class LMTP(SMTP):
             max_pending=max_pending,
             connector=connector,
         )
-
-    def _settings(
-        self,
-        host: str,
-        port: int,
-        local_hostname: str | None,
-        timeout: float | None,
-        source_address: tuple[str, int] | None,
-        limits: Limits,
-        connector: Connector,
-    ) -> ClientSettings:
-        return ClientSettings(
-            host=host,
-            port=port,
-            local_hostname=local_hostname,
-            timeout=timeout,
-            source_address=source_address,
-            lmtp=True,
-            limits=limits,
-            connector=connector,
-        )
+        self._session.settings = dataclasses.replace(self._session.settings, lmtp=True)
 
     def _split_host(self, host: str | None, port: int) -> tuple[str, int]:
         target = host if host is not None else (self._session.host or "localhost")

@@ -89,7 +89,7 @@ async def _answer(session: Session, name: str, mech: Mechanism, reply: Reply) ->
             return _response(mech, challenge, held)
         # Key derivation (SCRAM's PBKDF2) would stall every task on the event loop; a
         # worker thread keeps it responsive, and the step's timeout bounds the wait.
-        with session.bounded("the SASL mechanism's answer"):
+        with session.deadlines.bounded("the SASL mechanism's answer"):
             return await anyio.to_thread.run_sync(
                 _response, mech, challenge, held, abandon_on_cancel=True
             )

@@ -15,7 +15,8 @@ from ._envelope import Outgoing
 from ._open import client_settings, open_session
 from ._session import Session
 from ._settings import DEFAULT_TIMEOUT, TLSMode
-from ._smtp import SMTP, SMTP_SSL, showing
+from ._smtp import SMTP, showing
+from ._smtp_ssl import SMTP_SSL
 
 __all__ = ["connect", "send_message", "sendmail"]
 
@@ -144,7 +145,7 @@ async def send_message(
 
 async def _send_once(session: Session, item: Outgoing, deadline: float | None) -> SendResult:
     """Open ``session``, send ``item``, QUIT; ``deadline`` bounds it all."""
-    with session.deadline(deadline):
+    with session.deadlines.send(deadline):
         await open_session(session)
         try:
             result = await session.run(_transaction.send, session, item)

@@ -19,6 +19,7 @@ rest stay untaken.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
@@ -37,7 +38,14 @@ from ._envelope import Envelope, Framing, Outgoing, resolve
 from ._failures import message_failure
 from ._progress import Progress
 from ._session import Session
-from ._transaction import PIPELINE_GROUP, Refused, conclude, judge_pipelined, transact, write_body
+from ._transaction import (
+    PIPELINE_GROUP,
+    Refused,
+    conclude,
+    pipelined_refusals,
+    transact,
+    write_body,
+)
 
 __all__ = ["Report", "send_batch", "send_many"]
 
@@ -85,17 +93,21 @@ async def send_many(session: Session, messages: Iterable[Outgoing]) -> list[Send
 
 
 async def send_batch(
-    session: Session, items: Iterator[tuple[_K, Outgoing]], report: Report[_K]
+    session: Session,
+    items: Iterator[tuple[_K, Outgoing]],
+    report: Report[_K],
+    on_start: Callable[[_K], object] | None = None,
 ) -> None:
     """Send ``items`` in order on ``session``, calling ``report(key, result)`` for each.
 
     ``items`` is read lazily, one message at a time when the connection is ready for it,
-    so a pool can hand over whatever is queued at that moment. A failure of the connection
+    so a pool can hand over whatever is queued at that moment. ``on_start(key)`` is called
+    just before the first byte of each message is written. A failure of the connection
     itself (or a cancellation) is raised after every message in flight was reported.
     """
     in_flight: dict[_K, Progress] = {}
     try:
-        await session.run(_run, session, items, report, in_flight)
+        await session.run(_run, session, items, report, in_flight, on_start)
     except BaseException as exc:
         for key, progress in in_flight.items():
             report(key, message_failure(exc, progress))
@@ -107,12 +119,15 @@ async def _run(
     items: Iterator[tuple[_K, Outgoing]],
     report: Report[_K],
     in_flight: dict[_K, Progress],
+    on_start: Callable[[_K], object] | None,
 ) -> None:
     await ehlo_or_helo_if_needed(session)
     unanswered: _Unanswered[_K] | None = None
     unwritten = b""  # the unanswered message's last piece and end of data
     for key, item in items:
-        progress = in_flight[key] = session.start_send()
+        progress = in_flight[key] = session.start_send(
+            None if on_start is None else functools.partial(on_start, key)
+        )
         try:
             envelope = resolve(session, item)
         except (TypeError, *_VERDICTS) as exc:  # bad input, found before any byte of it
@@ -124,23 +139,24 @@ async def _run(
                 if unanswered is not None:
                     await session.write(unwritten)
                     unwritten = b""
-                    await _settle(session, unanswered, 0, report, in_flight)
+                    await _conclude_unanswered(session, unanswered, 0, report, in_flight)
                     unanswered = None
                 session.progress = progress
                 report(key, await transact(session, envelope, progress))
                 del in_flight[key]
                 continue
             progress.addresses = envelope.addresses()
+            progress.starting()
             commands = envelope.commands(Data())
             await session.write(unwritten + session.send_all(commands))
             unwritten = b""
             if unanswered is not None:
-                await _settle(session, unanswered, len(commands), report, in_flight)
+                await _conclude_unanswered(session, unanswered, len(commands), report, in_flight)
                 unanswered = None
                 if not session.is_connected:  # 421 at the end of the previous message
                     raise SMTPServerDisconnected("the server closed the connection (421)")
             session.progress = progress
-            refused = await judge_pipelined(session, envelope, await session.read_pending())
+            refused = await pipelined_refusals(session, envelope, await session.read_pending())
             unwritten = await write_body(session, envelope.source, progress)
             unanswered = _Unanswered(key, progress, envelope, refused)
         except _VERDICTS as exc:
@@ -155,10 +171,10 @@ async def _run(
             break
     if unanswered is not None:
         await session.write(unwritten)
-        await _settle(session, unanswered, 0, report, in_flight)
+        await _conclude_unanswered(session, unanswered, 0, report, in_flight)
 
 
-async def _settle(
+async def _conclude_unanswered(
     session: Session,
     message: _Unanswered[_K],
     leave: int,

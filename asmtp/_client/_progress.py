@@ -7,6 +7,7 @@ went out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
 
 from .._results import SendOutcome
@@ -22,6 +23,7 @@ class Progress:
         "body_started",
         "end_sent",
         "finished",
+        "on_start",
         "recipients",
         "refused",
         "replies",
@@ -29,7 +31,9 @@ class Progress:
         "succeeded",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, on_start: Callable[[], object] | None = None) -> None:
+        self.on_start = on_start
+        """Called once, just before the first byte of this message is written."""
         self.addresses: dict[bytes, str] = {}
         """Each RCPT's wire address to the caller's spelling of it."""
         self.recipients: tuple[str, ...] = ()
@@ -40,6 +44,12 @@ class Progress:
         self.succeeded = False
         self.reply: tuple[int, bytes] | None = None
         self.replies: dict[str, tuple[int, bytes]] = {}
+
+    def starting(self) -> None:
+        """The message's first byte is about to be written: tell whoever asked."""
+        on_start, self.on_start = self.on_start, None
+        if on_start is not None:
+            on_start()
 
     def rcpt_reply(self, address: bytes, code: int, message: bytes) -> None:
         """Record one RCPT verdict as it arrives, so an interruption still knows it."""

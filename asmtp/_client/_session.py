@@ -10,18 +10,17 @@ caller sees (``_failures``), closing the connection when the conversation is out
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import functools
 import logging
-import math
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, ParamSpec, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from .._transport import Transport, default_ssl_context
 from ..errors import SMTPProtocolError, SMTPServerDisconnected
@@ -44,6 +43,7 @@ from ..protocol import (
     State,
     command_line,
 )
+from ._deadlines import Deadlines
 from ._failures import Cleanup, translate
 from ._progress import Progress
 from ._settings import ClientSettings
@@ -54,9 +54,11 @@ logger = logging.getLogger("asmtp")
 
 _CLOSE_TIMEOUT: Final = 2.0
 # States in which no reply is owed and no body is half sent: the conversation is in step.
-_IN_STEP: Final = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT, State.CLOSED})
+_BETWEEN_COMMANDS: Final = frozenset(
+    {State.GREETED, State.READY, State.MAIL, State.RCPT, State.CLOSED}
+)
 # Open, with no body half sent: a command may follow once nothing is pending.
-_OPEN: Final = _IN_STEP - {State.CLOSED}
+_OPEN: Final = _BETWEEN_COMMANDS - {State.CLOSED}
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -76,14 +78,6 @@ def _current_task() -> object:
     return task if task is not None else anyio.get_current_task().id
 
 
-def _now() -> float:
-    """The event loop's clock, which transport deadlines use; cheap on asyncio."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return anyio.current_time()
-
-
 class Session:
     """One conversation with one server, driven by commands from the layers above.
 
@@ -96,7 +90,7 @@ class Session:
         self.host = settings.host
         self.port = settings.port
         self.local_hostname = settings.local_hostname
-        self.timeout = settings.timeout
+        self.deadlines = Deadlines(settings.timeout)
         self.source_address = settings.source_address
         self.debuglevel = 0
         self.use_chunking = settings.chunking
@@ -112,10 +106,17 @@ class Session:
         self._transport: Transport | None = None
         self._owner: object | None = None
         self._log_on = False
-        self._send_deadline = math.inf
-        self._deadline_seconds: float | None = None
 
     # -- what the conversation is ------------------------------------------------------
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds each connect, write or whole reply may take (``None``: no limit)."""
+        return self.deadlines.timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self.deadlines.timeout = value
 
     @property
     def state(self) -> State | None:
@@ -151,10 +152,10 @@ class Session:
         """Whether the server advertised extension ``name`` (case-insensitive)."""
         return name.lower() in self.esmtp_features
 
-    def in_step(self) -> bool:
+    def between_commands(self) -> bool:
         """No reply owed and no body half sent: the next command reads its own reply."""
         core = self._core
-        return core is not None and not core.pending_count and core.state in _IN_STEP
+        return core is not None and not core.pending_count and core.state in _BETWEEN_COMMANDS
 
     def reusable(self) -> bool:
         """Whether a command may be sent now: connected, no reply owed, nothing unread.
@@ -227,7 +228,7 @@ class Session:
         except BaseException as exc:
             translated, cleanup = translate(exc, self.progress)
             if cleanup is Cleanup.CLOSE or (
-                cleanup is Cleanup.CLOSE_IF_OUT_OF_STEP and not self.in_step()
+                cleanup is Cleanup.CLOSE_IF_OUT_OF_STEP and not self.between_commands()
             ):
                 await self.abort()
             if translated is exc:
@@ -237,43 +238,10 @@ class Session:
             self._owner = None
             self.progress = None
 
-    @contextlib.contextmanager
-    def deadline(self, seconds: float | None) -> Iterator[None]:
-        """Bound every step inside by an overall deadline ``seconds`` from now."""
-        if seconds is None:
-            yield
-            return
-        outer = self._send_deadline, self._deadline_seconds
-        self._send_deadline = min(self._send_deadline, _now() + seconds)
-        self._deadline_seconds = seconds
-        try:
-            yield
-        finally:
-            self._send_deadline, self._deadline_seconds = outer
-
-    @contextlib.contextmanager
-    def bounded(self, what: str, *, per_step: bool = True) -> Iterator[None]:
-        """Bound a wait that is not the transport's by the step's deadline (``per_step``)
-        or by the send's alone: a worker thread, or the caller's own body iterator.
-
-        The transport bounds every write and read itself; only these need a scope of their
-        own, and only when there is a deadline.
-        """
-        if per_step:
-            deadline, why = self._step_deadline()
-        else:
-            deadline, why = self._send_deadline, self._deadline_text()
-        if deadline == math.inf:
-            yield
-            return
-        with anyio.CancelScope(deadline=deadline) as scope:
-            yield
-        if scope.cancelled_caught:
-            raise TimeoutError(f"{what} took longer than {why}")
-
-    def start_send(self) -> Progress:
-        """A fresh :class:`Progress` that replies and failures report to."""
-        self.progress = self.last_progress = Progress()
+    def start_send(self, on_start: Callable[[], object] | None = None) -> Progress:
+        """A fresh :class:`Progress` that replies and failures report to; ``on_start`` is
+        called just before the message's first byte is written."""
+        self.progress = self.last_progress = Progress(on_start)
         return self.progress
 
     # -- connecting and closing ------------------------------------------------------
@@ -288,7 +256,7 @@ class Session:
         if settings.implicit_tls:
             context = settings.context or default_ssl_context()
         self.log("connect:", f"{host}:{port}".encode())
-        deadline, why = self._step_deadline()
+        deadline, why = self.deadlines.step()
         try:
             self._transport = await settings.connector(
                 host,
@@ -355,7 +323,7 @@ class Session:
         # RFC 3207 §4.2: nothing received before the handshake may be read after it. Plain
         # text the transport holds goes to the core now, which refuses it as an injection.
         self.take_unsolicited()
-        deadline, why = self._step_deadline()
+        deadline, why = self.deadlines.step()
         try:
             await transport.start_tls(context or default_ssl_context(), server_hostname, deadline)
         except TimeoutError:
@@ -416,7 +384,7 @@ class Session:
         transport = self._transport
         if transport is None:
             raise SMTPServerDisconnected("please run connect() first")
-        deadline, why = self._step_deadline()
+        deadline, why = self.deadlines.step()
         try:
             await transport.send(data, deadline)
         except TimeoutError:
@@ -440,7 +408,7 @@ class Session:
         if event is NEED_DATA:
             # One deadline for the whole reply, so a server dribbling bytes (slowloris)
             # cannot stretch it: the reply must be complete within `timeout`.
-            deadline, why = self._step_deadline()
+            deadline, why = self.deadlines.step()
             try:
                 while event is NEED_DATA:
                     core.receive_data(await transport.receive(deadline))
@@ -479,6 +447,28 @@ class Session:
                 await self.close()
         return replies
 
+    async def replies_arrived(self) -> list[Reply]:
+        """The owed replies that have already arrived, without waiting for more.
+
+        Lets a sender that writes ahead (BDAT chunks) notice a refusal as soon as it is in,
+        instead of only after writing its whole window. One turn of the event loop first, so
+        that what the socket holds reaches the transport.
+        """
+        await anyio.lowlevel.checkpoint()
+        core, transport = self._require()
+        if core.pending_count:
+            data = transport.receive_nowait()
+            if data:
+                core.receive_data(data)
+        replies: list[Reply] = []
+        while core.pending_count:
+            event = core.next_event()
+            if not isinstance(event, Reply):
+                break  # the rest has not arrived (or the server closed: the next read says)
+            self._note(event)
+            replies.append(event)
+        return replies
+
     def _note(self, reply: Reply) -> None:
         """Log ``reply`` and record a RCPT verdict in the send's progress."""
         if self._log_wanted():
@@ -487,16 +477,6 @@ class Session:
             self.progress.rcpt_reply(reply.command.address, reply.code, reply.message)
 
     # -- deadlines and the transcript -------------------------------------------------
-
-    def _step_deadline(self) -> tuple[float, str]:
-        """The absolute deadline of a step starting now, and how to name it in an error."""
-        step = math.inf if self.timeout is None else _now() + self.timeout
-        if self._send_deadline < step:
-            return self._send_deadline, self._deadline_text()
-        return step, f"the timeout of {self.timeout} seconds"
-
-    def _deadline_text(self) -> str:
-        return f"the send's deadline of {self._deadline_seconds} seconds"
 
     def _log_wanted(self) -> bool:
         """Whether to log, as found when the current public call began (cheap per command)."""

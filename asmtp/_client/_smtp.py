@@ -1,4 +1,4 @@
-"""SMTP and SMTP_SSL: smtplib's public surface, awaited, on top of the session and transaction.
+"""SMTP: smtplib's public surface, awaited, on top of the session and the transaction layer.
 
 Each method is a thin call into the layer that owns its job (``_commands``, ``_tls``,
 ``_login``, ``_transaction``, ``_overlap``) through :meth:`Session.run`, which admits one
@@ -8,7 +8,6 @@ task at a time and translates failures. The attributes smtplib users read (``esm
 
 from __future__ import annotations
 
-import dataclasses
 import email.message
 import ssl
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +15,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from .._results import SendOutcome, SendResult
-from .._transport import Connector, connect, new_ssl_context
+from .._transport import Connector, connect
 from ..auth import Mechanism, Secret
 from ..errors import SMTPConnectError, SMTPDataError
 from ..protocol import Data, Param, Reply, State
@@ -30,9 +29,9 @@ from . import _commands, _login, _overlap, _source, _tls, _transaction
 from ._envelope import Outgoing, mail_command, rcpt_command
 from ._progress import Progress
 from ._session import Session
-from ._settings import DEFAULT_TIMEOUT, SMTP_SSL_PORT, ClientSettings, Limits
+from ._settings import DEFAULT_TIMEOUT, ClientSettings, Limits
 
-__all__ = ["SMTP", "SMTP_SSL", "showing"]
+__all__ = ["SMTP", "showing"]
 
 _Self = TypeVar("_Self", bound="SMTP")
 Answer = tuple[int, bytes]
@@ -67,30 +66,16 @@ class SMTP:
         max_pending: int = DEFAULT_MAX_PENDING,
         connector: Connector = connect,
     ) -> None:
-        limits = Limits(max_line_length, max_reply_lines, max_reply_bytes, max_pending)
-        settings = self._settings(
-            host, port, local_hostname, timeout, source_address, limits, connector
-        )
-        self._session = Session(settings)
-
-    def _settings(
-        self,
-        host: str,
-        port: int,
-        local_hostname: str | None,
-        timeout: float | None,
-        source_address: tuple[str, int] | None,
-        limits: Limits,
-        connector: Connector,
-    ) -> ClientSettings:
-        return ClientSettings(
-            host=host,
-            port=port,
-            local_hostname=local_hostname,
-            timeout=timeout,
-            source_address=source_address,
-            limits=limits,
-            connector=connector,
+        self._session = Session(
+            ClientSettings(
+                host=host,
+                port=port,
+                local_hostname=local_hostname,
+                timeout=timeout,
+                source_address=source_address,
+                limits=Limits(max_line_length, max_reply_lines, max_reply_bytes, max_pending),
+                connector=connector,
+            )
         )
 
     def __repr__(self) -> str:
@@ -489,90 +474,3 @@ async def _data(session: Session, source: _source.MessageSource) -> Answer:
     await session.write(await _transaction.write_body(session, source, Progress()))
     replies = await session.read_pending()
     return replies[-1].code, replies[-1].message
-
-
-class SMTP_SSL(SMTP):
-    """SMTP over TLS from the first byte (RFC 8314, port 465), as :class:`smtplib.SMTP_SSL`.
-
-    Unlike smtplib, the default ``context`` verifies the certificate chain and the host
-    name (TLS 1.2 at least). A handshake or verification failure raises
-    :class:`ssl.SSLError` from ``connect()``.
-    """
-
-    default_port = SMTP_SSL_PORT
-
-    def __init__(
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        *,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        source_address: tuple[str, int] | None = None,
-        context: ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
-        max_reply_lines: int = DEFAULT_MAX_REPLY_LINES,
-        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        connector: Connector = connect,
-    ) -> None:
-        self._context, self._server_hostname = context, server_hostname
-        super().__init__(
-            host,
-            port,
-            local_hostname,
-            timeout,
-            source_address,
-            max_line_length=max_line_length,
-            max_reply_lines=max_reply_lines,
-            max_reply_bytes=max_reply_bytes,
-            max_pending=max_pending,
-            connector=connector,
-        )
-
-    def _settings(
-        self,
-        host: str,
-        port: int,
-        local_hostname: str | None,
-        timeout: float | None,
-        source_address: tuple[str, int] | None,
-        limits: Limits,
-        connector: Connector,
-    ) -> ClientSettings:
-        return ClientSettings(
-            host=host,
-            port=port,
-            implicit_tls=True,
-            context=self._context,
-            server_hostname=self._server_hostname,
-            local_hostname=local_hostname,
-            timeout=timeout,
-            source_address=source_address,
-            limits=limits,
-            connector=connector,
-        )
-
-    @property
-    def context(self) -> ssl.SSLContext:
-        """The TLS context: the one given, else this client's own default context.
-
-        The default is made when first read (it loads the CA store), so changing it affects
-        this client alone; a client whose context is never read uses one shared default
-        that no caller can reach.
-        """
-        session = self._session
-        if session.settings.context is None:
-            session.settings = dataclasses.replace(session.settings, context=new_ssl_context())
-        assert session.settings.context is not None  # noqa: S101 - set just above
-        return session.settings.context
-
-    @context.setter
-    def context(self, context: ssl.SSLContext) -> None:
-        self._session.settings = dataclasses.replace(self._session.settings, context=context)
-
-    @property
-    def server_hostname(self) -> str | None:
-        """The name the certificate must match (default: the host)."""
-        return self._session.settings.server_hostname

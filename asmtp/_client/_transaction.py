@@ -14,6 +14,7 @@ overlapped on one connection are in ``_overlap``, built from the pieces here.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Final
 
 from .._results import SendResult
@@ -36,7 +37,7 @@ __all__ = [
     "after_failure",
     "conclude",
     "in_transaction",
-    "judge_pipelined",
+    "pipelined_refusals",
     "send",
     "transact",
     "write_body",
@@ -51,13 +52,20 @@ PIPELINE_GROUP: Final = 500
 _CHUNKS_IN_FLIGHT: Final = 32
 
 
-async def send(session: Session, item: Outgoing, *, deadline: float | None = None) -> SendResult:
+async def send(
+    session: Session,
+    item: Outgoing,
+    *,
+    deadline: float | None = None,
+    on_start: Callable[[], object] | None = None,
+) -> SendResult:
     """Send one message on ``session``: EHLO if needed, then one whole transaction.
 
-    ``deadline`` bounds the whole send in seconds.
+    ``deadline`` bounds the whole send in seconds; ``on_start`` is called just before the
+    first byte of the message is written (after EHLO, and only if its envelope resolved).
     """
-    with session.deadline(deadline):
-        progress = session.start_send()
+    with session.deadlines.send(deadline):
+        progress = session.start_send(on_start)
         await ehlo_or_helo_if_needed(session)
         return await transact(session, resolve(session, item), progress)
 
@@ -65,6 +73,7 @@ async def send(session: Session, item: Outgoing, *, deadline: float | None = Non
 async def transact(session: Session, envelope: Envelope, progress: Progress) -> SendResult:
     """One whole transaction for a resolved envelope, its replies all read before it returns."""
     progress.addresses = envelope.addresses()
+    progress.starting()
     extensions = session.extensions
     pipelining = bool(extensions and extensions.pipelining and envelope.rcpts)
     if envelope.framing is Framing.BDAT:
@@ -72,7 +81,7 @@ async def transact(session: Session, envelope: Envelope, progress: Progress) -> 
     if pipelining:
         # RFC 2920 §3.1: MAIL, the RCPTs and DATA form one group, DATA last.
         replies = await _send_group(session, envelope.commands(Data()))
-        refused = await judge_pipelined(session, envelope, replies)
+        refused = await pipelined_refusals(session, envelope, replies)
     else:
         refused = await _lockstep_envelope(session, envelope)
         reply = await session.exchange(Data())
@@ -109,14 +118,14 @@ async def _lockstep_envelope(session: Session, envelope: Envelope) -> Refused:
             replies.append(reply)
             if reply.code == 421:
                 break
-    return await _judge_envelope(session, envelope, replies, data_reply=None)
+    return await _envelope_refusals(session, envelope, replies, data_reply=None)
 
 
-async def judge_pipelined(session: Session, envelope: Envelope, replies: list[Reply]) -> Refused:
+async def pipelined_refusals(session: Session, envelope: Envelope, replies: list[Reply]) -> Refused:
     """Verdict on a pipelined MAIL, RCPTs and DATA: the refused dict once DATA got 354."""
     count = len(envelope.rcpts) + 1
     data_reply = replies[count] if len(replies) > count else None
-    refused = await _judge_envelope(session, envelope, replies[:count], data_reply=data_reply)
+    refused = await _envelope_refusals(session, envelope, replies[:count], data_reply=data_reply)
     if data_reply is None:
         raise SMTPServerDisconnected("the server closed the connection before DATA")
     if data_reply.code != 354:
@@ -124,7 +133,7 @@ async def judge_pipelined(session: Session, envelope: Envelope, replies: list[Re
     return refused
 
 
-async def _judge_envelope(
+async def _envelope_refusals(
     session: Session, envelope: Envelope, replies: list[Reply], *, data_reply: Reply | None
 ) -> Refused:
     """smtplib's verdict on the MAIL and RCPT replies; raises as smtplib does.
@@ -180,7 +189,7 @@ async def write_body(session: Session, source: _source.MessageSource, progress: 
     """
     progress.body_started = True
     last = b""
-    with session.bounded("sending the message", per_step=False):
+    with session.deadlines.bounded("sending the message", per_step=False):
         async with contextlib.aclosing(_source.pieces(source)) as pieces:
             async for piece, is_last in pieces:
                 encoded = session.send(MessageData(piece))
@@ -217,7 +226,7 @@ async def _chunked(
     replies += await session.read_pending()
     if envelope_count:
         envelope_replies = replies[:envelope_count]
-        refused = await _judge_envelope(session, envelope, envelope_replies, data_reply=None)
+        refused = await _envelope_refusals(session, envelope, envelope_replies, data_reply=None)
     body_replies = replies[envelope_count:]
     refusal = next((r for r in body_replies if not r.is_positive and not _is_last(r)), None)
     if refusal is not None or not ended:
@@ -247,7 +256,7 @@ async def _write_chunks(
     if isinstance(source, bytes) and len(source) <= _source.CHUNK_SIZE:
         session.send(Bdat(source))  # held by the core until the last chunk below
     else:
-        with session.bounded("sending the message", per_step=False):
+        with session.deadlines.bounded("sending the message", per_step=False):
             async with contextlib.aclosing(_source.chunks(source)) as stream:
                 async for piece in stream:
                     chunk = session.send(Bdat(piece))
@@ -255,6 +264,9 @@ async def _write_chunks(
                         continue
                     await session.write(unsent + chunk)
                     unsent = b""
+                    # A refusal already in stops the body at once (RFC 3030 §4.2); beyond
+                    # the window, wait for the replies owed.
+                    replies += await session.replies_arrived()
                     while session.pending_count > in_flight:
                         replies.append(await session.reply())
                     if _chunking_refused(replies, envelope_count):

@@ -23,6 +23,16 @@ def _only_crlf(data: bytes) -> bool:
     return data.count(b"\r") == lf and data.count(b"\r\n") == lf
 
 
+def _carry_cr(chunk: bytes, held: bool) -> tuple[bytes, bool]:
+    """``chunk`` after a CR held from the previous one, less a CR at its end (which may yet
+    start a CRLF), and whether a CR is held now."""
+    if held:
+        chunk = b"\r" + chunk
+    if chunk.endswith(b"\r"):
+        return chunk[:-1], True
+    return chunk, False
+
+
 def normalise_line_endings(data: bytes) -> bytes:
     """Return ``data`` with every CRLF, bare CR and bare LF written as CRLF."""
     if _only_crlf(data):
@@ -49,12 +59,7 @@ class DataEncoder:
         """Encode one chunk; a CR at its end is held back until the next byte is known."""
         if self._finished:
             raise RuntimeError("the body was already finished")
-        if self._pending_cr:
-            chunk = b"\r" + chunk
-            self._pending_cr = False
-        if chunk.endswith(b"\r"):
-            chunk = chunk[:-1]
-            self._pending_cr = True
+        chunk, self._pending_cr = _carry_cr(chunk, self._pending_cr)
         if not chunk:
             return b""
         starts_line = self._at_line_start
@@ -92,12 +97,7 @@ class LineEndingNormaliser:
 
     def encode(self, chunk: bytes) -> bytes:
         """Normalise one chunk; a CR at its end is held back until the next byte is known."""
-        if self._pending_cr:
-            chunk = b"\r" + chunk
-            self._pending_cr = False
-        if chunk.endswith(b"\r"):
-            chunk = chunk[:-1]
-            self._pending_cr = True
+        chunk, self._pending_cr = _carry_cr(chunk, self._pending_cr)
         return normalise_line_endings(chunk)
 
     def finish(self) -> bytes:

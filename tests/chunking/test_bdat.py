@@ -6,9 +6,12 @@ the exact bytes the client writes; the interop suite proves the same against Pos
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 import asmtp
@@ -193,3 +196,61 @@ async def test_use_chunking_false_falls_back_to_data(
         smtp.use_chunking = False
         assert await smtp.sendmail("a@x.test", "b@x.test", b"z") == {}
     server.check()
+
+
+class _RefusingBdatServer:
+    """Refuses MAIL (552, size) and answers every later command, BDAT chunks included (whose
+    payload it reads, as RFC 3030 requires), with 503; counts the chunks it was sent."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(5)
+        self.port: int = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        sock, _ = self._listener.accept()
+        with sock, sock.makefile("rb") as reader:
+            sock.sendall(b"220 refuser.test ESMTP\r\n")
+            while line := reader.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    reply = b"250-refuser.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+                elif verb == b"MAIL":
+                    reply = b"552 5.3.4 message too big\r\n"
+                elif verb == b"BDAT":
+                    self.chunks += 1
+                    reader.read(int(line.split()[1]))
+                    reply = b"503 5.5.1 no valid MAIL\r\n"
+                elif verb == b"QUIT":
+                    sock.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    reply = b"503 5.5.1 no valid MAIL\r\n" if verb != b"RSET" else b"250 ok\r\n"
+                sock.sendall(reply)
+
+    def close(self) -> None:
+        self._thread.join(5)
+        self._listener.close()
+
+
+async def test_a_refusal_already_in_stops_the_chunks_before_the_window_is_full() -> None:
+    """RFC 3030 §4.2: no further BDAT after a refusal. With PIPELINING the client writes
+    ahead, but a refusal that has arrived is read between chunks, not after 32 of them."""
+    server = _RefusingBdatServer()
+
+    async def body() -> AsyncIterator[bytes]:
+        for n in range(200):
+            yield b"line %d " % n + b"x" * 65536 + b"\r\n"
+            await anyio.sleep(0.001)  # a source that takes its time, as a file read can
+
+    try:
+        async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+            with pytest.raises(asmtp.SMTPSenderRefused) as caught:
+                await smtp.sendmail("a@x.test", "b@x.test", body())
+    finally:
+        server.close()
+    assert caught.value.smtp_code == 552
+    assert server.chunks < 16, server.chunks  # the window alone would allow 32

@@ -1,0 +1,74 @@
+"""The client's one deadline mechanism: absolute deadlines that every transport enforces.
+
+``timeout`` bounds each step (a connect, a write, a whole reply); a send's ``deadline``
+bounds all its steps together. :class:`Deadlines` turns both into the absolute deadline a
+step passes to the transport, and names the bound that applied, so a :class:`TimeoutError`
+says which one expired. Only waits that are not the transport's (a worker thread, the
+caller's own body iterator) get a cancel scope, from :meth:`Deadlines.bounded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Iterator
+
+import anyio
+
+__all__ = ["Deadlines", "now"]
+
+
+def now() -> float:
+    """The event loop's clock, which transport deadlines use; cheap on asyncio."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return anyio.current_time()
+
+
+class Deadlines:
+    """Per-step ``timeout`` (seconds, ``None``: none) and the deadline of the send under way."""
+
+    __slots__ = ("_send", "_send_seconds", "timeout")
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._send = math.inf
+        self._send_seconds: float | None = None
+
+    def step(self) -> tuple[float, str]:
+        """The absolute deadline of a step starting now, and how to name it in an error."""
+        step = math.inf if self.timeout is None else now() + self.timeout
+        if self._send < step:
+            return self._send, self._send_text()
+        return step, f"the timeout of {self.timeout} seconds"
+
+    def _send_text(self) -> str:
+        return f"the send's deadline of {self._send_seconds} seconds"
+
+    @contextlib.contextmanager
+    def send(self, seconds: float | None) -> Iterator[None]:
+        """Bound every step inside by an overall deadline ``seconds`` from now."""
+        if seconds is None:
+            yield
+            return
+        outer = self._send, self._send_seconds
+        self._send, self._send_seconds = min(self._send, now() + seconds), seconds
+        try:
+            yield
+        finally:
+            self._send, self._send_seconds = outer
+
+    @contextlib.contextmanager
+    def bounded(self, what: str, *, per_step: bool = True) -> Iterator[None]:
+        """Bound a wait that is not the transport's by the step's deadline (``per_step``)
+        or by the send's alone; :class:`TimeoutError` naming ``what`` when it passes."""
+        deadline, why = self.step() if per_step else (self._send, self._send_text())
+        if deadline == math.inf:
+            yield
+            return
+        with anyio.CancelScope(deadline=deadline) as scope:
+            yield
+        if scope.cancelled_caught:
+            raise TimeoutError(f"{what} took longer than {why}")
