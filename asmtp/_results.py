@@ -57,7 +57,7 @@ class SendResult(dict[str, tuple[int, bytes]]):
     """What a send that finished returns: smtplib's refused-recipients dict, plus its outcome.
 
     As a dict it maps each refused recipient to ``(code, message)`` (empty when all were
-    accepted), exactly what :meth:`smtplib.SMTP.sendmail` returns. :attr:`outcome` tells
+    accepted), exactly what :meth:`smtplib.SMTP.sendmail` returns. ``outcome`` tells
     the rest: the accepted recipients, the server's final reply (:attr:`reply`) and how many
     attempts it took (:attr:`attempts`).
     """

@@ -23,6 +23,7 @@ from ._smtp import SMTP
 __all__ = ["LMTP", "LMTP_PORT"]
 
 LMTP_PORT: Final = 2003
+"""The port :class:`LMTP` connects to when none is given (smtplib's; RFC 2033 names none)."""
 
 
 class LMTP(SMTP):

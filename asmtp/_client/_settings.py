@@ -27,6 +27,7 @@ DEFAULT_TIMEOUT: Final = 60.0
 """Seconds a connect, a write or a whole reply may take (smtplib's default waits forever)."""
 
 SMTP_SSL_PORT: Final = 465
+"""The implicit TLS submission port (RFC 8314 §3.3), :class:`SMTP_SSL`'s default."""
 
 TLSMode = Literal["auto", "implicit", "starttls", "none"]
 """How the one-shot functions and the pool secure the connection.

@@ -231,6 +231,7 @@ Command = (
     | AuthResponse
     | Raw
 )
+"""Any command :meth:`ClientConnection.send` takes (a type union, for annotations)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,7 @@ class Orcpt:
 
 
 Param = str | bytes | Size | Body | SmtpUtf8 | Ret | EnvId | Notify | Orcpt
+"""A MAIL or RCPT parameter: typed, or as text or bytes (``"SIZE=1000"``), sent as given."""
 
 
 def param_bytes(param: Param, encoding: str = "ascii") -> bytes:

@@ -143,6 +143,10 @@ TRANSITIONS: Final[dict[State, dict[Kind, State]]] = {
     _S.CLOSED: {},
     _S.ERROR: {},
 }
+"""Each state's valid commands, by type, and the state each leads to when sent; a command
+missing from its state's row is refused with nothing sent. The last chunk of BDAT has a
+row of its own. Moves made by replies are not here; the docs' state diagram is drawn from
+this table."""
 
 # RFC 2920 §3.1: these may only be the last command of a pipelined group. AUTH and STARTTLS
 # change the session, and a raw line may be anything, so they end a group too.

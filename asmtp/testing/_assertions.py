@@ -66,6 +66,7 @@ def assert_recipients(messages: Sequence[ReceivedMessage], expected: Iterable[st
 
 
 def assert_nothing_sent(messages: Sequence[ReceivedMessage]) -> None:
+    """``messages`` is empty; else AssertionError lists what arrived."""
     __tracebackhide__ = True
     if messages:
         listing = "\n".join(f"  {message.summary()}" for message in messages)

@@ -49,6 +49,7 @@ class ReceivedMessage:
 
     @property
     def size(self) -> int:
+        """The length of ``raw`` in bytes."""
         return len(self.raw)
 
     @property

@@ -198,6 +198,7 @@ class CaptureServer:
 
     @property
     def offered(self) -> Offer:
+        """What new connections are offered (change it with :meth:`offer`)."""
         return self._state.offer
 
     def offer(self, **changes: Any) -> None:
@@ -270,6 +271,7 @@ class CaptureServer:
         _assertions.assert_recipients(self.messages, expected)
 
     def assert_nothing_sent(self) -> None:
+        """No message arrived (see :func:`asmtp.testing.assert_nothing_sent`)."""
         __tracebackhide__ = True
         _assertions.assert_nothing_sent(self.messages)
 

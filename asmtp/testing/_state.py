@@ -107,6 +107,7 @@ class Script:
     stalls: tuple[tuple[StallPoint, float], ...] = ()
 
     def stall(self, point: StallPoint) -> float:
+        """The seconds to wait before answering at ``point``, all its stalls added up."""
         return sum(seconds for where, seconds in self.stalls if where == point)
 
 
