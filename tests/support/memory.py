@@ -33,10 +33,9 @@ import math
 import os
 import ssl
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Final
 
-from asmtp._transport import Connector, Transport, memory_connector
+from asmtp._transport import Connector, memory_connector
 
 from .script import READ_STEPS, ScriptRecord, StepError, labelled, taken, wanted
 from .steps import Close, ExpectClosed, Send, Signal, Sleep, StartTLS, Step
@@ -268,7 +267,7 @@ class MemoryServer(ScriptRecord):
     @property
     def connector(self) -> Connector:
         """The :class:`~asmtp._transport.Connector` a client passes to reach this server."""
-        return self._connect
+        return memory_connector(self._accept)
 
     @property
     def connected_to(self) -> list[tuple[str, int]]:
@@ -282,31 +281,15 @@ class MemoryServer(ScriptRecord):
         with self._lock:
             return [list(h) for h in self._handshakes]
 
-    async def _connect(
-        self,
-        host: str,
-        port: int,
-        *,
-        tls_context: ssl.SSLContext | None,
-        server_hostname: str | None,
-        source_address: tuple[str, int] | None,
-        deadline: float,
-    ) -> Transport:
+    def _accept(self) -> _ScriptedPeer:
+        """The server end of the next connection, playing the next script."""
         index = len(self._peers)
         if index >= len(self.scripts):
             self._fail(f"connection {index}: more connections than the {index} scripts")
             raise ConnectionRefusedError(f"no script left for connection {index}")
         peer = _ScriptedPeer(self, index, labelled(self.scripts[index], self.ssl_context))
         self._peers.append(peer)
-        connect = memory_connector(peer)
-        return await connect(
-            host,
-            port,
-            tls_context=tls_context,
-            server_hostname=server_hostname,
-            source_address=source_address,
-            deadline=deadline,
-        )
+        return peer
 
     def _record_connection(self, host: str, port: int) -> None:
         with self._lock:
@@ -333,17 +316,5 @@ class MemoryServer(ScriptRecord):
                 self._fail(f"connection {index}: no client connected")
         self._raise_failures()
 
-    def stop(self) -> None:
-        """Nothing to stop: kept so MemoryServer and ScriptedServer are used alike."""
-
     def __enter__(self) -> MemoryServer:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.check()
