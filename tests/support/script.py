@@ -12,6 +12,7 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Final, TypeAlias
 
 from .steps import (
@@ -97,7 +98,9 @@ def _data_end(pending: bytes | bytearray) -> int | None:
 
 
 class ScriptRecord:
-    """What a scripted server saw, safe to read from any thread while it plays.
+    """What a scripted server saw, safe to read from any thread while it plays, and the
+    lifecycle every scripted server shares: leaving its ``with`` block checks it (unless
+    the block raised), then stops it.
 
     ``scripts`` holds each connection's steps (in connection order); ``_raise_failures()``
     raises one AssertionError listing every failure reported.
@@ -168,3 +171,24 @@ class ScriptRecord:
             failures = list(self._failures)
         if failures:
             raise AssertionError("\n\n".join(failures))
+
+    def check(self, timeout: float | None = None) -> None:
+        """Raise AssertionError for every failure (servers first let their scripts end)."""
+        self._raise_failures()
+
+    def stop(self) -> None:
+        """Stop playing and free what the server holds; bounded, never raises."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.stop()
+            return
+        try:
+            self.check()
+        finally:
+            self.stop()

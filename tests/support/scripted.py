@@ -17,7 +17,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Final
 
 from asmtp._transport import Connector, connect
@@ -198,7 +197,6 @@ class ScriptedServer(ScriptRecord):
     What arrived is in ``reads`` (each ``recv()``), ``received`` and ``captured``.
     """
 
-
     def __init__(
         self,
         steps: Sequence[Step] = (),
@@ -276,20 +274,6 @@ class ScriptedServer(ScriptRecord):
 
     def __enter__(self) -> ScriptedServer:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.stop()
-            return
-        try:
-            self.check()
-        finally:
-            self.stop()
 
     # Server threads.
 
