@@ -30,14 +30,12 @@ the bytes received on that connection, also for a script the client left unfinis
 from __future__ import annotations
 
 import math
-import os
 import ssl
-from collections.abc import Sequence
 from typing import Final
 
 from asmtp._transport import Connector, memory_connector
 
-from .script import READ_STEPS, ScriptRecord, StepError, labelled, taken, wanted
+from .script import READ_STEPS, ScriptServer, StepError, labelled, taken, wanted
 from .steps import Close, ExpectClosed, Send, Signal, Sleep, StartTLS, Step
 
 __all__ = ["PORT", "MemoryServer"]
@@ -232,7 +230,7 @@ class _ScriptedPeer:
         )
 
 
-class MemoryServer(ScriptRecord):
+class MemoryServer(ScriptServer):
     """Plays ``steps`` to each of ``connections`` clients in memory, as ScriptedServer would.
 
     Takes ScriptedServer's arguments, so a test switches by changing its fixture:
@@ -243,22 +241,9 @@ class MemoryServer(ScriptRecord):
     A connection beyond the scripts is refused and fails ``check()``.
     """
 
-    def __init__(
-        self,
-        steps: Sequence[Step] = (),
-        *,
-        connections: int = 1,
-        scripts: Sequence[Sequence[Step]] | None = None,
-        unix_path: str | os.PathLike[str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        step_timeout: float | None = None,
-        total_timeout: float | None = None,
-    ) -> None:
-        super().__init__(steps, connections, scripts)
-        self.unix_path = os.fspath(unix_path) if unix_path is not None else None
+    def _prepare(self) -> None:
         self.host = self.unix_path or "127.0.0.1"
         self.port = PORT
-        self.ssl_context = ssl_context
         self._peers: list[_ScriptedPeer] = []
         self._connected_to: list[tuple[str, int]] = []
         self._handshakes: list[list[str | None]] = [[] for _ in self.scripts]

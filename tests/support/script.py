@@ -2,13 +2,15 @@
 
 One place for the rules both :class:`~support.scripted.ScriptedServer` and
 :class:`~support.memory.MemoryServer` follow: which bytes an ``Expect*`` step consumes (any
-number of reads may make them up), how a step is named in a failure, and the record every
-scripted server keeps (the client's bytes per read and per connection, what each step
-consumed, failures naming the step and the bytes received on that connection).
+number of reads may make them up), how a step is named in a failure, and what every
+scripted server has (:class:`ScriptServer`): the same options, the record of the client's
+bytes per read and per connection, what each step consumed, failures naming the step and
+the bytes received on that connection, and the same lifecycle.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from collections.abc import Sequence
@@ -27,13 +29,17 @@ from .steps import (
 
 __all__ = [
     "READ_STEPS",
+    "STEP_TIMEOUT",
     "ReadStep",
-    "ScriptRecord",
+    "ScriptServer",
     "StepError",
     "labelled",
     "taken",
     "wanted",
 ]
+
+STEP_TIMEOUT: Final = 5.0
+"""Seconds a step may wait for the client, unless the server or the step says otherwise."""
 
 ReadStep: TypeAlias = Expect | ExpectLine | ExpectBytes | ExpectData
 READ_STEPS: Final = (Expect, ExpectLine, ExpectBytes, ExpectData)
@@ -97,27 +103,45 @@ def _data_end(pending: bytes | bytearray) -> int | None:
     return None if at < 0 else at + 5
 
 
-class ScriptRecord:
-    """What a scripted server saw, safe to read from any thread while it plays, and the
-    lifecycle every scripted server shares: leaving its ``with`` block checks it (unless
-    the block raised), then stops it.
+class ScriptServer:
+    """What every scripted server shares: its scripts and options, the record of what it
+    saw (safe to read from any thread while it plays) and its lifecycle (leaving its
+    ``with`` block checks it unless the block raised, then stops it).
 
-    ``scripts`` holds each connection's steps (in connection order); ``_raise_failures()``
-    raises one AssertionError listing every failure reported.
+    ``scripts`` gives each connection (in connection order) its own steps; otherwise each
+    of ``connections`` gets ``steps``. ``ssl_context`` makes every connection implicit
+    TLS; ``unix_path`` serves on a Unix socket. ``step_timeout`` bounds each step that
+    waits for the client and ``total_timeout`` a whole script, where waits are real.
     """
 
     def __init__(
-        self, steps: Sequence[Step], connections: int, scripts: Sequence[Sequence[Step]] | None
+        self,
+        steps: Sequence[Step] = (),
+        *,
+        connections: int = 1,
+        scripts: Sequence[Sequence[Step]] | None = None,
+        unix_path: str | os.PathLike[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        step_timeout: float = STEP_TIMEOUT,
+        total_timeout: float = 20.0,
     ) -> None:
         self.scripts = (
             [list(s) for s in scripts]
             if scripts is not None
             else [list(steps) for _ in range(connections)]
         )
+        self.unix_path = os.fspath(unix_path) if unix_path is not None else None
+        self.ssl_context = ssl_context
+        self.step_timeout = step_timeout
+        self.total_timeout = total_timeout
         self._lock = threading.Lock()
         self._reads: list[list[bytes]] = [[] for _ in self.scripts]
         self._captured: list[bytes] = []
         self._failures: list[str] = []
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Set up what the server keeps besides its options and record (once, on creation)."""
 
     @property
     def reads(self) -> list[list[bytes]]:

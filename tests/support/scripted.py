@@ -16,12 +16,20 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final
 
 from asmtp._transport import Connector, connect
 
-from .script import READ_STEPS, ScriptRecord, StepError, labelled, taken, wanted
+from .script import (
+    READ_STEPS,
+    STEP_TIMEOUT,
+    ScriptServer,
+    StepError,
+    labelled,
+    taken,
+    wanted,
+)
 from .steps import (
     Close,
     Expect,
@@ -58,7 +66,6 @@ __all__ = [
     "smtp_script",
 ]
 
-STEP_TIMEOUT: Final = 5.0
 _POLL: Final = 0.05  # how often blocked reads and accepts notice stop()
 _CHUNK: Final = 65536
 
@@ -187,7 +194,7 @@ class _Connection:
         self.close()
 
 
-class ScriptedServer(ScriptRecord):
+class ScriptedServer(ScriptServer):
     """Plays ``steps`` to each of ``connections`` clients on 127.0.0.1:0 or a Unix socket.
 
     ``scripts`` gives each connection (in accept order) its own steps instead.
@@ -197,22 +204,7 @@ class ScriptedServer(ScriptRecord):
     What arrived is in ``reads`` (each ``recv()``), ``received`` and ``captured``.
     """
 
-    def __init__(
-        self,
-        steps: Sequence[Step] = (),
-        *,
-        connections: int = 1,
-        scripts: Sequence[Sequence[Step]] | None = None,
-        unix_path: str | os.PathLike[str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        step_timeout: float = STEP_TIMEOUT,
-        total_timeout: float = 20.0,
-    ) -> None:
-        super().__init__(steps, connections, scripts)
-        self.unix_path = os.fspath(unix_path) if unix_path is not None else None
-        self.ssl_context = ssl_context
-        self.step_timeout = step_timeout
-        self.total_timeout = total_timeout
+    def _prepare(self) -> None:
         self.host = "127.0.0.1"
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
