@@ -511,3 +511,45 @@ async def test_an_smtp_client_sends_pipelined_over_the_memory_connector(
         assert await smtp.sendmail("a@x.test", ["b@x.test"], b"hi\r\n") == {}
     assert server.reads == [[b"EHLO c\r\n", GROUP, b"hi\r\n.\r\n", b"QUIT\r\n"]]
     assert server.connected_to == [("127.0.0.1", PORT)]
+
+
+LEAVES_EARLY = """
+import pytest
+
+import asmtp
+from support.scripted import smtp_script
+
+pytest_plugins = ["support.fixtures"]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_leaves_before_quit(memory_server_factory):
+    server = memory_server_factory(
+        smtp_script([(b"NOOP\\r\\n", b"250 ok\\r\\n"), (b"QUIT\\r\\n", b"221 bye\\r\\n")])
+    )
+    smtp = asmtp.SMTP(server.host, server.port, "c", connector=server.connector)
+    await smtp.connect()
+    assert await smtp.noop() == (250, b"ok")
+    await smtp.close()
+"""
+
+
+def test_the_memory_fixture_fails_a_test_whose_client_left_the_script_early(
+    pytester: pytest.Pytester,
+) -> None:
+    """As scripted_server_factory does: at teardown, naming the step and the bytes received."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(LEAVES_EARLY)
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*connection 0, step 3 Expect(data=b'QUIT\\r\\n'*: connection closed while waiting*",
+            "*received on this connection: b'NOOP\\r\\n'*",
+        ]
+    )
