@@ -553,3 +553,19 @@ def test_the_memory_fixture_fails_a_test_whose_client_left_the_script_early(
             "*received on this connection: b'NOOP\\r\\n'*",
         ]
     )
+
+
+async def test_bytes_the_script_never_read_are_still_on_record(
+    script_server_factory: ScriptServerFactory,
+) -> None:
+    """Written while the script paused before its end: a socket server drains them."""
+    server = script_server_factory([Send(b"220 hi\r\n"), Sleep(0.2)])
+    transport = await connect(server)
+    try:
+        await receive_until(transport, b"220 ")
+        await send(transport, b"QUIT\r\n")
+        assert await transport.receive(anyio.current_time() + WAIT) == b""
+    finally:
+        await transport.aclose()
+    server.check()
+    assert server.received == b"QUIT\r\n"

@@ -144,7 +144,7 @@ class _ScriptedPeer:
         """Play steps until one waits for the client, a Sleep pauses, or the script ends."""
         while self._pause is None and not self._failed:
             if self._step is None:
-                self._closed = True  # as ScriptedServer: the end of a script closes
+                self._close_and_drain()  # as ScriptedServer at the end of a script
                 return
             try:
                 if self._closed and not isinstance(self._step, Signal):
@@ -211,7 +211,15 @@ class _ScriptedPeer:
         if not self._failed:
             label = self._steps[self._at][0] if self._at < len(self._steps) else "end"
             self._server._report(self._index, label, message)
-        self._failed = self._closed = True
+        self._failed = True
+        self._close_and_drain()
+
+    def _close_and_drain(self) -> None:
+        """Close; what the client wrote and the script never read still goes on record."""
+        self._closed = True
+        if self._unread:
+            self._server._record_read(self._index, bytes(self._unread))
+            self._unread.clear()
 
     def settle(self) -> None:
         """Let time pass with no more from the client; fail a script that did not end."""
