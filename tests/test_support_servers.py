@@ -23,7 +23,6 @@ from support.scripted import (
     Send,
     Signal,
     StartTLS,
-    Step,
     smtp_script,
 )
 
@@ -215,20 +214,6 @@ def test_data_delay_postpones_the_reply_to_the_end_of_data(
 
 # ScriptedServer
 
-PIPELINED_GROUP = b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n"
-
-
-def _pipelining_script() -> list[Step]:
-    return smtp_script(
-        [
-            (b"EHLO c\r\n", b"250-scripted.test\r\n250 PIPELINING\r\n"),
-            (PIPELINED_GROUP, b"250 ok\r\n250 ok\r\n354 go\r\n"),
-            (ExpectData(), b"250 queued\r\n"),
-            (b"QUIT\r\n", b"221 bye\r\n"),
-            (ExpectClosed(), b""),
-        ]
-    )
-
 
 def test_scripted_server_passes_when_smtplib_follows_the_script(
     scripted_server_factory: ScriptedServerFactory,
@@ -274,40 +259,6 @@ def test_scripted_check_raises_naming_the_step_and_the_received_bytes(
     assert "step 1 Expect(data=b'EHLO a\\r\\n'" in text
     assert message in text
     assert f"received on this connection: {client_sends!r}" in text
-
-
-def test_scripted_server_accepts_a_pipelined_group_sent_in_one_write(
-    scripted_server_factory: ScriptedServerFactory,
-) -> None:
-    server = scripted_server_factory(_pipelining_script())
-    with _connect(server.host, server.port) as sock:
-        _recv_until(sock, b"220 ")
-        sock.sendall(b"EHLO c\r\n")
-        _recv_until(sock, b"250 PIPELINING\r\n")
-        sock.sendall(PIPELINED_GROUP)
-        assert _recv_until(sock, b"354 go\r\n") == b"250 ok\r\n250 ok\r\n354 go\r\n"
-        sock.sendall(b"hi\r\n.\r\n")
-        _recv_until(sock, b"250 queued\r\n")
-        sock.sendall(b"QUIT\r\n")
-        _recv_until(sock, b"221 bye\r\n")
-    server.check()
-    assert server.received == b"EHLO c\r\n" + PIPELINED_GROUP + b"hi\r\n.\r\nQUIT\r\n"
-
-
-def test_scripted_server_fails_a_client_that_waits_for_each_reply() -> None:
-    server = ScriptedServer(_pipelining_script(), step_timeout=0.3)
-    server.start()
-    try:
-        with _connect(server.host, server.port) as sock:
-            _recv_until(sock, b"220 ")
-            sock.sendall(b"EHLO c\r\n")
-            _recv_until(sock, b"250 PIPELINING\r\n")
-            sock.sendall(b"MAIL FROM:<a@x.test>\r\n")
-            assert sock.recv(4096) == b""  # no reply until the whole group has arrived
-        with pytest.raises(AssertionError, match="timed out waiting for b'MAIL FROM"):
-            server.check()
-    finally:
-        server.stop()
 
 
 def test_send_with_per_byte_delay_dribbles_the_reply(

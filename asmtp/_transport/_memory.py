@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import ssl
+from collections.abc import Callable
 from typing import Protocol
 
 import anyio
@@ -118,8 +119,12 @@ class MemoryTransport:
         return bytes(self._inbox)
 
 
-def memory_connector(peer: MemoryPeer) -> Connector:
-    """A :class:`~asmtp._transport.Connector` whose every connection goes to ``peer``."""
+def memory_connector(peer: MemoryPeer | Callable[[], MemoryPeer]) -> Connector:
+    """A :class:`~asmtp._transport.Connector` to ``peer``: the server end of every
+    connection, or a callable returning a fresh one for each (it may raise
+    :class:`ConnectionRefusedError` to refuse the connection), so connections can be open
+    side by side as on a real server."""
+    accept: Callable[[], MemoryPeer] = peer if callable(peer) else lambda: peer
 
     async def connect(
         host: str,
@@ -131,9 +136,10 @@ def memory_connector(peer: MemoryPeer) -> Connector:
         deadline: float,
     ) -> Transport:
         await anyio.lowlevel.checkpoint()
+        server = accept()
         tls = tls_context is not None
         if tls:
-            peer.start_tls(server_hostname)
-        return MemoryTransport(peer, peer.connected(host, port, tls), tls=tls)
+            server.start_tls(server_hostname)
+        return MemoryTransport(server, server.connected(host, port, tls), tls=tls)
 
     return connect

@@ -1,7 +1,8 @@
-"""CHUNKING (RFC 3030) in sendmail, proved against scripted servers.
+"""CHUNKING (RFC 3030) in sendmail, proved against scripts.
 
-aiosmtpd offers no CHUNKING, so every test here uses the kit's ScriptedServer, which checks
-the exact bytes the client writes; the interop suite proves the same against Postfix.
+aiosmtpd offers no CHUNKING, so every test here plays a script that checks the exact bytes
+the client writes, in memory (the pipelined one over sockets too); the interop suite proves
+the same against Postfix.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import anyio
 import pytest
 
 import asmtp
-from support.scripted import ExpectLine, smtp_script
+from support.memory import MemoryServer
+from support.scripted import ExpectLine, ScriptedServer, smtp_script
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory
+    from support.fixtures import MemoryServerFactory, ScriptServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -27,15 +29,22 @@ EHLO_CHUNKING_ONLY = b"250-scripted.test\r\n250 CHUNKING\r\n"
 QUIT = (b"QUIT\r\n", b"221 bye\r\n")
 
 
+def client(server: MemoryServer | ScriptedServer) -> asmtp.SMTP:
+    return asmtp.SMTP(
+        server.host, server.port, "client.test", timeout=5, connector=server.connector
+    )
+
+
 async def test_envelope_and_whole_body_go_out_in_one_write_with_pipelining(
-    scripted_server_factory: ScriptedServerFactory,
+    script_server_factory: ScriptServerFactory,
 ) -> None:
-    """One round trip: the server answers nothing until MAIL, RCPT and BDAT LAST all arrived."""
+    """One round trip: the server answers nothing until MAIL, RCPT and BDAT LAST all arrived
+    (in memory and over sockets)."""
     group = (
         b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\n"
         b"BDAT 17 LAST\r\nSubject: x\r\n\r\n.\r\n"
     )
-    server = scripted_server_factory(
+    server = script_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
@@ -44,17 +53,17 @@ async def test_envelope_and_whole_body_go_out_in_one_write_with_pipelining(
             ]
         )
     )
-    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+    async with client(server) as smtp:
         refused = await smtp.sendmail("a@x.test", ["b@x.test", "c@x.test"], b"Subject: x\n\n.\n")
     assert refused == {"b@x.test": (550, b"no such user")}
     server.check()
 
 
 async def test_chunking_without_pipelining_is_lock_step(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
     """Each command waits for its reply; dots are not stuffed and bare LF becomes CRLF."""
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_CHUNKING_ONLY),
@@ -65,7 +74,7 @@ async def test_chunking_without_pipelining_is_lock_step(
             ]
         )
     )
-    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+    async with client(server) as smtp:
         assert await smtp.sendmail("a@x.test", "b@x.test", b"..a\nb\r\n\r") == {}
     server.check()
 
@@ -76,12 +85,12 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 async def test_streamed_body_becomes_several_chunks_the_last_marked_last(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
     """A CR split across source chunks is carried into the next BDAT, never sent bare,
     and a source chunk that leaves nothing to send makes no empty BDAT (Postfix refuses
     ``BDAT 0`` without LAST)."""
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
@@ -97,16 +106,16 @@ async def test_streamed_body_becomes_several_chunks_the_last_marked_last(
             ]
         )
     )
-    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+    async with client(server) as smtp:
         refused = await smtp.sendmail("a@x.test", "b@x.test", _chunks(b"abc\r", b"\ndef", b"\r"))
     assert refused == {}
     server.check()
 
 
 async def test_refused_last_chunk_raises_data_error_and_resets(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
@@ -119,7 +128,7 @@ async def test_refused_last_chunk_raises_data_error_and_resets(
             ]
         )
     )
-    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+    async with client(server) as smtp:
         with pytest.raises(asmtp.SMTPDataError) as caught:
             await smtp.sendmail("a@x.test", "b@x.test", b"z")
     assert (caught.value.smtp_code, caught.value.smtp_error) == (554, b"5.6.0 rejected")
@@ -127,9 +136,9 @@ async def test_refused_last_chunk_raises_data_error_and_resets(
 
 
 async def test_refused_sender_with_chunking_raises_sender_refused(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
@@ -142,7 +151,7 @@ async def test_refused_sender_with_chunking_raises_sender_refused(
             ]
         )
     )
-    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+    async with client(server) as smtp:
         with pytest.raises(asmtp.SMTPSenderRefused) as caught:
             await smtp.sendmail("a@x.test", "b@x.test", b"z")
     assert caught.value.sender == "a@x.test"
@@ -150,10 +159,10 @@ async def test_refused_sender_with_chunking_raises_sender_refused(
 
 
 async def test_lmtp_bdat_last_gets_one_reply_per_accepted_recipient(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
     """RFC 2033 §4.2 with BDAT: the recipient refused after the data joins the refused dict."""
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"LHLO"), EHLO_CHUNKING_PIPELINING),
@@ -167,7 +176,10 @@ async def test_lmtp_bdat_last_gets_one_reply_per_accepted_recipient(
             ]
         )
     )
-    async with asmtp.LMTP("127.0.0.1", server.port, "client.test", timeout=5) as lmtp:
+    lmtp = asmtp.LMTP(
+        server.host, server.port, "client.test", timeout=5, connector=server.connector
+    )
+    async with lmtp:
         refused = await lmtp.sendmail("a@x.test", ["b@x.test", "c@x.test", "d@x.test"], b"z")
     assert refused == {
         "c@x.test": (550, b"unknown"),
@@ -177,9 +189,9 @@ async def test_lmtp_bdat_last_gets_one_reply_per_accepted_recipient(
 
 
 async def test_use_chunking_false_falls_back_to_data(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_CHUNKING_PIPELINING),
@@ -192,7 +204,7 @@ async def test_use_chunking_false_falls_back_to_data(
             ]
         )
     )
-    async with asmtp.SMTP("127.0.0.1", server.port, "client.test", timeout=5) as smtp:
+    async with client(server) as smtp:
         smtp.use_chunking = False
         assert await smtp.sendmail("a@x.test", "b@x.test", b"z") == {}
     server.check()

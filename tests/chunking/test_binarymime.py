@@ -1,7 +1,7 @@
-"""BINARYMIME (RFC 3030 §3) in sendmail, proved byte for byte against scripted servers.
+"""BINARYMIME (RFC 3030 §3) in sendmail, proved byte for byte against scripts in memory.
 
 aiosmtpd offers neither CHUNKING nor BINARYMIME, and Postfix offers no BINARYMIME, so the
-kit's ScriptedServer checks the exact MAIL parameters and BDAT payloads here.
+kit's scripts check the exact MAIL parameters and BDAT payloads here.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import pytest
 
 import asmtp
 from asmtp.protocol import Body
+from support.memory import MemoryServer
 from support.scripted import ExpectLine, smtp_script
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory
+    from support.fixtures import MemoryServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -32,17 +33,19 @@ def transaction(body_param: bytes, payload: bytes) -> bytes:
     )
 
 
-def client(port: int) -> asmtp.SMTP:
-    return asmtp.SMTP("127.0.0.1", port, "client.test", timeout=5)
+def client(server: MemoryServer) -> asmtp.SMTP:
+    return asmtp.SMTP(
+        server.host, server.port, "client.test", timeout=5, connector=server.connector
+    )
 
 
 async def test_an_8bit_body_is_declared_binarymime(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server offering BINARYMIME: BODY=BINARYMIME, line endings still CRLF."""
+    """A script offering BINARYMIME: BODY=BINARYMIME, line endings still CRLF."""
     body = "Subject: café\n\nnaïve\n".encode()
     wire = "Subject: café\r\n\r\nnaïve\r\n".encode()
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_BINARYMIME),
@@ -51,7 +54,7 @@ async def test_an_8bit_body_is_declared_binarymime(
             ]
         )
     )
-    async with client(server.port) as smtp:
+    async with client(server) as smtp:
         assert await smtp.sendmail("a@x.test", ["b@x.test"], body) == {}
 
 
@@ -59,13 +62,13 @@ async def test_an_8bit_body_is_declared_binarymime(
     "option", ["BODY=BINARYMIME", b"body=binarymime", Body("BINARYMIME")], ids=repr
 )
 async def test_binarymime_asked_for_sends_the_bytes_as_given(
-    scripted_server_factory: ScriptedServerFactory, option: asmtp.protocol.Param
+    memory_server_factory: MemoryServerFactory, option: asmtp.protocol.Param
 ) -> None:
-    """Scripted server: bare CR, bare LF, NUL and a dot line reach it untouched, by BDAT
+    """Bare CR, bare LF, NUL and a dot line reach it untouched, by BDAT
     even with use_chunking off (RFC 3030 §3 allows BINARYMIME only with BDAT)."""
     payload = b"Subject: blob\r\n\r\n\x00\x01\rbare CR\nbare LF\r\n.\r\n\xff\xfe"
     param = b" " + asmtp.protocol.param_bytes(option)
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_BINARYMIME),
@@ -74,17 +77,17 @@ async def test_binarymime_asked_for_sends_the_bytes_as_given(
             ]
         )
     )
-    async with client(server.port) as smtp:
+    async with client(server) as smtp:
         smtp.use_chunking = False
         assert await smtp.sendmail("a@x.test", ["b@x.test"], payload, [option]) == {}
 
 
 async def test_binarymime_without_server_support_is_refused_before_the_wire(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server with CHUNKING but no BINARYMIME: nothing after EHLO but QUIT."""
-    server = scripted_server_factory(smtp_script([(ExpectLine(b"EHLO"), EHLO_CHUNKING), QUIT]))
-    async with client(server.port) as smtp:
+    """A script with CHUNKING but no BINARYMIME: nothing after EHLO but QUIT."""
+    server = memory_server_factory(smtp_script([(ExpectLine(b"EHLO"), EHLO_CHUNKING), QUIT]))
+    async with client(server) as smtp:
         with pytest.raises(asmtp.SMTPNotSupportedError, match="BINARYMIME"):
             await smtp.sendmail("a@x.test", ["b@x.test"], b"\x00", ["BODY=BINARYMIME"])
 
@@ -104,26 +107,26 @@ async def test_binarymime_without_server_support_is_refused_before_the_wire(
     ids=["ascii-body", "no-binarymime-offered", "caller-chose-8bitmime"],
 )
 async def test_binarymime_is_not_declared_when_it_does_not_apply(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
     ehlo: bytes,
     body: bytes,
     options: list[str],
     param: bytes,
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script([(ExpectLine(b"EHLO"), ehlo), (transaction(param, body), ACCEPTED), QUIT])
     )
-    async with client(server.port) as smtp:
+    async with client(server) as smtp:
         assert await smtp.sendmail("a@x.test", ["b@x.test"], body, options) == {}
 
 
 async def test_sendmail_many_sends_binarymime_by_bdat_not_overlapped(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server: with use_chunking off, a BINARYMIME message still goes by BDAT
+    """With use_chunking off, a BINARYMIME message still goes by BDAT
     while the plain one before it goes by DATA."""
     payload = b"\x00binary\n"
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_BINARYMIME),
@@ -137,7 +140,7 @@ async def test_sendmail_many_sends_binarymime_by_bdat_not_overlapped(
             ]
         )
     )
-    async with client(server.port) as smtp:
+    async with client(server) as smtp:
         smtp.use_chunking = False
         results = await smtp.sendmail_many(
             [

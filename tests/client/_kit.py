@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Final, Protocol
 
 import asmtp
+from asmtp._transport import Connector
 
 ME: Final = "client.test"
 """The local hostname every client says in EHLO/HELO."""
@@ -18,15 +19,20 @@ HOST: Final = "127.0.0.1"
 
 
 class Listening(Protocol):
-    """A started test server (aiosmtpd or scripted) on 127.0.0.1."""
+    """A started test server (aiosmtpd, scripted over sockets or in memory)."""
+
+    host: str
 
     @property
     def port(self) -> int: ...
 
+    @property
+    def connector(self) -> Connector: ...
+
 
 def smtp(server: Listening, *, timeout: float = TIMEOUT) -> asmtp.SMTP:
     """An unconnected client for ``server``; ``async with`` connects and QUITs."""
-    return asmtp.SMTP(HOST, server.port, ME, timeout=timeout)
+    return asmtp.SMTP(server.host, server.port, ME, timeout=timeout, connector=server.connector)
 
 
 @contextlib.asynccontextmanager

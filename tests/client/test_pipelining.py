@@ -1,7 +1,9 @@
 """PIPELINING (RFC 2920) in sendmail: one write for the envelope, lock-step without it.
 
-aiosmtpd proves the replies are paired with the right commands; scripted servers prove the
-write pattern itself, because they answer nothing until the bytes they expect have arrived.
+aiosmtpd proves the replies are paired with the right commands; scripts prove the write
+pattern itself, because they answer nothing until the bytes they expect have arrived. They
+run in memory, where each client write is one read of the script (the envelope test also
+over sockets), so the pattern shows exactly, whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from support.aiosmtpd_server import RecordingHandler
 from support.scripted import Expect, ExpectData, Send, Sleep, Step, smtp_script
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
+    from support.fixtures import MemoryServerFactory, ScriptServerFactory, SMTPDServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -98,13 +100,13 @@ def _pipelined_transaction(group_replies: bytes) -> list[Step]:
 
 
 async def test_envelope_goes_out_in_one_write_and_the_body_in_a_second(
-    scripted_server_factory: ScriptedServerFactory,
+    script_server_factory: ScriptServerFactory,
 ) -> None:
-    """Scripted server: it waits for MAIL, every RCPT and DATA (one Expect) before answering
-    all at once, so a lock-step client would deadlock. Its reads show exactly two client
-    writes, hence two round trips, for the whole transaction."""
+    """In memory and over sockets: the script waits for MAIL, every RCPT and DATA (one
+    Expect) before answering all at once, so a lock-step client would deadlock. Its reads
+    show exactly two client writes, hence two round trips, for the whole transaction."""
     replies = b"250 ok\r\n250 ok\r\n550 5.1.1 no c\r\n250 ok\r\n354 go ahead\r\n"
-    server = scripted_server_factory(_pipelined_transaction(replies), step_timeout=2)
+    server = script_server_factory(_pipelined_transaction(replies), step_timeout=2)
     async with smtp(server, timeout=2) as client:
         refused = await client.sendmail(
             "a@x.test",
@@ -119,15 +121,15 @@ async def test_envelope_goes_out_in_one_write_and_the_body_in_a_second(
 
 
 async def test_replies_dribbled_one_byte_at_a_time_are_still_paired(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server: the group's replies arrive a byte at a time, multi-line included."""
+    """The group's replies arrive a byte per read, multi-line included."""
     replies = b"250 ok\r\n550-no\r\n550 such user\r\n250 ok\r\n251 forwarded\r\n354 go\r\n"
     steps = _pipelined_transaction(b"")
     group_reply_at = 4  # greeting, Expect EHLO, Send EHLO reply, Expect the group
     steps.insert(group_reply_at, Send(replies, per_byte_delay=0.001))
-    server = scripted_server_factory(steps, step_timeout=2)
-    async with smtp(server, timeout=2) as client:
+    server = memory_server_factory(steps)
+    async with smtp(server) as client:
         refused = await client.sendmail(
             "a@x.test", ["b@x.test", "c@x.test", "d@x.test"], BODY, ["BODY=8BITMIME"]
         )
@@ -137,7 +139,8 @@ async def test_replies_dribbled_one_byte_at_a_time_are_still_paired(
 
 def _lockstep_steps(pairs: list[tuple[bytes, bytes]]) -> list[Step]:
     """Each command alone, then a pause, then its reply: anything sent ahead of a reply
-    arrives during the pause and shows up in the same read as a later command."""
+    arrives during the pause and shows up in the same read as a later command (in memory
+    always, where nothing depends on how fast the client writes)."""
     steps: list[Step] = [Send(b"220 scripted.test ESMTP\r\n")]
     for expected, reply in pairs:
         steps += [Expect(expected), Sleep(0.05), Send(reply)]
@@ -145,10 +148,10 @@ def _lockstep_steps(pairs: list[tuple[bytes, bytes]]) -> list[Step]:
 
 
 async def test_without_pipelining_each_command_waits_for_its_reply(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server without PIPELINING: every read holds exactly one command, so the
-    client never wrote a command before the previous reply arrived."""
+    """Without PIPELINING: every read holds exactly one command, so the client never wrote
+    a command before the previous reply arrived."""
     pairs = [
         (EHLO, PLAIN_EHLO),
         (b"MAIL FROM:<a@x.test>\r\n", b"250 ok\r\n"),
@@ -158,8 +161,8 @@ async def test_without_pipelining_each_command_waits_for_its_reply(
         (STUFFED, b"250 queued\r\n"),
         (b"QUIT\r\n", b"221 bye\r\n"),
     ]
-    server = scripted_server_factory(_lockstep_steps(pairs), step_timeout=2)
-    async with smtp(server, timeout=2) as client:
+    server = memory_server_factory(_lockstep_steps(pairs))
+    async with smtp(server) as client:
         assert await client.sendmail("a@x.test", ["b@x.test", "c@x.test"], BODY) == {
             "c@x.test": (550, b"no c")
         }
@@ -168,18 +171,18 @@ async def test_without_pipelining_each_command_waits_for_its_reply(
 
 
 async def test_without_pipelining_a_refused_sender_stops_before_any_rcpt(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server without PIPELINING: after 550 to MAIL the next bytes are RSET, which
-    a client that sent RCPT ahead of the MAIL reply could not produce."""
+    """Without PIPELINING: after 550 to MAIL the next bytes are RSET, which a client that
+    sent RCPT ahead of the MAIL reply could not produce."""
     pairs = [
         (EHLO, PLAIN_EHLO),
         (b"MAIL FROM:<a@x.test>\r\n", b"550 go away\r\n"),
         (b"RSET\r\n", b"250 ok\r\n"),
         (b"QUIT\r\n", b"221 bye\r\n"),
     ]
-    server = scripted_server_factory(_lockstep_steps(pairs), step_timeout=2)
-    async with smtp(server, timeout=2) as client:
+    server = memory_server_factory(_lockstep_steps(pairs))
+    async with smtp(server) as client:
         with pytest.raises(smtplib.SMTPSenderRefused):
             await client.sendmail("a@x.test", ["b@x.test", "c@x.test"], BODY)
     server.check()
@@ -187,11 +190,11 @@ async def test_without_pipelining_a_refused_sender_stops_before_any_rcpt(
 
 
 async def test_pipelined_body_is_not_sent_when_the_envelope_failed(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server: MAIL refused but DATA answered 354 anyway; the client ends the empty
-    body with a lone dot (RFC 2920 §3.1) before RSET, and never sends the message."""
-    server = scripted_server_factory(
+    """MAIL refused but DATA answered 354 anyway; the client ends the empty body with a lone
+    dot (RFC 2920 §3.1) before RSET, and never sends the message."""
+    server = memory_server_factory(
         smtp_script(
             [
                 (EHLO, PIPELINING_EHLO),
@@ -203,10 +206,9 @@ async def test_pipelined_body_is_not_sent_when_the_envelope_failed(
                 (b"RSET\r\n", b"250 ok\r\n"),
                 (b"QUIT\r\n", b"221 bye\r\n"),
             ]
-        ),
-        step_timeout=2,
+        )
     )
-    async with smtp(server, timeout=2) as client:
+    async with smtp(server) as client:
         with pytest.raises(smtplib.SMTPSenderRefused):
             await client.sendmail("a@x.test", ["b@x.test"], BODY)
     server.check()

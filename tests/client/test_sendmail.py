@@ -1,7 +1,7 @@
 """SMTP.sendmail against aiosmtpd: results, refusals, RSET, disconnects, options and sources.
 
-Every test starts its own aiosmtpd server (127.0.0.1, ephemeral port) and runs on asyncio,
-trio and uvloop. The RecordingHandler shows what the server saw: hook calls in order and the
+Every test starts its own aiosmtpd server (127.0.0.1, ephemeral port; one script in memory
+where aiosmtpd cannot help) and runs on asyncio, trio and uvloop. The RecordingHandler shows what the server saw: hook calls in order and the
 delivered bytes after the server undid the dot-stuffing.
 """
 
@@ -23,7 +23,7 @@ from support.scripted import ExpectData, ExpectLine, smtp_script
 
 if TYPE_CHECKING:
     from support.aiosmtpd_server import ThreadedSMTPServer
-    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
+    from support.fixtures import MemoryServerFactory, SMTPDServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -199,10 +199,10 @@ async def test_mail_options_are_sent_after_size(smtpd_server: ThreadedSMTPServer
 
 
 async def test_mail_and_rcpt_options_are_written_on_every_command(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server (aiosmtpd refuses every RCPT parameter): exact MAIL and RCPT lines."""
-    server = scripted_server_factory(
+    """A script in memory (aiosmtpd refuses every RCPT parameter): exact MAIL and RCPT lines."""
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), b"250-scripted.test\r\n250 DSN\r\n"),

@@ -1,11 +1,13 @@
 """SMTP.sendmail_many: back-to-back transactions on one connection (RFC 2920 §3.1).
 
-The scripted servers prove the overlap byte for byte: they withhold a message's final reply
-until the next message's envelope has arrived, which only a client that starts the next
-transaction before that reply can satisfy. They also prove that each reply lands on its own
-message when some are refused, and what each message's outcome is when the connection
-fails with several messages on the wire. aiosmtpd proves the same results end to end, with
-PIPELINING advertised (overlapped) and without it (one transaction after another).
+Scripts, played in memory, prove the overlap byte for byte: they withhold a message's final
+reply until the next message's envelope has arrived, which only a client that starts the
+next transaction before that reply can satisfy. They also prove that each reply lands on
+its own message when some are refused, and what each message's outcome is when the
+connection fails or times out with several messages on the wire. A scripted socket server
+proves a cancelled batch closes the connection (the client must really be waiting).
+aiosmtpd proves the same results end to end, with PIPELINING advertised (overlapped) and
+without it (one transaction after another).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import pytest
 
 import asmtp
 from asmtp import Outgoing
-from client._kit import HOST, ME, closing, smtp, verbs
+from client._kit import closing, smtp, verbs
 from support.aiosmtpd_server import RecordingHandler
 from support.scripted import Close, ExpectClosed, ExpectData, ExpectLine, Sleep, Step
 from support.steps import smtp_script
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
+    from support.fixtures import MemoryServerFactory, ScriptedServerFactory, SMTPDServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -54,10 +56,10 @@ def outcome_of(result: object) -> asmtp.SendOutcome:
 
 
 async def test_next_mail_goes_out_before_the_previous_final_reply(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server: message n's 250 is sent only after message n+1's envelope arrived."""
-    server = scripted_server_factory(
+    """Message n's 250 is sent only after message n+1's envelope arrived."""
+    server = memory_server_factory(
         smtp_script(
             [
                 EHLO,
@@ -89,14 +91,14 @@ async def test_next_mail_goes_out_before_the_previous_final_reply(
 
 
 async def test_each_reply_lands_on_its_own_message(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server: a refused end of data, an all-refused envelope and a good message.
+    """A refused end of data, an all-refused envelope and a good message.
 
     The end of data closes its transaction, so no RSET follows a refused one while the next
     envelope is already queued; a refused envelope is reset before the next message.
     """
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 EHLO,
@@ -134,10 +136,10 @@ async def test_each_reply_lands_on_its_own_message(
     ids=["cr-in-address", "not-a-message"],
 )
 async def test_bad_input_fails_its_message_before_the_wire(
-    scripted_server_factory: ScriptedServerFactory, bad: Outgoing, error: type[Exception]
+    memory_server_factory: MemoryServerFactory, bad: Outgoing, error: type[Exception]
 ) -> None:
-    """Scripted server: message 2 is bad; messages 1 and 3 go out as if it were not there."""
-    server = scripted_server_factory(
+    """Message 2 is bad; messages 1 and 3 go out as if it were not there."""
+    server = memory_server_factory(
         smtp_script(
             [
                 EHLO,
@@ -157,11 +159,11 @@ async def test_bad_input_fails_its_message_before_the_wire(
 
 
 async def test_refused_partially_returns_that_messages_refused_dict(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server: one of two recipients refused in message 2 only."""
+    """One of two recipients refused in message 2 only."""
     two = b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nDATA\r\n"
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 EHLO,
@@ -183,14 +185,14 @@ async def test_refused_partially_returns_that_messages_refused_dict(
 
 
 async def test_disconnect_after_an_end_of_data_tells_each_message_apart(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server closes after message 1's end and message 2's envelope arrived.
+    """The script closes after message 1's end and message 2's envelope arrived.
 
     Message 1 may have been accepted (unknown), message 2 cannot have been, message 3
     never started: exactly what a caller needs to resend 2 and 3 and not 1.
     """
-    server = scripted_server_factory(
+    server = memory_server_factory(
         [*smtp_script([EHLO, (group(), ENVELOPE_OK), (ExpectData(), b""), (group(), b"")]), Close()]
     )
     async with smtp(server) as client:
@@ -205,10 +207,10 @@ async def test_disconnect_after_an_end_of_data_tells_each_message_apart(
 
 
 async def test_421_at_the_end_of_data_stops_the_batch(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server answers message 1's end with 421 and closes."""
-    server = scripted_server_factory(
+    """The script answers message 1's end with 421 and closes."""
+    server = memory_server_factory(
         [
             *smtp_script(
                 [
@@ -229,17 +231,18 @@ async def test_421_at_the_end_of_data_stops_the_batch(
 
 
 async def test_timeout_waiting_for_the_final_reply(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server goes silent with message 1's end and message 2's envelope unanswered."""
-    server = scripted_server_factory(
+    """The script goes silent with message 1's end and message 2's envelope unanswered
+    (for longer than the client's timeout: its read times out at once)."""
+    server = memory_server_factory(
         [
             *smtp_script([EHLO, (group(), ENVELOPE_OK), (ExpectData(), b""), (group(), b"")]),
             Sleep(1.5),
             Close(),
         ]
     )
-    client = asmtp.SMTP(HOST, server.port, ME, timeout=0.5)
+    client = smtp(server, timeout=0.5)
     async with client:
         results = await client.sendmail_many([outgoing(1), outgoing(2)])
         assert not client.is_connected
@@ -250,7 +253,7 @@ async def test_timeout_waiting_for_the_final_reply(
 async def test_cancelled_batch_closes_the_connection(
     scripted_server_factory: ScriptedServerFactory,
 ) -> None:
-    """Scripted server never answers message 1's end; the caller gives up."""
+    """Scripted socket server never answers message 1's end; the caller gives up."""
     server = scripted_server_factory(
         [
             *smtp_script([EHLO, (group(), ENVELOPE_OK), (ExpectData(), b""), (group(), b"")]),

@@ -26,7 +26,7 @@ from support.scripted import Expect, ExpectClosed, ExpectLine, Send, Sleep, smtp
 
 if TYPE_CHECKING:
     from support.aiosmtpd_server import ThreadedSMTPServer
-    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
+    from support.fixtures import MemoryServerFactory, ScriptedServerFactory, SMTPDServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -113,10 +113,10 @@ async def test_ehlo_sets_the_same_attributes_as_smtplib(
 
 
 async def test_refused_ehlo_falls_back_to_helo(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server answering 502 to EHLO: HELO follows, helo_resp is set, no ESMTP."""
-    server = scripted_server_factory(
+    """A script answering 502 to EHLO: HELO follows, helo_resp is set, no ESMTP."""
+    server = memory_server_factory(
         smtp_script(
             [
                 (f"EHLO {ME}\r\n".encode(), b"502 5.5.1 EHLO not implemented\r\n"),
@@ -140,10 +140,10 @@ async def test_refused_ehlo_falls_back_to_helo(
 
 
 async def test_ehlo_or_helo_if_needed_raises_helo_error_when_both_fail(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """Scripted server refusing EHLO and HELO: SMTPHeloError with HELO's code and text."""
-    server = scripted_server_factory(
+    """A script refusing EHLO and HELO: SMTPHeloError with HELO's code and text."""
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), b"502 no EHLO\r\n"),

@@ -2,7 +2,9 @@
 
 RFC 4954 §4: a client that cannot go on answers ``*`` and the server replies 501; the
 session stays in step. smtplib's limit of five challenges is kept, but asmtp also cancels the
-exchange rather than leaving the server waiting for a sixth answer.
+exchange rather than leaving the server waiting for a sixth answer. The exchanges play in
+memory; the one-shot helpers (which open their own sockets) and the key derivation's timing
+use socket servers.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from support.scripted import ExpectClosed, ExpectLine, Send, Step, smtp_script
 from ._kit import GREETING, HOST, QUIT, SENDER, client, unchecked
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory
+    from support.fixtures import MemoryServerFactory, ScriptedServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -48,11 +50,11 @@ async def _auth_callable(smtp: asmtp.SMTP) -> object:
 
 @pytest.mark.parametrize("how", [_login_plain, _auth_callable], ids=["login", "auth-callable"])
 async def test_endless_challenges_are_cancelled_after_five(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
     how: Callable[[asmtp.SMTP], Awaitable[object]],
 ) -> None:
     answers: list[tuple[bytes | Step, bytes]] = [(ExpectLine(b""), CHALLENGE) for _ in range(5)]
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_AUTH),
@@ -65,7 +67,7 @@ async def test_endless_challenges_are_cancelled_after_five(
             greeting=GREETING,
         )
     )
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         await smtp.ehlo()
         with pytest.raises(asmtp.SMTPException, match="infinite loop") as caught:
             await how(smtp)
@@ -98,14 +100,14 @@ def _cancelled_after(ehlo: bytes, auth_line: bytes | Step, challenge: bytes) -> 
     ],
 )
 async def test_malformed_challenge_is_cancelled_with_star(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
     mechanism: str,
     auth_line: bytes,
     challenge: bytes,
 ) -> None:
     expect: bytes | Step = auth_line if auth_line.endswith(b"\r\n") else ExpectLine(auth_line)
-    server = scripted_server_factory(_cancelled_after(EHLO_AUTH, expect, challenge))
-    async with client(server.port) as smtp:
+    server = memory_server_factory(_cancelled_after(EHLO_AUTH, expect, challenge))
+    async with client(server.port, connector=server.connector) as smtp:
         await smtp.ehlo()
         with pytest.raises(asmtp.SMTPAuthenticationError):
             await smtp.login("user", "password", mechanisms=[mechanism])
@@ -161,10 +163,10 @@ async def test_server_offering_auth_without_tls_gets_no_credentials(
 
 
 async def test_scram_server_that_cannot_prove_itself_fails_and_closes(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
     """A server answering 235 without SCRAM's server signature is an impostor."""
-    server = scripted_server_factory(
+    server = memory_server_factory(
         [
             Send(GREETING),
             ExpectLine(b"EHLO"),
@@ -175,7 +177,7 @@ async def test_scram_server_that_cannot_prove_itself_fails_and_closes(
             Send(b"235 2.7.0 welcome, trust me\r\n"),
         ]
     )
-    smtp = client(server.port)
+    smtp = client(server.port, connector=server.connector)
     await smtp.connect()
     try:
         with pytest.raises(asmtp.SMTPAuthenticationError):
@@ -228,12 +230,12 @@ BAD_COUNTS: Final[dict[str, bytes]] = {
 
 @pytest.mark.parametrize("count", BAD_COUNTS.values(), ids=BAD_COUNTS)
 async def test_scram_iteration_count_out_of_bounds_is_an_authentication_error(
-    scripted_server_factory: ScriptedServerFactory, count: bytes
+    memory_server_factory: MemoryServerFactory, count: bytes
 ) -> None:
     """Never OverflowError or ValueError, never a derivation: refused, cancelled with ``*``."""
     auth_line = ExpectLine(b"AUTH SCRAM-SHA-256 ")
-    server = scripted_server_factory(_cancelled_after(EHLO_SCRAM, auth_line, _server_first(count)))
-    async with client(server.port) as smtp:
+    server = memory_server_factory(_cancelled_after(EHLO_SCRAM, auth_line, _server_first(count)))
+    async with client(server.port, connector=server.connector) as smtp:
         await smtp.ehlo()
         with pytest.raises(asmtp.SMTPAuthenticationError, match="iteration count"):
             await smtp.auth("SCRAM-SHA-256", _scram())
@@ -339,13 +341,13 @@ async def _login_scram_first(smtp: asmtp.SMTP) -> object:
     ids=["auth-503-to-auth", "auth-503-after-client-final", "login-503-to-auth"],
 )
 async def test_503_before_scram_finished_is_an_impostor(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
     how: Callable[[asmtp.SMTP], Awaitable[object]],
     when: str,
 ) -> None:
     """smtplib counts 503 as success; for SCRAM it skips the server's proof: refused, closed."""
-    server = scripted_server_factory(_scram_503_script(when))
-    smtp = client(server.port)
+    server = memory_server_factory(_scram_503_script(when))
+    smtp = client(server.port, connector=server.connector)
     await smtp.connect()
     try:
         with pytest.raises(asmtp.SMTPServerNotGenuine):

@@ -2,7 +2,8 @@
 
 CR, LF or NUL in any argument is a :class:`ValueError` (``asmtp.BadArgument``) raised
 before the first byte of the command that would carry it, and the session stays in step
-(the server here checks the exact bytes it receives: only EHLO, then NOOP and QUIT).
+(the script, played in memory, checks the exact bytes it receives: only EHLO, then NOOP and
+QUIT).
 Non-ASCII addresses need SMTPUTF8; message bodies of every documented type are accepted and
 anything else is a :class:`TypeError` before MAIL.
 """
@@ -24,7 +25,7 @@ from support.scripted import ExpectLine, smtp_script
 from ._kit import EHLO_LOCKSTEP, EHLO_PIPELINING, GREETING, QUIT, client
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
+    from support.fixtures import MemoryServerFactory, SMTPDServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -52,14 +53,14 @@ ENVELOPES: Final[list[object]] = [
 @pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelined"])
 @pytest.mark.parametrize("envelope", ENVELOPES)
 async def test_crlf_or_nul_in_the_envelope_is_refused_before_any_byte(
-    scripted_server_factory: ScriptedServerFactory, envelope: Envelope, pipelining: bool
+    memory_server_factory: MemoryServerFactory, envelope: Envelope, pipelining: bool
 ) -> None:
     sender, recipients, mail_options, rcpt_options = envelope
     ehlo = EHLO_PIPELINING if pipelining else EHLO_LOCKSTEP
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script([(ExpectLine(b"EHLO"), ehlo), NOOP, QUIT], greeting=GREETING)
     )
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         with pytest.raises(ValueError, match=r"CR, LF or NUL|contains"):
             await smtp.sendmail(sender, recipients, b"body\r\n", mail_options, rcpt_options)
         assert await smtp.noop() == (250, b"in step")
@@ -123,12 +124,12 @@ COMMANDS: Final[dict[str, Callable[[asmtp.SMTP], Awaitable[object]]]] = {
 
 @pytest.mark.parametrize("name", list(COMMANDS))
 async def test_crlf_or_nul_in_a_command_argument_is_refused_before_any_byte(
-    scripted_server_factory: ScriptedServerFactory, name: str
+    memory_server_factory: MemoryServerFactory, name: str
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script([(ExpectLine(b"EHLO"), EHLO_LOCKSTEP), NOOP, QUIT], greeting=GREETING)
     )
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         await smtp.ehlo()
         with pytest.raises(ValueError):
             await COMMANDS[name](smtp)
@@ -137,10 +138,13 @@ async def test_crlf_or_nul_in_a_command_argument_is_refused_before_any_byte(
 
 
 async def test_crlf_in_local_hostname_is_refused_before_ehlo(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    server = scripted_server_factory(smtp_script([NOOP, QUIT], greeting=GREETING))
-    async with asmtp.SMTP("127.0.0.1", server.port, "client.test" + SMUGGLED, 2.0) as smtp:
+    server = memory_server_factory(smtp_script([NOOP, QUIT], greeting=GREETING))
+    smtp = asmtp.SMTP(
+        server.host, server.port, "client.test" + SMUGGLED, 2.0, connector=server.connector
+    )
+    async with smtp:
         with pytest.raises(ValueError):
             await smtp.sendmail("a@x.test", "b@x.test", b"body\r\n")
         assert await smtp.noop() == (250, b"in step")
@@ -151,14 +155,14 @@ async def test_crlf_in_local_hostname_is_refused_before_ehlo(
 @pytest.mark.parametrize("bad", ["\r", "\n", "\0"], ids=["cr", "lf", "nul"])
 @pytest.mark.parametrize("field", ["user", "password"])
 async def test_crlf_or_nul_in_login_credentials_is_refused_before_auth(
-    scripted_server_factory: ScriptedServerFactory, field: str, bad: str
+    memory_server_factory: MemoryServerFactory, field: str, bad: str
 ) -> None:
     """PLAIN separates its fields with NUL (RFC 4616: neither may contain one)."""
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script([(ExpectLine(b"EHLO"), EHLO_AUTH), NOOP, QUIT], greeting=GREETING)
     )
     user, password = ("us" + bad + "er", "password") if field == "user" else ("user", "pa" + bad)
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         with pytest.raises(ValueError):
             await smtp.login(user, password, mechanisms=["PLAIN"])
         assert await smtp.noop() == (250, b"in step")
@@ -171,9 +175,9 @@ async def test_crlf_or_nul_in_login_credentials_is_refused_before_auth(
     ids=["sender", "recipient"],
 )
 async def test_non_ascii_address_needs_smtputf8(
-    scripted_server_factory: ScriptedServerFactory, sender: str, recipient: str
+    memory_server_factory: MemoryServerFactory, sender: str, recipient: str
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), EHLO_LOCKSTEP),
@@ -188,7 +192,7 @@ async def test_non_ascii_address_needs_smtputf8(
             greeting=GREETING,
         )
     )
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         with pytest.raises(asmtp.SMTPNotSupportedError):
             await smtp.sendmail(sender, recipient, b"body\r\n")
         assert await smtp.noop() == (250, b"in step")
@@ -234,7 +238,7 @@ async def test_every_documented_body_type_is_delivered(
 ) -> None:
     """The str body's UTF-8 header needs SMTPUTF8, which this server offers."""
     server = smtpd_server_factory(RecordingHandler(), enable_SMTPUTF8=True)
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         assert await smtp.sendmail("a@x.test", "b@x.test", body) == {}
     (delivery,) = server.handler.wait_for_deliveries(1)
     assert delivery.content == delivered
@@ -255,12 +259,12 @@ async def test_every_documented_body_type_is_delivered(
     ],
 )
 async def test_a_body_of_the_wrong_type_is_a_type_error_before_mail(
-    scripted_server_factory: ScriptedServerFactory, body: object
+    memory_server_factory: MemoryServerFactory, body: object
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script([(ExpectLine(b"EHLO"), EHLO_PIPELINING), NOOP, QUIT], greeting=GREETING)
     )
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         await smtp.ehlo()
         with pytest.raises(TypeError):
             await smtp.sendmail("a@x.test", "b@x.test", body)

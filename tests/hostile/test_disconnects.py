@@ -4,8 +4,10 @@ For each step the test checks what smtplib's users rely on (the exception class)
 asmtp adds (``outcome``: could the server have accepted the message, and which recipients
 it accepted at RCPT), and that the connection is closed afterwards. ``accepted`` must be
 ``False`` wherever the end of the data cannot have reached the server, and ``None`` (never
-``False``) when it went out and no reply came. Bodies that must still be in flight when the
-server hangs up are larger than any loopback socket buffer.
+``False``) when it went out and no reply came. The scripts play in memory; a hang-up while
+the body is in flight also plays over real sockets, with a body larger than any loopback
+socket buffer (there the kernel takes part of it before a write fails). A cancellation
+needs a server that really keeps the client waiting: a socket server.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ import pytest
 
 import asmtp
 from asmtp.protocol import State
-from support.scripted import Close, ExpectBytes, ExpectData, ExpectLine, Send, Sleep, Step
+from support.memory import MemoryServer
+from support.scripted import (
+    Close,
+    ExpectBytes,
+    ExpectData,
+    ExpectLine,
+    ScriptedServer,
+    Send,
+    Sleep,
+    Step,
+)
 
 from ._kit import (
     EHLO_LOCKSTEP,
@@ -31,7 +43,7 @@ from ._kit import (
 )
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory
+    from support.fixtures import MemoryServerFactory, ScriptedServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -102,13 +114,12 @@ def _cases() -> list[object]:
     return cases
 
 
-@pytest.mark.parametrize(("step", "kill", "mode"), _cases())
-async def test_disconnect_or_421_at_every_step(
-    scripted_server_factory: ScriptedServerFactory, step: str, kill: Kill, mode: Mode
+async def _send_and_check(
+    server: MemoryServer | ScriptedServer, step: str, kill: Kill, mode: Mode
 ) -> None:
+    """Send through ``server``'s script for ``step``; check the exception and the outcome."""
     refusal, accepted_at_rcpt, body = STEPS[step]
-    server = scripted_server_factory(_script(step, kill, mode), step_timeout=10)
-    smtp = client(server.port, timeout=5)
+    smtp = client(server.port, timeout=5, connector=server.connector)
     await smtp.connect()
     try:
         with pytest.raises(asmtp.SMTPException) as caught:
@@ -131,12 +142,28 @@ async def test_disconnect_or_421_at_every_step(
     assert outcome.safe_to_retry is not dot_unanswered
     assert outcome.recipients == accepted_at_rcpt, outcome
     assert state in (State.CLOSED, State.ERROR)
-    assert not connected, f"{type(exc).__name__} left the socket open"
+    assert not connected, f"{type(exc).__name__} left the connection open"
+
+
+@pytest.mark.parametrize(("step", "kill", "mode"), _cases())
+async def test_disconnect_or_421_at_every_step(
+    memory_server_factory: MemoryServerFactory, step: str, kill: Kill, mode: Mode
+) -> None:
+    await _send_and_check(memory_server_factory(_script(step, kill, mode)), step, kill, mode)
+
+
+@pytest.mark.parametrize("mode", ["lockstep", "pipelined"])
+@pytest.mark.parametrize("step", ["after-354", "mid-body"])
+async def test_hang_up_while_the_body_is_in_flight_on_a_real_socket(
+    scripted_server_factory: ScriptedServerFactory, step: str, mode: Mode
+) -> None:
+    server = scripted_server_factory(_script(step, "close", mode), step_timeout=10)
+    await _send_and_check(server, step, "close", mode)
 
 
 @pytest.mark.parametrize("kill", ["close", "421", "close-before-answer"])
 async def test_disconnect_or_421_during_auth(
-    scripted_server_factory: ScriptedServerFactory, kill: str
+    memory_server_factory: MemoryServerFactory, kill: str
 ) -> None:
     """After a 334 challenge: a hang-up is SMTPServerDisconnected, a 421 fails the login."""
     steps: list[Step] = [
@@ -150,8 +177,8 @@ async def test_disconnect_or_421_during_auth(
         steps.append(Close())
     else:
         steps += [ExpectLine(b""), *_kill("close" if kill == "close" else "421")]
-    server = scripted_server_factory(steps)
-    smtp = client(server.port)
+    server = memory_server_factory(steps)
+    smtp = client(server.port, connector=server.connector)
     await smtp.connect()
     expected = asmtp.SMTPAuthenticationError if kill == "421" else asmtp.SMTPServerDisconnected
     try:
@@ -160,7 +187,7 @@ async def test_disconnect_or_421_during_auth(
         connected = smtp.is_connected
     finally:
         await smtp.close()
-    assert not connected, "the socket was left open"
+    assert not connected, "the connection was left open"
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from ._kit import GREETING, HOST, QUIT, TIMEOUT, client
 
 if TYPE_CHECKING:
     from support.aiosmtpd_server import ThreadedSMTPServer
-    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
+    from support.fixtures import MemoryServerFactory, SMTPDServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -491,7 +491,7 @@ EHLO_8BITMIME: Final = b"250-hostile.test\r\n250 8BITMIME\r\n"
     ],
 )
 async def test_8bit_content_the_server_cannot_take_is_refused_before_mail(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
     ehlo: bytes | None,
     msg: object,
     reason: str,
@@ -506,8 +506,8 @@ async def test_8bit_content_the_server_cannot_take_is_refused_before_mail(
             (ExpectLine(b"HELO"), b"250 hostile.test\r\n"),
         ]
     )
-    server = scripted_server_factory(smtp_script([*greeting, NOOP, QUIT], greeting=GREETING))
-    async with client(server.port) as smtp:
+    server = memory_server_factory(smtp_script([*greeting, NOOP, QUIT], greeting=GREETING))
+    async with client(server.port, connector=server.connector) as smtp:
         with pytest.raises(asmtp.EightBitNotSupportedError, match=reason) as info:
             if isinstance(msg, email.message.Message) and how == "send_message":
                 await smtp.send_message(msg, SENDER, [TO])
@@ -542,14 +542,14 @@ async def test_the_callers_own_declarations_are_kept_and_not_repeated(
 
 
 async def test_an_8bit_str_going_by_bdat_is_declared_binarymime(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
     """A server offering CHUNKING and BINARYMIME but not 8BITMIME: BODY=BINARYMIME
     (RFC 3030 §3) declares the 8-bit body, so nothing is refused."""
     wire = "Subject: hi\r\n\r\nhéllo\r\n".encode()
     ehlo = b"250-hostile.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 BINARYMIME\r\n"
     envelope = b"MAIL FROM:<a@x.test> BODY=BINARYMIME\r\nRCPT TO:<b@x.test>\r\n"
-    server = scripted_server_factory(
+    server = memory_server_factory(
         smtp_script(
             [
                 (ExpectLine(b"EHLO"), ehlo),
@@ -559,6 +559,6 @@ async def test_an_8bit_str_going_by_bdat_is_declared_binarymime(
             greeting=GREETING,
         )
     )
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         assert await smtp.sendmail(SENDER, [TO], "Subject: hi\n\nhéllo\n") == {}
     server.check()

@@ -5,6 +5,8 @@ What is accepted: any chunking of well-formed replies, bare-LF line ends and cod
 rejected with :class:`asmtp.SMTPProtocolError` (the connection is then closed): a code
 that is not three digits from 200 to 599, a bad separator, a multiline reply that changes
 its code, and a line or reply over the limits, however long the server goes on sending.
+Scripts play in memory, where a dribbled reply really arrives one byte per read; the
+endless replies come from a socket server, against the client's real read buffers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 import asmtp
 from asmtp.protocol import RemoteProtocolError, State
+from support.memory import MemoryServer
 from support.scripted import Close, ExpectData, ExpectLine, Send, Sleep, smtp_script
 
 from ._kit import (
@@ -26,11 +29,10 @@ from ._kit import (
     StreamingServer,
     client,
     peak_memory,
-    unchecked,
 )
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory
+    from support.fixtures import MemoryServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -48,12 +50,12 @@ def _one_byte_steps(data: bytes) -> list[Send | Sleep]:
 
 
 async def test_every_reply_split_at_every_byte_still_parses(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
     """Greeting sent one byte per step; every later reply dribbled one byte per write."""
     dribble = 0.001
     ehlo = b"250-hostile.test greets you\r\n250-SIZE 1000\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
-    server = scripted_server_factory(
+    server = memory_server_factory(
         [
             *_one_byte_steps(b"220-hostile.test\r\n220 ESMTP ready\r\n"),
             ExpectLine(b"EHLO"),
@@ -68,7 +70,7 @@ async def test_every_reply_split_at_every_byte_still_parses(
             Send(b"221 bye\r\n", per_byte_delay=dribble),
         ]
     )
-    smtp = client(server.port, timeout=5)
+    smtp = client(server.port, timeout=5, connector=server.connector)
     assert await smtp.connect() == (220, b"hostile.test\nESMTP ready")
     async with smtp:
         assert await smtp.ehlo() == (
@@ -96,10 +98,10 @@ async def test_every_reply_split_at_every_byte_still_parses(
     ],
 )
 async def test_odd_bytes_inside_a_well_formed_reply_are_returned_as_bytes(
-    scripted_server_factory: ScriptedServerFactory, reply: bytes, expected: bytes
+    memory_server_factory: MemoryServerFactory, reply: bytes, expected: bytes
 ) -> None:
-    server = scripted_server_factory(smtp_script([(b"NOOP\r\n", reply), QUIT]))
-    async with client(server.port) as smtp:
+    server = memory_server_factory(smtp_script([(b"NOOP\r\n", reply), QUIT]))
+    async with client(server.port, connector=server.connector) as smtp:
         assert await smtp.noop() == (250, expected)
 
 
@@ -125,18 +127,19 @@ BAD_REPLIES: Final = [
 
 @pytest.mark.parametrize("reply", BAD_REPLIES)
 async def test_malformed_reply_raises_protocol_error_and_closes(reply: bytes) -> None:
-    with unchecked([Send(GREETING), ExpectLine(b"EHLO"), Send(reply), Sleep(2)]) as server:
-        smtp = client(server.port)
-        await smtp.connect()
-        with pytest.raises(asmtp.SMTPProtocolError) as caught:
-            await smtp.ehlo()
-        assert caught.value.smtp_code == -1
-        assert isinstance(caught.value.__cause__, RemoteProtocolError)
-        assert not smtp.is_connected
-        assert smtp.state is State.ERROR
-        with pytest.raises(asmtp.SMTPServerDisconnected):
-            await smtp.noop()
-        assert server.received == b"EHLO client.test\r\n"
+    """The client walks away from the script, which is therefore never checked."""
+    server = MemoryServer([Send(GREETING), ExpectLine(b"EHLO"), Send(reply), Sleep(2)])
+    smtp = client(server.port, connector=server.connector)
+    await smtp.connect()
+    with pytest.raises(asmtp.SMTPProtocolError) as caught:
+        await smtp.ehlo()
+    assert caught.value.smtp_code == -1
+    assert isinstance(caught.value.__cause__, RemoteProtocolError)
+    assert not smtp.is_connected
+    assert smtp.state is State.ERROR
+    with pytest.raises(asmtp.SMTPServerDisconnected):
+        await smtp.noop()
+    assert server.received == b"EHLO client.test\r\n"
 
 
 @pytest.mark.parametrize(
@@ -149,14 +152,14 @@ async def test_malformed_reply_raises_protocol_error_and_closes(reply: bytes) ->
 )
 async def test_malformed_greeting_raises_protocol_error_and_closes(greeting: bytes) -> None:
     """The greeting is read by connect(): it must be translated and closed like any reply."""
-    with unchecked([Send(greeting), Sleep(2)]) as server:
-        smtp = client(server.port)
-        try:
-            with pytest.raises(asmtp.SMTPProtocolError):
-                await smtp.connect()
-            assert not smtp.is_connected
-        finally:
-            await smtp.close()
+    server = MemoryServer([Send(greeting), Sleep(2)])
+    smtp = client(server.port, connector=server.connector)
+    try:
+        with pytest.raises(asmtp.SMTPProtocolError):
+            await smtp.connect()
+        assert not smtp.is_connected
+    finally:
+        await smtp.close()
 
 
 async def _stream_reply(*, head: bytes, chunk: bytes, at_greeting: bool) -> None:
@@ -205,13 +208,13 @@ async def test_never_ending_multiline_reply_fails_at_bounded_memory(
 
 
 async def test_reply_limits_are_the_callers_to_lower(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
     """A stricter client refuses what the defaults allow; the server's bytes stop mattering."""
-    server = scripted_server_factory(
+    server = memory_server_factory(
         [Send(GREETING), ExpectLine(b"EHLO"), Send(b"250-a\r\n" * 3 + b"250 end\r\n"), Close()]
     )
-    smtp = client(server.port, max_reply_lines=3)
+    smtp = client(server.port, max_reply_lines=3, connector=server.connector)
     await smtp.connect()
     with pytest.raises(asmtp.SMTPProtocolError, match="more than 3 lines"):
         await smtp.ehlo()

@@ -26,7 +26,7 @@ from support.scripted import ExpectData, ExpectLine, Send, Step
 from ._kit import GREETING, PASSWORD, TOKEN, USER, client, leaked, secret_forms
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory
+    from support.fixtures import MemoryServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -105,26 +105,26 @@ def _describe(exc: BaseException) -> str:
 
 
 async def test_no_secret_in_logs_transcript_reprs_or_errors(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
     debug_logging: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    server = scripted_server_factory(scripts=_script())
+    server = memory_server_factory(scripts=_script())
     shown: list[str] = []
     errors: list[BaseException] = []
 
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         smtp.set_debuglevel(1)
         await smtp.login(USER, PASSWORD, mechanisms=["PLAIN"])
         await smtp.sendmail(USER, "b@x.test", b"Subject: hi\r\n\r\nhello\r\n")
         shown.append(repr(smtp))
 
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         smtp.set_debuglevel(1)
         await smtp.login(USER, PASSWORD, mechanisms=["LOGIN"])
         shown.append(repr(smtp))
 
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         smtp.set_debuglevel(1)
         await smtp.ehlo()  # auth(), as smtplib's, does not say EHLO itself
         mechanism = XOAuth2(USER, TOKEN)
@@ -133,7 +133,7 @@ async def test_no_secret_in_logs_transcript_reprs_or_errors(
         errors.append(caught.value)
         shown += [repr(smtp), repr(mechanism), str(mechanism)]
 
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         smtp.set_debuglevel(1)
         with pytest.raises(asmtp.SMTPAuthenticationError) as caught:
             await smtp.login(USER, PASSWORD, mechanisms=["PLAIN"])
@@ -258,9 +258,9 @@ async def _docmd_bad_token(smtp: asmtp.SMTP) -> object:
     ids=["login", "auth-callable", "docmd"],
 )
 async def test_a_secret_utf8_cannot_encode_is_refused_before_auth_without_quoting_it(
-    scripted_server_factory: ScriptedServerFactory, how: Callable[[asmtp.SMTP], Awaitable[object]]
+    memory_server_factory: MemoryServerFactory, how: Callable[[asmtp.SMTP], Awaitable[object]]
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         [
             Send(GREETING),
             ExpectLine(b"EHLO"),
@@ -271,7 +271,7 @@ async def test_a_secret_utf8_cannot_encode_is_refused_before_auth_without_quotin
             Send(b"221 bye\r\n"),
         ]
     )
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         with pytest.raises(ValueError) as caught:
             await how(smtp)
         _assert_clear_and_secret_free(caught.value)
@@ -286,10 +286,10 @@ XOAUTH2_WIRE: Final = _wire(f"user={USER}\x01auth=Bearer {TOKEN}\x01\x01").decod
 
 
 async def test_auth_lines_sent_with_docmd_are_redacted_in_transcripts_reprs_and_errors(
-    scripted_server_factory: ScriptedServerFactory,
+    memory_server_factory: MemoryServerFactory,
     debug_logging: pytest.LogCaptureFixture,
 ) -> None:
-    server = scripted_server_factory(
+    server = memory_server_factory(
         [
             Send(GREETING),
             ExpectLine(b"EHLO"),
@@ -307,7 +307,7 @@ async def test_auth_lines_sent_with_docmd_are_redacted_in_transcripts_reprs_and_
         ]
     )
     errors: list[BaseException] = []
-    async with client(server.port) as smtp:
+    async with client(server.port, connector=server.connector) as smtp:
         smtp.set_debuglevel(1)
         await smtp.ehlo()
         assert await smtp.docmd("AUTH", "XOAUTH2 " + XOAUTH2_WIRE) == (235, b"2.7.0 ok")

@@ -2,9 +2,9 @@
 
 Two servers prove it. aiosmtpd in LMTP mode, where the kit's RecordingHandler works around
 aiosmtpd's stock single reply after DATA by answering once per recipient
-(``lmtp_data_replies``), over a Unix socket and over TCP. And a ScriptedServer, which
-checks the exact bytes (LHLO, not EHLO) and sends the per-recipient replies in separate
-writes, pipelined or not.
+(``lmtp_data_replies``), over a Unix socket and over TCP. And scripts, which check the
+exact bytes (LHLO, not EHLO) and send the per-recipient replies in separate writes,
+pipelined or not: in memory, and over a Unix socket.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ import pytest
 import asmtp
 from secure._kit import ME, MESSAGE, WAIT, verbs
 from support.aiosmtpd_server import RecordingHandler, ThreadedSMTPServer
+from support.memory import MemoryServer
 from support.scripted import Expect, ExpectData, ScriptedServer, Send, Sleep, Step, smtp_script
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
+    from support.fixtures import (
+        MemoryServerFactory,
+        ScriptedServerFactory,
+        ScriptServerFactory,
+        SMTPDServerFactory,
+    )
 
 pytestmark = pytest.mark.anyio
 
@@ -35,12 +41,15 @@ def lmtp_server(
     return factory(handler, lmtp=True)
 
 
-def lmtp_client(server: ThreadedSMTPServer | ScriptedServer) -> asmtp.LMTP:
+def lmtp_client(server: ThreadedSMTPServer | ScriptedServer | MemoryServer) -> asmtp.LMTP:
     """An LMTP client for ``server``: a path starting with '/' means its Unix socket."""
+    connector = server.connector
     if server.unix_path is not None:
         assert server.unix_path.startswith("/")
-        return asmtp.LMTP(server.unix_path, local_hostname=ME, timeout=WAIT)
-    return asmtp.LMTP(server.host, server.port, local_hostname=ME, timeout=WAIT)
+        return asmtp.LMTP(server.unix_path, local_hostname=ME, timeout=WAIT, connector=connector)
+    return asmtp.LMTP(
+        server.host, server.port, local_hostname=ME, timeout=WAIT, connector=connector
+    )
 
 
 @transports
@@ -139,16 +148,12 @@ def _lmtp_script(*, pipelining: bool) -> list[Step]:
 
 
 @pytest.mark.parametrize("pipelining", [False, True])
-@transports
-async def test_lmtp_reads_each_per_recipient_reply_from_a_scripted_server(
-    scripted_server_factory: ScriptedServerFactory,
-    unix_socket_path: Path,
-    transport: str,
-    pipelining: bool,
+async def test_lmtp_reads_each_per_recipient_reply_from_a_script(
+    script_server_factory: ScriptServerFactory, unix_socket_path: Path, pipelining: bool
 ) -> None:
-    """ScriptedServer: exact bytes, LHLO not EHLO, replies after the data dribbled out."""
-    unix = {"unix_path": unix_socket_path} if transport == "unix" else {}
-    server = scripted_server_factory(_lmtp_script(pipelining=pipelining), **unix)
+    """In memory and on a Unix socket: exact bytes, LHLO not EHLO, replies after the data
+    dribbled out."""
+    server = script_server_factory(_lmtp_script(pipelining=pipelining), unix_path=unix_socket_path)
     async with lmtp_client(server) as lmtp:
         refused = await lmtp.sendmail(
             "a@x.test", ["ok@x.test", "gone@x.test", "full@x.test", "later@x.test"], MESSAGE
@@ -184,11 +189,11 @@ async def test_lmtp_over_a_unix_socket_needs_no_port_and_no_tls_host_name(
         await lmtp.close()
 
 
-async def test_lmtp_all_recipients_refused_after_data_by_a_scripted_server(
-    scripted_server_factory: ScriptedServerFactory, unix_socket_path: Path
+async def test_lmtp_all_recipients_refused_after_data_by_a_script(
+    memory_server_factory: MemoryServerFactory,
 ) -> None:
-    """ScriptedServer on a Unix socket: both accepted at RCPT, both refused after DATA."""
-    server = scripted_server_factory(
+    """A script in memory: both accepted at RCPT, both refused after DATA."""
+    server = memory_server_factory(
         smtp_script(
             [
                 (f"LHLO {ME}\r\n".encode(), b"250 lmtp.test\r\n"),
@@ -200,8 +205,7 @@ async def test_lmtp_all_recipients_refused_after_data_by_a_scripted_server(
                 (b"RSET\r\n", b"250 ok\r\n"),
                 (b"QUIT\r\n", b"221 bye\r\n"),
             ]
-        ),
-        unix_path=unix_socket_path,
+        )
     )
     async with lmtp_client(server) as lmtp:
         with pytest.raises(asmtp.SMTPRecipientsRefused) as info:

@@ -21,6 +21,8 @@ from typing import Any, Final
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from asmtp._transport import Connector, connect
+
 HOST: Final = "127.0.0.1"
 WAIT: Final = 5.0
 """Upper bound, in seconds, of every wait in this module."""
@@ -302,6 +304,12 @@ class ThreadedSMTPServer:
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         # Connections accepted so far; aiosmtpd makes one SMTP object per connection.
         self.connection_count = 0
+
+    @property
+    def connector(self) -> Connector:
+        """What a client passes to reach it: asmtp's own sockets, as for every server
+        here but the in-memory one."""
+        return connect
 
     @property
     def port(self) -> int:

@@ -1,7 +1,11 @@
 """Pytest fixtures for the test servers; load with ``pytest_plugins = ["support.fixtures"]``.
 
 Every server a fixture starts is stopped at teardown; scripted servers are also
-checked there, so a script the client did not follow fails the test.
+checked there, so a script the client did not follow fails the test. A script plays over
+real sockets (``scripted_server_factory``) or in memory (``memory_server_factory``): both
+take the same steps and options and give a server with ``host``, ``port`` and
+``connector`` to pass to the client, so a test switches by changing its fixture.
+``script_server_factory`` runs a test on both.
 """
 
 from __future__ import annotations
@@ -11,18 +15,25 @@ import ssl
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import pytest
 import trustme
 
 from .aiosmtpd_server import RecordingHandler, ThreadedSMTPServer
+from .memory import MemoryServer
 from .scripted import ScriptedServer, Step
 
 SMTPDServerFactory: TypeAlias = Callable[..., ThreadedSMTPServer]
 """``(handler=None, **ThreadedSMTPServer options) -> started server``."""
 ScriptedServerFactory: TypeAlias = Callable[..., ScriptedServer]
 """``(steps, **ScriptedServer options) -> started server``."""
+MemoryServerFactory: TypeAlias = Callable[..., MemoryServer]
+"""``(steps, **ScriptedServer options) -> MemoryServer``."""
+ScriptServerFactory: TypeAlias = Callable[..., ScriptedServer | MemoryServer]
+"""Either of the two above."""
+
+_Server = TypeVar("_Server", ScriptedServer, MemoryServer)
 
 
 class TLSContexts(NamedTuple):
@@ -78,16 +89,15 @@ def smtpd_server(smtpd_server_factory: SMTPDServerFactory) -> ThreadedSMTPServer
     return smtpd_server_factory(RecordingHandler())
 
 
-@pytest.fixture
-def scripted_server_factory() -> Iterator[ScriptedServerFactory]:
-    """Start ScriptedServers; at teardown each is checked, then stopped.
+def _checked_at_teardown(
+    kind: Callable[..., _Server],
+) -> Iterator[Callable[..., _Server]]:
+    """Start ``kind`` servers; at teardown check each, stop it, and fail the test with the
+    failed steps and received bytes of every script the client did not follow."""
+    servers: list[_Server] = []
 
-    A failed script fails the test at teardown with the step and received bytes.
-    """
-    servers: list[ScriptedServer] = []
-
-    def make(steps: Sequence[Step] = (), **options: Any) -> ScriptedServer:
-        server = ScriptedServer(steps, **options)
+    def make(steps: Sequence[Step] = (), **options: Any) -> _Server:
+        server = kind(steps, **options)
         servers.append(server)
         return server.start()
 
@@ -97,7 +107,28 @@ def scripted_server_factory() -> Iterator[ScriptedServerFactory]:
         pytest.fail("\n\n".join(failures), pytrace=False)
 
 
-def _check_and_stop(server: ScriptedServer) -> str | None:
+@pytest.fixture
+def scripted_server_factory() -> Iterator[ScriptedServerFactory]:
+    """Start ScriptedServers (sockets); at teardown each is checked, then stopped."""
+    yield from _checked_at_teardown(ScriptedServer)
+
+
+@pytest.fixture
+def memory_server_factory() -> Iterator[MemoryServerFactory]:
+    """Make MemoryServers (the same scripts, in memory); at teardown each is checked."""
+    yield from _checked_at_teardown(MemoryServer)
+
+
+@pytest.fixture(params=["memory", "sockets"])
+def script_server_factory(request: pytest.FixtureRequest) -> Iterator[ScriptServerFactory]:
+    """A test run twice: its scripts played in memory, then over real sockets."""
+    if request.param == "memory":
+        yield from _checked_at_teardown(MemoryServer)
+    else:
+        yield from _checked_at_teardown(ScriptedServer)
+
+
+def _check_and_stop(server: ScriptedServer | MemoryServer) -> str | None:
     try:
         server.check()
     except AssertionError as exc:

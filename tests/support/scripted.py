@@ -16,10 +16,20 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
-from types import TracebackType
+from collections.abc import Callable
 from typing import Final
 
+from asmtp._transport import Connector, connect
+
+from .script import (
+    READ_STEPS,
+    STEP_TIMEOUT,
+    ScriptServer,
+    StepError,
+    labelled,
+    taken,
+    wanted,
+)
 from .steps import (
     Close,
     Expect,
@@ -56,13 +66,8 @@ __all__ = [
     "smtp_script",
 ]
 
-STEP_TIMEOUT: Final = 5.0
 _POLL: Final = 0.05  # how often blocked reads and accepts notice stop()
 _CHUNK: Final = 65536
-
-
-class _StepError(Exception):
-    pass
 
 
 class _Connection:
@@ -75,15 +80,15 @@ class _Connection:
         self.pending = bytearray()
         self.closed = False
 
-    def _fill(self, deadline: float, wanted: str) -> bool:
-        """Read once into ``pending``; False on EOF or reset, _StepError on timeout."""
+    def _fill(self, deadline: float, what: str) -> bool:
+        """Read once into ``pending``; False on EOF or reset, StepError on timeout."""
         while True:
             if self.server._stopping.is_set():
-                raise _StepError(f"server stopped while waiting for {wanted}")
+                raise StepError(f"server stopped while waiting for {what}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _StepError(
-                    f"timed out waiting for {wanted}; unconsumed bytes: {bytes(self.pending)!r}"
+                raise StepError(
+                    f"timed out waiting for {what}; unconsumed bytes: {bytes(self.pending)!r}"
                 )
             self.sock.settimeout(min(remaining, _POLL))
             try:
@@ -104,70 +109,46 @@ class _Connection:
         self.server._record_capture(data)
         return data
 
-    def _need(self, deadline: float, wanted: str) -> None:
-        if not self._fill(deadline, wanted):
-            raise _StepError(
-                f"connection closed while waiting for {wanted}; "
+    def _need(self, deadline: float, what: str) -> None:
+        if not self._fill(deadline, what):
+            raise StepError(
+                f"connection closed while waiting for {what}; "
                 f"unconsumed bytes: {bytes(self.pending)!r}"
             )
 
     def run(self, step: Step) -> None:
         if self.closed and not isinstance(step, Signal):
-            raise _StepError("step after Close()")
+            raise StepError("step after Close()")
         timeout = getattr(step, "timeout", None) or self.server.step_timeout
         deadline = min(time.monotonic() + timeout, self.server._deadline)
         if isinstance(step, Send):
             self._send(step)
-        elif isinstance(step, Expect):
-            want = step.data
-            while len(self.pending) < len(want) and want.startswith(self.pending):
-                self._need(deadline, repr(want))
-            if self.pending[: len(want)] != want:
-                got = bytes(self.pending[: max(len(want), 1)])
-                raise _StepError(f"expected {want!r}, got {got!r}")
-            self._take(len(want))
-        elif isinstance(step, ExpectLine):
-            while b"\r\n" not in self.pending:
-                self._need(deadline, f"a line starting {step.prefix!r}")
-            line = self._take(self.pending.index(b"\r\n") + 2)
-            if not line.startswith(step.prefix):
-                raise _StepError(f"expected a line starting {step.prefix!r}, got {line!r}")
-        elif isinstance(step, ExpectBytes):
-            while len(self.pending) < step.n:
-                self._need(deadline, f"{step.n} bytes")
-            self._take(step.n)
-        elif isinstance(step, ExpectData):
-            while (end := self._data_end()) is None:
-                self._need(deadline, "the end of DATA (CRLF.CRLF)")
-            self._take(end)
+        elif isinstance(step, READ_STEPS):
+            while (n := taken(step, self.pending)) is None:
+                self._need(deadline, wanted(step))
+            self._take(n)
         elif isinstance(step, Sleep):
             self.server._stopping.wait(step.seconds)
         elif isinstance(step, Hold):
             while not step.until.wait(_POLL):
                 if self.server._stopping.is_set() or time.monotonic() > deadline:
-                    raise _StepError("the test never released the Hold")
+                    raise StepError("the test never released the Hold")
         elif isinstance(step, Signal):
             step.event.set()
         elif isinstance(step, PostHandshakeRecord):
             if not isinstance(self.sock, ssl.SSLSocket):
-                raise _StepError("PostHandshakeRecord needs a TLS session")
+                raise StepError("PostHandshakeRecord needs a TLS session")
             self.sock.verify_client_post_handshake()
             self.sock.do_handshake()  # sends the CertificateRequest now
         elif isinstance(step, Close):
             self.close(reset=step.reset)
         elif isinstance(step, ExpectClosed):
-            while not self.pending and self._fill(deadline, "the client to close"):
+            while not self.pending and self._fill(deadline, wanted(step)):
                 pass
             if self.pending:
-                raise _StepError(f"expected close, got {bytes(self.pending)!r}")
+                raise StepError(f"expected close, got {bytes(self.pending)!r}")
         else:
             self._start_tls(step, timeout)
-
-    def _data_end(self) -> int | None:
-        if self.pending.startswith(b".\r\n"):
-            return 3
-        at = self.pending.find(b"\r\n.\r\n")
-        return None if at < 0 else at + 5
 
     def _send(self, step: Send) -> None:
         try:
@@ -178,17 +159,17 @@ class _Connection:
             for i in range(len(step.data)):
                 self.sock.sendall(step.data[i : i + 1])
                 if self.server._stopping.wait(step.per_byte_delay):
-                    raise _StepError("server stopped while sending")
+                    raise StepError("server stopped while sending")
         except OSError as exc:
-            raise _StepError(f"sending {step.data!r} failed: {exc!r}") from exc
+            raise StepError(f"sending {step.data!r} failed: {exc!r}") from exc
 
     def _start_tls(self, step: StartTLS, timeout: float) -> None:
         if self.pending:
-            raise _StepError(f"bytes before the TLS handshake: {bytes(self.pending)!r}")
+            raise StepError(f"bytes before the TLS handshake: {bytes(self.pending)!r}")
         try:
             self.sock = self.server._handshake(self.sock, step.context, timeout)
         except (OSError, ssl.SSLError) as exc:
-            raise _StepError(f"TLS handshake failed: {exc!r}") from exc
+            raise StepError(f"TLS handshake failed: {exc!r}") from exc
 
     def close(self, *, reset: bool = False) -> None:
         if self.closed:
@@ -205,7 +186,7 @@ class _Connection:
         if isinstance(self.sock, ssl.SSLSocket):  # draining would read raw TLS records
             self.close()
             return
-        with contextlib.suppress(OSError, _StepError):
+        with contextlib.suppress(OSError, StepError):
             self.sock.shutdown(socket.SHUT_WR)
             deadline = min(time.monotonic() + 1.0, self.server._deadline)
             while self._fill(deadline, "EOF after the script"):
@@ -213,44 +194,28 @@ class _Connection:
         self.close()
 
 
-class ScriptedServer:
+class ScriptedServer(ScriptServer):
     """Plays ``steps`` to each of ``connections`` clients on 127.0.0.1:0 or a Unix socket.
 
     ``scripts`` gives each connection (in accept order) its own steps instead.
     Connections are served concurrently. ``ssl_context`` makes every connection
     implicit TLS. Nothing is raised in the server threads: call ``check()`` (or
     leave the ``with`` block) to get an AssertionError for the first failure.
+    What arrived is in ``reads`` (each ``recv()``), ``received`` and ``captured``.
     """
 
-    def __init__(
-        self,
-        steps: Sequence[Step] = (),
-        *,
-        connections: int = 1,
-        scripts: Sequence[Sequence[Step]] | None = None,
-        unix_path: str | os.PathLike[str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        step_timeout: float = STEP_TIMEOUT,
-        total_timeout: float = 20.0,
-    ) -> None:
-        self.scripts = (
-            [list(s) for s in scripts]
-            if scripts is not None
-            else [list(steps) for _ in range(connections)]
-        )
-        self.unix_path = os.fspath(unix_path) if unix_path is not None else None
-        self.ssl_context = ssl_context
-        self.step_timeout = step_timeout
-        self.total_timeout = total_timeout
+    def _prepare(self) -> None:
         self.host = "127.0.0.1"
-        self._lock = threading.Lock()
-        self._reads: list[list[bytes]] = [[] for _ in self.scripts]
-        self._captured: list[bytes] = []
-        self._failures: list[str] = []
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._deadline = 0.0
         self._listener: socket.socket | None = None
+
+    @property
+    def connector(self) -> Connector:
+        """What a client passes to reach it: asmtp's own sockets (a
+        :class:`~support.memory.MemoryServer` gives its in-memory one)."""
+        return connect
 
     @property
     def port(self) -> int:
@@ -258,45 +223,6 @@ class ScriptedServer:
         if self._listener is None or self.unix_path is not None:
             raise RuntimeError("ScriptedServer is not listening on TCP")
         return int(self._listener.getsockname()[1])
-
-    # What arrived, for assertions (each a copy taken under the lock).
-
-    @property
-    def reads(self) -> list[list[bytes]]:
-        """Every ``recv()`` result, per connection in accept order."""
-        with self._lock:
-            return [list(r) for r in self._reads]
-
-    @property
-    def received_per_connection(self) -> list[bytes]:
-        return [b"".join(r) for r in self.reads]
-
-    @property
-    def received(self) -> bytes:
-        """All bytes received, connections concatenated in accept order."""
-        return b"".join(self.received_per_connection)
-
-    @property
-    def read_count(self) -> int:
-        return sum(len(r) for r in self.reads)
-
-    @property
-    def captured(self) -> list[bytes]:
-        """Bytes each Expect* step consumed, in the order the steps ran."""
-        with self._lock:
-            return list(self._captured)
-
-    def _record_read(self, index: int, data: bytes) -> None:
-        with self._lock:
-            self._reads[index].append(data)
-
-    def _record_capture(self, data: bytes) -> None:
-        with self._lock:
-            self._captured.append(data)
-
-    def _fail(self, message: str) -> None:
-        with self._lock:
-            self._failures.append(message)
 
     # Lifecycle.
 
@@ -325,10 +251,7 @@ class ScriptedServer:
         if alive:
             self._fail(f"script still running after {timeout or self.total_timeout}s")
             self.stop()
-        with self._lock:
-            failures = list(self._failures)
-        if failures:
-            raise AssertionError("\n\n".join(failures))
+        self._raise_failures()
 
     def stop(self) -> None:
         """Abort every script and close all sockets; bounded, never raises."""
@@ -343,20 +266,6 @@ class ScriptedServer:
 
     def __enter__(self) -> ScriptedServer:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.stop()
-            return
-        try:
-            self.check()
-        finally:
-            self.stop()
 
     # Server threads.
 
@@ -399,25 +308,14 @@ class ScriptedServer:
 
     def _play(self, index: int, sock: socket.socket) -> None:
         conn = _Connection(sock, self, index)
-        steps: list[tuple[str, Step]] = [
-            (f"step {n} {step!r}", step) for n, step in enumerate(self.scripts[index])
-        ]
-        if self.ssl_context is not None:
-            steps.insert(0, ("implicit TLS handshake", StartTLS(self.ssl_context)))
+        steps = labelled(self.scripts[index], self.ssl_context)
         label = "start"
         try:
             for label, step in steps:  # noqa: B007 - label names the failing step
                 conn.run(step)
-        except _StepError as exc:
+        except StepError as exc:
             self._report(index, label, str(exc))
         except Exception as exc:  # a bug in a step must still reach check()
             self._report(index, label, f"{type(exc).__name__}: {exc}")
         finally:
             conn.finish()
-
-    def _report(self, index: int, label: str, message: str) -> None:
-        with self._lock:
-            received = b"".join(self._reads[index])
-        self._fail(
-            f"connection {index}, {label}: {message}\nreceived on this connection: {received!r}"
-        )
