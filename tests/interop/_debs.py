@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import fcntl
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -50,6 +51,8 @@ CACHE_ENV: Final = "ASMTP_INTEROP_CACHE"
 _DEFAULT_CACHE: Final = "/var/cache/asmtp-interop"
 _LOCK: Final = Path(tempfile.gettempdir()) / "asmtp-interop-apt.lock"
 _COMPLETE: Final = ".complete"
+_APT_USER: Final = "_apt"
+"""The user apt downloads and checks signatures as, when it can reach the directories."""
 _DPKG_LOCK_WAIT: Final = "300"
 """Seconds apt-get waits for dpkg's lock held by another apt (not one of ours)."""
 
@@ -191,6 +194,7 @@ def _private_apt(suite: Suite, work: Path) -> list[str]:
         )
     for directory in ("lists/partial", "cache", "parts", "preferences.d"):
         (work / directory).mkdir(parents=True)
+    _sandboxed(work / "lists" / "partial")
     sources = work / f"{suite.name}.sources"
     sources.write_text(
         f"Types: deb\nURIs: {suite.uri}\nSuites: {suite.name}\nComponents: main\n"
@@ -208,10 +212,20 @@ def _private_apt(suite: Suite, work: Path) -> list[str]:
     return [arg for key, value in settings.items() for arg in ("-o", f"{key}={value}")]
 
 
+def _sandboxed(directory: Path) -> None:
+    """Give ``directory`` to apt's unprivileged user, which downloads into it; else apt
+    warns and fetches (and checks signatures) as root."""
+    with contextlib.suppress(KeyError):
+        account = pwd.getpwnam(_APT_USER)
+        os.chown(directory, account.pw_uid, account.pw_gid)
+
+
 def _download(packages: Sequence[str], suite: Suite | None, work: Path, log: Log) -> list[Path]:
     """Fetch the ``.deb`` of each package (from ``suite`` if given) into ``work/debs``."""
+    work.chmod(0o755)  # let apt's own user reach what it writes (see _sandboxed)
     downloads = work / "debs"
     downloads.mkdir()
+    _sandboxed(downloads)
     if suite is not None:
         options = _private_apt(suite, work / "apt")
         apt_get([*options, "update"], log)
