@@ -6,7 +6,6 @@ STARTTLS, implicit TLS and AUTH PLAIN and LOGIN against a credentials table."""
 from __future__ import annotations
 
 import email.message
-import smtplib
 import ssl
 
 import anyio
@@ -14,7 +13,7 @@ import pytest
 
 import asmtp
 from asmtp.protocol import Body, EnvId, Notify, Orcpt, Ret
-from interop import _kit
+from interop import _kit, _scenarios
 from interop._opensmtpd import MAX_MAILS, MAX_RCPT, SIZE_LIMIT, OpenSMTPD
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server("OpenSMTPD 7.4")]
@@ -268,18 +267,7 @@ async def test_starttls_then_login_with_each_mechanism(
 ) -> None:
     """A wrong password first (535, the session goes on), then the right one from the
     credentials table; OpenSMTPD's Received: header says ESMTPSA (RFC 3848: TLS and AUTH)."""
-    marker = _kit.token()
-    user = opensmtpd.address("user")
-    sent = _kit.message(marker, f"authenticated with {mechanism}\r\n".encode())
-    async with mx(opensmtpd) as smtp:
-        await smtp.starttls(context=opensmtpd.client_context())
-        with pytest.raises(smtplib.SMTPAuthenticationError) as caught:
-            await smtp.login(user, "not-the-password", mechanisms=[mechanism])
-        assert caught.value.smtp_code == 535
-        code, _ = await smtp.login(user, opensmtpd.password("user"), mechanisms=[mechanism])
-        assert code == 235
-        assert await smtp.sendmail(user, [user], sent) == {}
-    stored = await _kit.delivered(opensmtpd.maildir("user"), marker)
+    sent, stored = await _scenarios.login_after_a_wrong_password(opensmtpd, mechanism)
     assert b" with ESMTPSA " in _kit.headers_of(stored)
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
@@ -311,32 +299,11 @@ async def test_implicit_tls_refuses_mail_until_auth(opensmtpd: OpenSMTPD) -> Non
 
 
 @pytest.mark.feature("one-shot sendmail() with TLS and AUTH")
-@pytest.mark.parametrize(
-    ("tls", "port"),
-    [("auto", "smtp_port"), ("starttls", "smtp_port"), ("implicit", "smtps_port")],
-)
-async def test_one_shot_sendmail_with_credentials(
-    opensmtpd: OpenSMTPD, tls: asmtp.TLSMode, port: str
-) -> None:
-    marker = _kit.token()
-    user = opensmtpd.address("user")
-    sent = _kit.message(marker, f"asmtp.sendmail(tls={tls!r})\r\n".encode())
-    refused = await asmtp.sendmail(
-        user,
-        [user, "nobody@example.test"],
-        sent,
-        host=opensmtpd.host,
-        port=getattr(opensmtpd, port),
-        tls=tls,
-        username=user,
-        password=opensmtpd.password("user"),
-        context=opensmtpd.client_context(),
-        local_hostname=_kit.ME,
-        timeout=_kit.TIMEOUT,
-        deadline=30,
-    )
-    assert refused == {"nobody@example.test": (550, b"Invalid recipient: <nobody@example.test>")}
-    stored = await _kit.delivered(opensmtpd.maildir("user"), marker)
+@pytest.mark.parametrize("tls", ["auto", "starttls", "implicit"])
+async def test_one_shot_sendmail_with_credentials(opensmtpd: OpenSMTPD, tls: asmtp.TLSMode) -> None:
+    refused, sent, stored = await _scenarios.one_shot_with_credentials(opensmtpd, tls)
+    unknown = _scenarios.UNKNOWN
+    assert refused == {unknown: (550, f"Invalid recipient: <{unknown}>".encode())}
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
