@@ -5,7 +5,9 @@ plain text, speak only TLS 1.0, say nothing, show a certificate for another name
 the ssl module's or smtplib's vocabulary, as smtplib would: ``ssl.SSLEOFError`` for a
 handshake cut short, another ``ssl.SSLError`` for a refused one, ``TimeoutError`` for a
 silent server; never an anyio or trio exception. The connection is closed afterwards.
-Ways into TLS: ``starttls()``, ``SMTP_SSL``, the one-shot ``tls="implicit"`` and a pool.
+Ways into TLS: ``starttls()``, ``SMTP_SSL``, the one-shot ``tls="implicit"``, the one-shot
+``tls="auto"`` with STARTTLS offered (a failed handshake fails the send: it never goes on
+in plain text), and a pool; no MAIL is ever written.
 """
 
 from __future__ import annotations
@@ -88,18 +90,21 @@ async def _smtp_ssl(port: int, context: ssl.SSLContext) -> None:
     await smtp.connect()
 
 
-async def _one_shot(port: int, context: ssl.SSLContext) -> None:
-    await asmtp.sendmail(
-        SENDER,
-        RECIPIENTS[0],
-        b"x\r\n",
-        host=HOST,
-        port=port,
-        tls="implicit",
-        context=context,
-        local_hostname="client.test",
-        timeout=SILENCE_TIMEOUT,
-    )
+def _one_shot(tls: asmtp.TLSMode) -> Callable[[int, ssl.SSLContext], Awaitable[None]]:
+    async def send(port: int, context: ssl.SSLContext) -> None:
+        await asmtp.sendmail(
+            SENDER,
+            RECIPIENTS[0],
+            b"x\r\n",
+            host=HOST,
+            port=port,
+            tls=tls,
+            context=context,
+            local_hostname="client.test",
+            timeout=SILENCE_TIMEOUT,
+        )
+
+    return send
 
 
 async def _pool(port: int, context: ssl.SSLContext) -> None:
@@ -118,9 +123,11 @@ async def _pool(port: int, context: ssl.SSLContext) -> None:
 WAYS_IN: Final[dict[str, Callable[[int, ssl.SSLContext], Awaitable[None]]]] = {
     "starttls": _starttls,
     "smtp-ssl": _smtp_ssl,
-    "one-shot-implicit": _one_shot,
+    "one-shot-implicit": _one_shot("implicit"),
+    "one-shot-auto": _one_shot("auto"),
     "pool-implicit": _pool,
 }
+STARTTLS_WAYS: Final = ("starttls", "one-shot-auto")
 
 
 @pytest.mark.parametrize("way_in", WAYS_IN)
@@ -129,10 +136,11 @@ async def test_a_failed_handshake_raises_ssl_or_timeout_errors_only(
     tls_contexts: TLSContexts, trustme_ca: trustme.CA, way_in: str, failure: str
 ) -> None:
     steps = _failure(failure, trustme_ca)
-    if way_in == "starttls":
+    if way_in in STARTTLS_WAYS:
         steps = [Send(GREETING), ExpectLine(b"EHLO"), Send(EHLO_STARTTLS)]
         steps += [ExpectLine(b"STARTTLS"), Send(b"220 go ahead\r\n")]
         steps += _failure(failure, trustme_ca)
     with unchecked(steps) as server:
         with pytest.raises(EXPECTED[failure]):
             await WAYS_IN[way_in](server.port, tls_contexts.client)
+    assert b"MAIL" not in server.received

@@ -38,7 +38,6 @@ __all__ = [
     "logs_report",
     "make_maildir",
     "new_state_dir",
-    "probe_connect",
     "probe_tcp",
     "probe_unix",
     "read_pid",
@@ -235,12 +234,6 @@ def probe_tcp(port: int, context: ssl.SSLContext | None = None) -> bytes:
             return _greeting(raw)
         with context.wrap_socket(raw, server_hostname=HOST) as tls:
             return _greeting(tls)
-
-
-def probe_connect(port: int) -> bytes:
-    """Only connect to ``port`` (for a listener whose greeting the probe cannot read)."""
-    with socket.create_connection((HOST, port), timeout=2.0):
-        return b""
 
 
 def probe_unix(path: str, *, greets: bool = True) -> bytes:

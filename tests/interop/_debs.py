@@ -7,6 +7,14 @@ are fetched with ``apt-get download`` and unpacked with ``dpkg -x`` into a cache
 link against are installed with apt. The system users their maintainer scripts would
 create are created the same way (``useradd --system``).
 
+A package may come from a suite the system's apt does not use (:class:`Suite`, e.g.
+bookworm-backports). It is fetched through a private apt configuration made for that one
+download: its own sources file, package lists and caches in a temporary directory, with
+the system's sources and pins left out. apt still checks the suite's signed ``InRelease``
+against Debian's archive keyring and the ``.deb`` against the index's SHA256, and picks
+the machine's own architecture; nothing on the system can ever be upgraded from that
+suite, since the system's apt never hears of it.
+
 Every apt-get call holds one file lock, so parallel test workers take turns, and waits for
 dpkg's own lock when another apt is running.
 """
@@ -14,8 +22,10 @@ dpkg's own lock when another apt is running.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -27,7 +37,9 @@ from typing import Final
 from interop._daemon import StartError, Unavailable
 
 __all__ = [
+    "BOOKWORM_BACKPORTS",
     "CACHE_ENV",
+    "Suite",
     "apt_get",
     "ensure_system_user",
     "install",
@@ -39,10 +51,27 @@ CACHE_ENV: Final = "ASMTP_INTEROP_CACHE"
 _DEFAULT_CACHE: Final = "/var/cache/asmtp-interop"
 _LOCK: Final = Path(tempfile.gettempdir()) / "asmtp-interop-apt.lock"
 _COMPLETE: Final = ".complete"
+_APT_USER: Final = "_apt"
+"""The user apt downloads and checks signatures as, when it can reach the directories."""
 _DPKG_LOCK_WAIT: Final = "300"
 """Seconds apt-get waits for dpkg's lock held by another apt (not one of ours)."""
 
 Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A Debian suite to fetch packages from, outside the system's apt configuration."""
+
+    name: str
+    release: str
+    """The codename of the Debian release its packages are built for (``/etc/os-release``)."""
+    uri: str = "http://deb.debian.org/debian"
+    keyring: str = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    """What its ``InRelease`` must be signed with (the ``debian-archive-keyring`` package)."""
+
+
+BOOKWORM_BACKPORTS: Final = Suite("bookworm-backports", release="bookworm")
 
 
 @contextlib.contextmanager
@@ -142,12 +171,91 @@ def _libraries(debs: Sequence[Path], unpacking: Sequence[str]) -> list[str]:
     return names
 
 
-def unpacked(packages: Sequence[str], name: str, log: Log) -> tuple[Path, bool]:
+def _os_release() -> str:
+    """This system's release codename (``bookworm``), or ``unknown``."""
+    try:
+        lines = Path("/etc/os-release").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "unknown"
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key == "VERSION_CODENAME" and value.strip('"'):
+            return value.strip('"')
+    return "unknown"
+
+
+def _private_apt(suite: Suite, work: Path) -> list[str]:
+    """apt-get options that make apt see ``suite`` alone, its lists and caches in ``work``."""
+    if not Path(suite.keyring).exists():
+        raise Unavailable(f"{suite.name} needs Debian's archive keyring {suite.keyring}")
+    if (release := _os_release()) != suite.release:
+        raise Unavailable(
+            f"{suite.name} packages are built for Debian {suite.release}; this is {release}"
+        )
+    for directory in ("lists/partial", "cache", "parts", "preferences.d"):
+        (work / directory).mkdir(parents=True)
+    _sandboxed(work / "lists" / "partial")
+    sources = work / f"{suite.name}.sources"
+    sources.write_text(
+        f"Types: deb\nURIs: {suite.uri}\nSuites: {suite.name}\nComponents: main\n"
+        f"Signed-By: {suite.keyring}\n",
+        encoding="utf-8",
+    )
+    settings = {
+        "Dir::Etc::SourceList": sources,
+        "Dir::Etc::SourceParts": work / "parts",
+        "Dir::Etc::Preferences": work / "preferences",
+        "Dir::Etc::PreferencesParts": work / "preferences.d",
+        "Dir::State::Lists": work / "lists",
+        "Dir::Cache": work / "cache",
+    }
+    return [arg for key, value in settings.items() for arg in ("-o", f"{key}={value}")]
+
+
+def _sandboxed(directory: Path) -> None:
+    """Give ``directory`` to apt's unprivileged user, which downloads into it; else apt
+    warns and fetches (and checks signatures) as root."""
+    with contextlib.suppress(KeyError):
+        account = pwd.getpwnam(_APT_USER)
+        os.chown(directory, account.pw_uid, account.pw_gid)
+
+
+def _download(packages: Sequence[str], suite: Suite | None, work: Path, log: Log) -> list[Path]:
+    """Fetch the ``.deb`` of each package (from ``suite`` if given) into ``work/debs``."""
+    work.chmod(0o755)  # let apt's own user reach what it writes (see _sandboxed)
+    downloads = work / "debs"
+    downloads.mkdir()
+    _sandboxed(downloads)
+    if suite is not None:
+        options = _private_apt(suite, work / "apt")
+        apt_get([*options, "update"], log)
+        apt_get(
+            [*options, "download", *(f"{p}/{suite.name}" for p in packages)], log, cwd=downloads
+        )
+    else:
+        _apt_get_with_lists(["download", *packages], log, cwd=downloads)
+    return sorted(downloads.glob("*.deb"))
+
+
+def _apt_get_with_lists(args: Sequence[str], log: Log, *, cwd: Path | None = None) -> None:
+    """``apt-get ARGS``, once more after ``apt-get update`` if it fails: a fresh machine
+    has no package lists yet."""
+    try:
+        apt_get(args, log, cwd=cwd)
+    except StartError:
+        apt_get(["update"], log)
+        apt_get(args, log, cwd=cwd)
+
+
+def unpacked(
+    packages: Sequence[str], name: str, log: Log, *, suite: Suite | None = None
+) -> tuple[Path, bool]:
     """The packages unpacked into ``CACHE/name`` (fetched and unpacked on first use).
 
-    Their library dependencies are installed with apt. Returns the directory and whether
-    this call unpacked it. Raises :class:`Unavailable` without apt or root and
-    :class:`StartError` when apt or dpkg fails.
+    They come from the system's apt sources, or from ``suite`` alone when given. Their
+    library dependencies are installed with the system's apt. Returns the directory and
+    whether this call unpacked it. Raises :class:`Unavailable` without apt or root (or
+    when ``suite`` is not for this release) and :class:`StartError` when apt or dpkg fails.
     """
     target = _cache() / name
     if (target / _COMPLETE).exists():
@@ -158,17 +266,9 @@ def unpacked(packages: Sequence[str], name: str, log: Log) -> tuple[Path, bool]:
             return target, False
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as work:
-            downloads = Path(work) / "debs"
-            downloads.mkdir()
-            try:
-                apt_get(["download", *packages], log, cwd=downloads)
-            except StartError:
-                apt_get(["update"], log)  # a fresh machine has no package lists yet
-                apt_get(["download", *packages], log, cwd=downloads)
-            debs = sorted(downloads.glob("*.deb"))
-            libraries = _libraries(debs, packages)
-            if libraries and missing(libraries):
-                apt_get(["install", "-y", "--no-install-recommends", *missing(libraries)], log)
+            debs = _download(packages, suite, Path(work), log)
+            if libraries := missing(_libraries(debs, packages)):
+                _apt_get_with_lists(["install", "-y", "--no-install-recommends", *libraries], log)
             tree = Path(work) / "tree"
             for deb in debs:
                 subprocess.run(["dpkg", "-x", str(deb), str(tree)], check=True)  # noqa: S603,S607

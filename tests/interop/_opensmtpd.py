@@ -1,32 +1,39 @@
-"""A private OpenSMTPD (Debian 12's ``opensmtpd`` 6.8) on loopback, for the interop tests.
+"""A private OpenSMTPD 7.4 (Debian's bookworm-backports ``opensmtpd``) on loopback, for the
+interop tests.
 
-Installing the package would remove Postfix, so it is unpacked privately
-(``_debs.unpacked``). OpenSMTPD 6.8 compiles in every path it uses besides its
-configuration: the spool ``/var/spool/smtpd``, the control socket
-``/var/run/smtpd.sock``, the chroot ``/var/lib/opensmtpd/empty`` and the delivery helpers
-in ``/usr/libexec/opensmtpd``. Each instance therefore runs in a mount namespace of its
-own (``unshare --mount``) in which private directories are bound over ``/var/spool``,
-``/run``, ``/var/lib`` and ``/usr/libexec``: the system's directories are never written,
-and parallel instances do not meet. Its two users (``opensmtpd``, ``opensmtpq``) are
-created as the package's maintainer script would; it refuses a private key that others
-can read, so the key is 0600. ``smtpd -d`` stays in the foreground and logs to a file.
+Debian 12's own OpenSMTPD, 6.8, is built against OpenSSL 3 and cannot complete any TLS
+handshake (its privilege-separated key signing fails; fixed in 7.x), so the package
+comes from bookworm-backports, built for Debian 12 against the same libraries. Installing
+it would remove Postfix, so it is fetched through a private apt configuration and
+unpacked privately (``_debs.unpacked`` with :data:`_debs.BOOKWORM_BACKPORTS`).
+
+OpenSMTPD compiles in every path it uses besides its configuration: the spool
+``/var/spool/smtpd``, the control socket ``/var/run/smtpd.sock``, the chroot
+``/var/lib/opensmtpd/empty`` and its helpers in ``/usr/libexec/opensmtpd`` (7.x delivers
+to a Maildir through ``mail.maildir`` there). Each instance therefore runs in a mount
+namespace of its own (``unshare --mount``) in which private directories are bound over
+``/var/spool``, ``/run``, ``/var/lib`` and ``/usr/libexec``: the system's directories are
+never written, and parallel instances do not meet. Its two users (``opensmtpd``,
+``opensmtpq``) are created as the package's maintainer script would; it refuses a private
+key that others can read, so the key is 0600. ``smtpd -d`` stays in the foreground and
+logs to a file.
 
 The listeners, on free 127.0.0.1 ports:
 
 - ``smtp_port``: 8BITMIME, SIZE, DSN, ENHANCEDSTATUSCODES, STARTTLS (no PIPELINING, no
-  CHUNKING, no SMTPUTF8); delivers into the Maildirs of the virtual users of
+  CHUNKING, no SMTPUTF8), and once TLS is on AUTH PLAIN and LOGIN against a credentials
+  table, optional (``auth-optional``); delivers into the Maildirs of the virtual users of
   ``example.test`` and refuses anyone else at RCPT.
-- ``smtps_port``: implicit TLS, AUTH against a credentials table.
+- ``smtps_port``: implicit TLS, AUTH required before MAIL (``auth``).
 
 Limits (:data:`SIZE_LIMIT`, :data:`MAX_RCPT`, :data:`MAX_MAILS`) are OpenSMTPD's
-``smtp max-message-size`` and ``smtp limit``. OpenSMTPD 6.8 built against OpenSSL 3 (as
-Debian 12's is) cannot complete any TLS handshake: its privilege-separated key signing
-fails with "missing private key" (OpenSMTPD issue 1171, fixed in 7.x).
+``smtp max-message-size`` and ``smtp limit``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 import shutil
 import subprocess
@@ -41,6 +48,11 @@ from interop._daemon import HOST, MAIL_GID, MAIL_UID, StartError, Unavailable
 __all__ = ["MAX_MAILS", "MAX_RCPT", "SIZE_LIMIT", "OpenSMTPD", "start", "stop"]
 
 PACKAGES: Final = ("opensmtpd",)
+SUITE: Final = _debs.BOOKWORM_BACKPORTS
+CACHE_NAME: Final = f"opensmtpd-{SUITE.name}"
+"""Its directory in the package cache (apart from the 6.8 that older checkouts unpack)."""
+MAJOR: Final = 7
+"""The major version whose TLS works with OpenSSL 3."""
 SYSTEM_USERS: Final = ("opensmtpd", "opensmtpq")
 CHROOT: Final = "/var/lib/opensmtpd/empty"
 DOMAIN: Final = "example.test"
@@ -68,6 +80,9 @@ class OpenSMTPD(_daemon.Listening):
     ``logs``: ``smtpd``, its log (``smtpd -d`` writes it to stderr).
     """
 
+    version: str
+    """What ``smtpd -h`` says, e.g. ``OpenSMTPD 7.4.0-portable``."""
+
 
 def _config(root: Path, smtp: int, smtps: int) -> str:
     pki = f"mx.{DOMAIN}"
@@ -81,7 +96,7 @@ table virtuals file:{root}/etc/virtuals
 smtp max-message-size {SIZE_LIMIT}
 smtp limit max-rcpt {MAX_RCPT}
 smtp limit max-mails {MAX_MAILS}
-listen on {HOST} port {smtp} tls pki {pki} hostname {pki}
+listen on {HOST} port {smtp} tls pki {pki} auth-optional <credentials> hostname {pki}
 listen on {HOST} port {smtps} smtps pki {pki} auth <credentials> hostname {pki}
 action "deliver" maildir "{root}/mail/%{{rcpt.user}}/Maildir" virtual <virtuals>
 match from any for rcpt-to <recipients> action "deliver"
@@ -97,6 +112,19 @@ def _encrypt(tree: Path, password: str) -> str:
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def _version(tree: Path) -> str:
+    """``OpenSMTPD X.Y.Z-portable``; :class:`StartError` unless it is :data:`MAJOR`.x."""
+    usage = subprocess.run(  # noqa: S603 - fixed argument list
+        [str(tree / "usr" / "sbin" / "smtpd"), "-h"], capture_output=True, text=True, check=False
+    )
+    found = re.search(r"OpenSMTPD (\d+)\.\S+", usage.stdout + usage.stderr)
+    if found is None or int(found[1]) != MAJOR:
+        raise StartError(
+            f"{tree}/usr/sbin/smtpd is not OpenSMTPD {MAJOR}.x: {usage.stderr.strip()!r}"
+        )
+    return found[0]
 
 
 def _namespace_argv(root: Path, tree: Path, config: Path) -> list[str]:
@@ -123,8 +151,9 @@ def start(log: Callable[[str], None] = print) -> OpenSMTPD:
     """
     _daemon.check_root("OpenSMTPD")
     began = time.monotonic()
-    tree, fetched = _debs.unpacked(PACKAGES, "opensmtpd", log)
+    tree, fetched = _debs.unpacked(PACKAGES, CACHE_NAME, log, suite=SUITE)
     unpacked_seconds = time.monotonic() - began if fetched else 0.0
+    version = _version(tree)
     for name in SYSTEM_USERS:
         _debs.ensure_system_user(name, CHROOT)
 
@@ -169,11 +198,11 @@ def start(log: Callable[[str], None] = print) -> OpenSMTPD:
         pid=pid,
         startup_seconds=0.0,
         unpacked_seconds=round(unpacked_seconds, 3),
+        version=version,
     )
     probes = {
         "opensmtpd smtp": lambda: _daemon.probe_tcp(smtp),
-        # Its TLS handshake fails (see the module's doc): only see that it listens.
-        "opensmtpd smtps": lambda: _daemon.probe_connect(smtps),
+        "opensmtpd smtps": lambda: _daemon.probe_tcp(smtps, server.client_context()),
     }
     try:
         _daemon.wait_until_ready(
@@ -187,7 +216,10 @@ def start(log: Callable[[str], None] = print) -> OpenSMTPD:
         stop(server)
         raise StartError(f"{exc}\n{report}") from exc
     server = dataclasses.replace(server, startup_seconds=round(time.monotonic() - began, 3))
-    log(f"opensmtpd started in {server.startup_seconds:.2f} s on ports {smtp} and {smtps}")
+    log(
+        f"{version} started in {server.startup_seconds:.2f} s on ports {smtp} and {smtps}"
+        + (f" (fetched and unpacked in {unpacked_seconds:.2f} s)" if fetched else "")
+    )
     return server
 
 

@@ -7,7 +7,9 @@
 
 Each cell counts the tests of that server and feature that ran on that event loop:
 ``✓ n`` all passed, ``✗ k/n`` k failed, and ``xfail k`` for strict expected failures
-(each documents a defect in its reason). It exits with pytest's status.
+(each documents a defect in its reason). Tests that run no event loop of their own (the
+command line, run as a user runs it) are counted in a ``sync`` column, shown when there
+are any. It exits with pytest's status.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ DOC: Final = ROOT / "docs" / "interop.md"
 BEGIN: Final = "<!-- interop-matrix:begin -->"
 END: Final = "<!-- interop-matrix:end -->"
 BACKENDS: Final = ("asyncio", "trio", "uvloop")
+SYNC: Final = "sync"
 SERVER_ORDER: Final = ("Postfix", "Dovecot", "Exim", "OpenSMTPD")
 
 
@@ -78,14 +81,15 @@ def table(results: list[dict[str, str]]) -> str:
     )
     for result in results:
         cells[result["server"], result["feature"]][result["backend"]].append(result["outcome"])
+    columns = BACKENDS + ((SYNC,) if any(r["backend"] == SYNC for r in results) else ())
     lines = [
-        "| Server | Feature | " + " | ".join(BACKENDS) + " |",
-        "| --- | --- |" + " --- |" * len(BACKENDS),
+        "| Server | Feature | " + " | ".join(columns) + " |",
+        "| --- | --- |" + " --- |" * len(columns),
     ]
     for server, feature in sorted(cells, key=lambda key: (_server_key(key[0]), key[1].lower())):
         row = cells[server, feature]
         lines.append(
-            f"| {server} | {feature} | " + " | ".join(_cell(row[b]) for b in BACKENDS) + " |"
+            f"| {server} | {feature} | " + " | ".join(_cell(row[b]) for b in columns) + " |"
         )
     return "\n".join(lines)
 

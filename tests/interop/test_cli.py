@@ -25,6 +25,8 @@ def delivered(maildir: Path, marker: str) -> bytes:
     return anyio.run(functools.partial(_kit.delivered, maildir, marker))
 
 
+@pytest.mark.server("Postfix 3.7 + Dovecot SASL")
+@pytest.mark.feature("command line: asmtp send")
 def test_directory_mail_through_submission_with_starttls_and_auth(
     servers: Servers, tmp_path: Path
 ) -> None:
@@ -56,6 +58,8 @@ def test_directory_mail_through_submission_with_starttls_and_auth(
         assert (unpacked / name).read_bytes() == content, name
 
 
+@pytest.mark.server("Postfix 3.7 + Dovecot SASL")
+@pytest.mark.feature("command line: asmtp send")
 def test_a_wrong_password_is_one_line_and_exit_3(servers: Servers) -> None:
     result = run(
         [
@@ -70,6 +74,8 @@ def test_a_wrong_password_is_one_line_and_exit_3(servers: Servers) -> None:
     assert line.startswith("asmtp send: localhost:") and ": authentication failed: 535 " in line
 
 
+@pytest.mark.server("Dovecot 2.3 LMTP")
+@pytest.mark.feature("command line: asmtp send --lmtp")
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_lmtp_to_dovecot_reports_each_recipient(
     servers: Servers, tmp_path: Path, transport: str

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email.message
 import re
-import smtplib
 import ssl
 from collections.abc import AsyncIterator
 
@@ -15,7 +14,7 @@ import pytest
 
 import asmtp
 from asmtp.protocol import Body, EnvId, Notify, Orcpt, Ret
-from interop import _kit
+from interop import _kit, _scenarios
 from interop._exim import REFUSE_HEADER, SIZE_LIMIT, Exim
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server("Exim 4.96")]
@@ -257,18 +256,7 @@ async def test_starttls_fails_verification_without_the_test_ca(exim: Exim) -> No
 @pytest.mark.feature("AUTH PLAIN/LOGIN/CRAM-MD5")
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 async def test_starttls_then_login_with_each_mechanism(exim: Exim, mechanism: str) -> None:
-    marker = _kit.token()
-    user = exim.address("user")
-    sent = _kit.message(marker, f"authenticated with {mechanism}\r\n".encode())
-    async with mx(exim) as smtp:
-        await smtp.starttls(context=exim.client_context())
-        with pytest.raises(smtplib.SMTPAuthenticationError) as caught:
-            await smtp.login(user, "not-the-password", mechanisms=[mechanism])
-        assert caught.value.smtp_code == 535
-        code, _ = await smtp.login(user, exim.password("user"), mechanisms=[mechanism])
-        assert code == 235
-        assert await smtp.sendmail(user, [user], sent) == {}
-    stored = await _kit.delivered(exim.maildir("user"), marker)
+    sent, stored = await _scenarios.login_after_a_wrong_password(exim, mechanism)
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
@@ -287,31 +275,10 @@ async def test_implicit_tls_with_smtp_ssl(exim: Exim) -> None:
 
 
 @pytest.mark.feature("one-shot sendmail() with TLS and AUTH")
-@pytest.mark.parametrize(
-    ("tls", "port"),
-    [("auto", "smtp_port"), ("starttls", "smtp_port"), ("implicit", "smtps_port")],
-)
-async def test_one_shot_sendmail_with_credentials(
-    exim: Exim, tls: asmtp.TLSMode, port: str
-) -> None:
-    marker = _kit.token()
-    sent = _kit.message(marker, f"asmtp.sendmail(tls={tls!r})\r\n".encode())
-    refused = await asmtp.sendmail(
-        exim.address("user"),
-        [exim.address("user"), "nobody@example.test"],
-        sent,
-        host=exim.host,
-        port=getattr(exim, port),
-        tls=tls,
-        username=exim.address("user"),
-        password=exim.password("user"),
-        context=exim.client_context(),
-        local_hostname=_kit.ME,
-        timeout=_kit.TIMEOUT,
-        deadline=30,
-    )
-    assert list(refused) == ["nobody@example.test"]
-    stored = await _kit.delivered(exim.maildir("user"), marker)
+@pytest.mark.parametrize("tls", ["auto", "starttls", "implicit"])
+async def test_one_shot_sendmail_with_credentials(exim: Exim, tls: asmtp.TLSMode) -> None:
+    refused, sent, stored = await _scenarios.one_shot_with_credentials(exim, tls)
+    assert list(refused) == [_scenarios.UNKNOWN]
     assert _kit.body_after_headers(stored) == _kit.expected_body(sent)
 
 
