@@ -39,6 +39,7 @@ __all__ = [
     "expn",
     "helo",
     "help_text",
+    "hostname_of",
     "noop",
     "quit",
     "quit_politely",
@@ -50,22 +51,31 @@ __all__ = [
 Answer = tuple[int, bytes]
 
 
-def _hostname(session: Session, name: str) -> bytes:
+def hostname_of(session: Session, name: str = "") -> bytes:
+    """The name EHLO/HELO gives: ``name``, else the local host name."""
     name = name or session.local_hostname or "localhost"
     return name.encode("ascii" if name.isascii() else "idna")
 
 
 async def helo(session: Session, name: str = "") -> Answer:
     """HELO; sets ``helo_resp``."""
-    reply = await session.exchange(Helo(_hostname(session, name)))
+    reply = await session.exchange(Helo(hostname_of(session, name)))
     session.helo_resp = reply.message
     return reply.code, reply.message
 
 
 async def ehlo(session: Session, name: str = "") -> Answer:
-    """EHLO (LHLO for LMTP); on 250 sets ``does_esmtp`` and ``esmtp_features``."""
+    """EHLO (LHLO for LMTP); on 250 sets ``does_esmtp`` and ``esmtp_features``.
+
+    Right after :func:`~asmtp._client._tls.starttls`, which says EHLO itself, an ``ehlo()``
+    with the same name answers with that reply instead of a second EHLO: code ported from
+    smtplib calls ``ehlo()`` there, and some servers (OpenSMTPD) refuse a second one.
+    """
+    hostname = hostname_of(session, name)
+    after_tls, session.ehlo_after_tls = session.ehlo_after_tls, None
+    if after_tls is not None and after_tls[0] == hostname:
+        return after_tls[1]
     session.esmtp_features = {}
-    hostname = _hostname(session, name)
     reply = await session.exchange(Lhlo(hostname) if session.lmtp else Ehlo(hostname))
     session.ehlo_resp = reply.message
     if reply.code == 250:

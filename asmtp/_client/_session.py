@@ -97,6 +97,8 @@ class Session:
         self.command_encoding = "ascii"
         self.progress: Progress | None = None
         """The send in flight, which replies and failures report to."""
+        self.ehlo_after_tls: tuple[bytes, tuple[int, bytes]] | None = None
+        """The name and reply of the EHLO STARTTLS just said, until another command goes out."""
         self.last_progress: Progress | None = None
         self._core: ClientConnection | None = None
         self._transport: Transport | None = None
@@ -344,6 +346,7 @@ class Session:
         framing checks) and the server judges it: ``rcpt()`` before ``mail()`` gets 503.
         """
         core = self._require()[0]
+        self.ehlo_after_tls = None
         if not core.pending_count and command.__class__ is not MessageData:
             self.take_unsolicited()
         logging_on = self.transcript.wanted()
@@ -367,6 +370,7 @@ class Session:
     def send_all(self, commands: Sequence[Command]) -> bytes:
         """The bytes for a pipelined group; a refused argument leaves nothing recorded."""
         core = self._require()[0]
+        self.ehlo_after_tls = None
         if not core.pending_count:
             self.take_unsolicited()
         lines = [core.loggable(command) for command in commands] if self.transcript.wanted() else []

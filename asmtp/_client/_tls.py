@@ -6,7 +6,7 @@ import ssl
 
 from ..errors import SMTPNotSupportedError, SMTPResponseException
 from ..protocol import StartTLS
-from ._commands import ehlo, ehlo_or_helo_if_needed
+from ._commands import ehlo, ehlo_or_helo_if_needed, hostname_of
 from ._session import Session
 
 __all__ = ["starttls"]
@@ -31,5 +31,7 @@ async def starttls(
     if server_hostname is None and not session.host.startswith("/"):
         server_hostname = session.settings.server_hostname or session.host or None
     await session.start_tls(context, server_hostname)
-    await ehlo(session)
+    answer = await ehlo(session)
+    # smtplib's callers say EHLO themselves next; that one gets this reply (see ehlo()).
+    session.ehlo_after_tls = (hostname_of(session), answer)
     return reply.code, reply.message

@@ -19,7 +19,13 @@ from secure._kit import ME, MESSAGE, UNTRUSTED_CONTEXTS, WAIT, verbs
 from support.scripted import Expect, ExpectClosed, ExpectLine, Send, StartTLS, smtp_script
 
 if TYPE_CHECKING:
-    from support.fixtures import ScriptedServerFactory, SMTPDServerFactory, TLSContexts
+    from support.fixtures import (
+        MemoryServerFactory,
+        ScriptedServerFactory,
+        SMTPDServerFactory,
+        TLSContexts,
+    )
+    from support.memory import MemoryServer
 
 pytestmark = pytest.mark.anyio
 
@@ -248,3 +254,52 @@ async def test_starttls_then_send_over_a_scripted_tls_session(
         await smtp.starttls(context=tls_contexts.client)
         # PIPELINING was offered in the clear only: the envelope now goes in lock-step.
         assert await smtp.sendmail("a@x.test", ["b@x.test"], MESSAGE) == {}
+
+
+def _client(server: MemoryServer) -> asmtp.SMTP:
+    return asmtp.SMTP(server.host, server.port, ME, timeout=WAIT, connector=server.connector)
+
+
+@pytest.mark.parametrize("name", ["", ME], ids=["default-name", "same-name"])
+async def test_the_smtplib_idiom_ehlo_after_starttls_sends_no_second_ehlo(
+    memory_server_factory: MemoryServerFactory, tls_contexts: TLSContexts, name: str
+) -> None:
+    """smtplib code says ``ehlo()`` after ``starttls()``; asmtp's starttls() already said
+    EHLO, and a server may refuse a second one (OpenSMTPD: 503 Already identified). The
+    script has exactly one EHLO under TLS, so a second would fail it."""
+    server = memory_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), b"250-plain.test\r\n250 STARTTLS\r\n"),
+                (b"STARTTLS\r\n", b"220 go ahead\r\n"),
+                (StartTLS(tls_contexts.server), b""),
+                (ExpectLine(b"EHLO"), b"250-secure.test\r\n250 AUTH PLAIN\r\n"),
+                (ExpectLine(b"AUTH PLAIN"), b"235 2.7.0 ok\r\n"),
+                (b"QUIT\r\n", b"221 bye\r\n"),
+            ]
+        )
+    )
+    async with _client(server) as client:
+        await client.starttls(context=tls_contexts.client)
+        assert await client.ehlo(name) == (250, b"secure.test\nAUTH PLAIN")
+        assert await client.login("user", "pass") == (235, b"2.7.0 ok")
+
+
+async def test_ehlo_with_another_name_after_starttls_is_sent(
+    memory_server_factory: MemoryServerFactory, tls_contexts: TLSContexts
+) -> None:
+    server = memory_server_factory(
+        smtp_script(
+            [
+                (ExpectLine(b"EHLO"), b"250-plain.test\r\n250 STARTTLS\r\n"),
+                (b"STARTTLS\r\n", b"220 go ahead\r\n"),
+                (StartTLS(tls_contexts.server), b""),
+                (ExpectLine(b"EHLO"), b"250 secure.test\r\n"),
+                (b"EHLO other.example\r\n", b"250 secure.test again\r\n"),
+                (b"QUIT\r\n", b"221 bye\r\n"),
+            ]
+        )
+    )
+    async with _client(server) as client:
+        await client.starttls(context=tls_contexts.client)
+        assert await client.ehlo("other.example") == (250, b"secure.test again")
