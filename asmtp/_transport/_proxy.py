@@ -125,8 +125,9 @@ def _fresh_failure(exc: Exception, proxy: Proxy, target: str) -> Exception | Non
         return ProxyError(f"cannot reach {where}: {_reason(exc)}")
     if isinstance(exc, OSError):
         return ProxyError(f"{where} failed while opening the tunnel to {target}: {_reason(exc)}")
-    if socks is not None and isinstance(exc, socks.ProxyError):
-        # The proxy's refusal (a SOCKS reply code) or an answer cut short.
+    if type(exc).__module__.partition(".")[0] == "python_socks":
+        # Its ProxyError (the proxy's refusal, with the SOCKS reply code), or an answer cut
+        # short (its IncompleteReadError, which the anyio API lets through).
         return ProxyError(
             f"{where} did not open the tunnel to {target}: {exc}", getattr(exc, "error_code", None)
         )
@@ -143,10 +144,25 @@ _KINDS: Final = {
 
 
 def _reason(exc: OSError) -> str:
-    """The cause alone: "Connection refused", "Name or service not known"."""
+    """The cause alone: "Connection refused", "Name or service not known".
+
+    Wrappers without an errno (python-socks', anyio's "All connection attempts failed")
+    give the first error they wrap.
+    """
+    for _ in range(4):  # bounded: each wrapper adds one level
+        if exc.errno or not isinstance(cause := _first_os_error(exc.__cause__), OSError):
+            break
+        exc = cause
     if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
         return os.strerror(exc.errno)
     return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _first_os_error(cause: BaseException | None) -> OSError | None:
+    if isinstance(cause, OSError):
+        return cause
+    grouped = getattr(cause, "exceptions", ())  # an exception group
+    return next((each for each in grouped if isinstance(each, OSError)), None)
 
 
 async def _socks_tunnel(

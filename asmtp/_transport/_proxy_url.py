@@ -82,14 +82,22 @@ class Proxy:
             raise ValueError(f"the proxy's port must be 1 to 65535, not {port!r}")
         if not host or _CONTROL.search(host) or " " in host:
             raise ValueError(f"the proxy's host name is empty or malformed: {host!r}")
-        if username is not None and _CONTROL.search(username):
-            raise ValueError("the proxy's user name holds a control character")
+        if username is not None and (_CONTROL.search(username) or not _encodes(username)):
+            raise ValueError("the proxy's user name holds a control character or a lone surrogate")
         if secret is not None and username is None:
             raise ValueError("a proxy password needs a user name")
         if secret is not None and scheme in ("socks4", "socks4a"):
             raise ValueError("SOCKS 4 has no password (its user id is the URL's user name)")
         if scheme == "http" and username is not None and ":" in username:
             raise ValueError("an HTTP proxy's user name cannot hold ':' (RFC 7617 §2)")
+        if scheme.startswith("socks5"):
+            # RFC 1929 §2: each is one length byte and at most 255 bytes of UTF-8 here.
+            if len(username.encode("utf-8") if username else b"") > 255:
+                raise ValueError("a SOCKS5 user name is at most 255 bytes")
+            if secret is not None and len(secret.utf8("proxy password")) > 255:
+                raise ValueError("a SOCKS5 password is at most 255 bytes")
+        if secret is not None:
+            secret.utf8("proxy password")  # refused now, never quoted, if it cannot be sent
         setter = object.__setattr__
         setter(self, "scheme", scheme)
         setter(self, "host", host)
@@ -150,6 +158,14 @@ class Proxy:
 
     def __repr__(self) -> str:
         return f"Proxy({str(self)!r})"
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def authority(host: str, port: int) -> str:
