@@ -100,12 +100,13 @@ async def open_tunnel(
     if password is not None:
         reason = reason.replace(password.reveal(), "********")  # a proxy echoing it back
     # RFC 9110 §9.3.6: any 2xx answer means the tunnel is open after the header section.
-    if not 200 <= code < 300:
-        if code == 407:
-            why = "refused the login" if username is not None else "requires a login"
-        else:
-            why = "refused the tunnel"
-        raise ProxyError(
-            f"the HTTP proxy {where} {why} to {host}:{port}: {code} {reason}".rstrip(),
-            code,
-        )
+    if 200 <= code < 300:
+        return
+    # 407 (RFC 9110 §15.5.8) asks for credentials; some proxies (tinyproxy) answer wrong
+    # ones with 401.
+    if code in (401, 407):
+        why = "refused the login" if username is not None else "requires a login"
+        why += f" (for a tunnel to {host}:{port})"
+    else:
+        why = f"refused the tunnel to {host}:{port}"
+    raise ProxyError(f"the HTTP proxy {where} {why}: {code} {reason}".rstrip(), code)
