@@ -262,3 +262,20 @@ def _size(path: str) -> int:
 def _read(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as file:
         return file.read()
+
+
+@pytest.mark.feature("SOCKS5 proxy")
+async def test_lmtp_to_dovecot_through_microsocks(servers: Servers, proxies: Proxies) -> None:
+    """LMTP over TCP goes through a proxy too; each recipient's reply after the data is read."""
+    marker = _kit.token()
+    sent = _kit.message(marker, b"LMTP through a SOCKS5 proxy\r\n")
+    async with asmtp.LMTP(
+        SERVER_NAME, servers.lmtp_port, _kit.ME, timeout=_kit.TIMEOUT, proxy=proxies.url("socks5h")
+    ) as lmtp:
+        refused = await lmtp.sendmail(
+            servers.address("sender"), [servers.address("user"), servers.address("sender")], sent
+        )
+    assert refused == {}
+    for name in ("user", "sender"):
+        stored = await _kit.delivered(servers.maildir(name), marker)
+        assert _kit.body_after_headers(stored) == _kit.expected_body(sent)

@@ -18,6 +18,7 @@ import anyio
 import pytest
 
 import asmtp
+from support.aiosmtpd_server import RecordingHandler
 from support.proxy_server import TestProxy
 
 from ._kit import (
@@ -201,3 +202,30 @@ async def test_a_pool_opens_each_connection_through_the_proxy(
     assert len(server.handler.wait_for_deliveries(6)) == 6
     assert 1 <= len(proxy.requests) <= 2
     assert {request.host for request in proxy.requests} == {MAIL_NAME}
+
+
+@pytest.mark.parametrize("scheme", ["socks4a", "socks5", "http"])
+async def test_a_proxy_that_asks_no_credentials_needs_none(
+    smtpd_server_factory: SMTPDServerFactory, scheme: str
+) -> None:
+    server = smtpd_server_factory()
+    with TestProxy(names={MAIL_NAME: "127.0.0.1"}) as proxy:
+        async with asmtp.SMTP(
+            target(scheme), server.port, ME, WAIT, proxy=proxy.url(scheme)
+        ) as smtp:
+            assert await smtp.sendmail("a@x.test", ["b@x.test"], MESSAGE) == {}
+        (request,) = proxy.requests
+    assert (request.username, request.password) == (None, None)
+
+
+async def test_lmtp_over_tcp_through_a_proxy_reads_each_recipients_reply(
+    smtpd_server_factory: SMTPDServerFactory, proxy: TestProxy
+) -> None:
+    server = smtpd_server_factory(RecordingHandler(), lmtp=True)
+    async with asmtp.LMTP(
+        MAIL_NAME, server.port, ME, timeout=WAIT, proxy=url(proxy, "socks5h")
+    ) as lmtp:
+        refused = await lmtp.sendmail("a@x.test", ["b@x.test", "c@x.test"], MESSAGE)
+    assert refused == {}
+    assert server.handler.deliveries[0].rcpt_tos == ("b@x.test", "c@x.test")
+    assert proxy.requests[0].host == MAIL_NAME
