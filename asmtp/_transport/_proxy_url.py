@@ -90,14 +90,14 @@ class Proxy:
             raise ValueError("SOCKS 4 has no password (its user id is the URL's user name)")
         if scheme == "http" and username is not None and ":" in username:
             raise ValueError("an HTTP proxy's user name cannot hold ':' (RFC 7617 §2)")
+        # Refused now, never quoted, if it cannot be sent (a lone surrogate from os.environ).
+        length = len(secret.utf8("proxy password")) if secret is not None else 0
         if scheme.startswith("socks5"):
-            # RFC 1929 §2: each is one length byte and at most 255 bytes of UTF-8 here.
+            # RFC 1929 §2: each has one length byte, so at most 255 bytes (UTF-8 here).
             if len(username.encode("utf-8") if username else b"") > 255:
                 raise ValueError("a SOCKS5 user name is at most 255 bytes")
-            if secret is not None and len(secret.utf8("proxy password")) > 255:
+            if length > 255:
                 raise ValueError("a SOCKS5 password is at most 255 bytes")
-        if secret is not None:
-            secret.utf8("proxy password")  # refused now, never quoted, if it cannot be sent
         setter = object.__setattr__
         setter(self, "scheme", scheme)
         setter(self, "host", host)
