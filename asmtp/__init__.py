@@ -22,10 +22,12 @@ from ._client import (
     sendmail,
 )
 from ._results import SendOutcome, SendResult
+from ._transport import Proxy
 from .errors import (
     BadArgument,
     EightBitNotSupportedError,
     MalformedHeaderError,
+    ProxyError,
     SMTPAuthenticationError,
     SMTPConnectError,
     SMTPDataError,
@@ -54,6 +56,8 @@ __all__ = [
     "EightBitNotSupportedError",
     "MalformedHeaderError",
     "Outgoing",
+    "Proxy",
+    "ProxyError",
     "RetryPolicy",
     "SMTPAuthenticationError",
     "SMTPConnectError",

@@ -2,7 +2,8 @@
 
 ``except smtplib.SMTPRecipientsRefused`` catches what asmtp raises, because it is the same
 class. Timeouts are the builtin :class:`TimeoutError`; bad arguments are :class:`ValueError`
-(:class:`asmtp.protocol.BadArgument`).
+(:class:`asmtp.protocol.BadArgument`); a proxy that fails is a :class:`ConnectionError`
+(:class:`ProxyError`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from smtplib import (
 )
 
 from ._results import SendOutcome
+from ._transport import ProxyError
 from .protocol import BadArgument
 
 __all__ = [
     "BadArgument",
     "EightBitNotSupportedError",
     "MalformedHeaderError",
+    "ProxyError",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",

@@ -13,6 +13,7 @@ import click
 import pytest
 
 from asmtp.cli._app import cli
+from support.proxy_server import TestProxy
 
 if TYPE_CHECKING:
     from support.fixtures import SMTPDServerFactory
@@ -23,6 +24,7 @@ _RUNNABLE = re.compile(r"<!-- runnable -->\n```python\n(.*?)```", re.S)
 _FILE = re.compile(r"<!-- file: (\S+) -->\n```python\n(.*?)```", re.S)
 """A file of an example project: the page's files are written out and run with pytest."""
 _PORT = "8025"  # the port the examples use for a local test server
+_PROXY_PORT = "1080"  # the port the examples use for a local proxy (the test kit's)
 
 
 def _examples() -> list[tuple[str, str]]:
@@ -35,22 +37,25 @@ def _examples() -> list[tuple[str, str]]:
 
 def test_the_pages_have_runnable_examples() -> None:
     names = {name.split("#")[0] for name, _ in _examples()}
-    assert {"README.md", "quickstart.md", "protocol.md"} <= names
+    assert {"README.md", "quickstart.md", "protocol.md", "proxies.md"} <= names
 
 
 @pytest.mark.parametrize(("name", "code"), _examples(), ids=[n for n, _ in _examples()])
 def test_runnable_example_runs_against_a_local_server(
     name: str, code: str, smtpd_server_factory: SMTPDServerFactory
 ) -> None:
-    """Each example runs as written, with only the server's port changed."""
+    """Each example runs as written, with only the server's (and proxy's) port changed."""
     server = smtpd_server_factory()
-    result = subprocess.run(  # noqa: S603 - our own interpreter and our own docs
-        [sys.executable, "-c", code.replace(_PORT, str(server.port))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    with TestProxy() as proxy:
+        ran = code.replace(_PORT, str(server.port)).replace(_PROXY_PORT, str(proxy.port))
+        result = subprocess.run(  # noqa: S603 - our own interpreter and our own docs
+            [sys.executable, "-c", ran],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert bool(proxy.requests) == (ran != code.replace(_PORT, str(server.port))), name
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
 
 

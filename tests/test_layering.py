@@ -30,8 +30,10 @@ LAYERS: Final[dict[str, frozenset[str]]] = {
     "asmtp.protocol": frozenset(),
     "asmtp.auth": frozenset(),
     "asmtp._results": frozenset(),
-    "asmtp.errors": frozenset({"asmtp.protocol", "asmtp._results"}),
-    "asmtp._transport": frozenset(),
+    # ProxyError is the transport's, re-exported as BadArgument is the core's.
+    "asmtp.errors": frozenset({"asmtp.protocol", "asmtp._results", "asmtp._transport"}),
+    # Only for Secret, which keeps a proxy's password.
+    "asmtp._transport": frozenset({"asmtp.auth"}),
     "asmtp._client": frozenset(
         {"asmtp.protocol", "asmtp.auth", "asmtp._results", "asmtp.errors", "asmtp._transport"}
     ),

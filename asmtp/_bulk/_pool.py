@@ -20,6 +20,7 @@ import anyio
 from .._client import (
     DEFAULT_TIMEOUT,
     Outgoing,
+    Proxy,
     Session,
     TLSMode,
     client_settings,
@@ -51,7 +52,9 @@ class SMTPPool:
     tasks; they return a :class:`~asmtp.SendResult` (the refused dict, with ``attempts``)
     and raise what :class:`~asmtp.SMTP` raises, the final exception carrying ``attempts``
     too. ``mechanism`` is a factory: SASL mechanisms are stateful, so each connection gets
-    one. ``chunking=False`` keeps DATA even where the server offers CHUNKING.
+    one. ``chunking=False`` keeps DATA even where the server offers CHUNKING. ``proxy``
+    (a URL or :class:`~asmtp.Proxy`) opens every connection through a SOCKS or HTTP
+    CONNECT proxy; a failing proxy is a failure to connect (:class:`~asmtp.ProxyError`).
 
     While every connection is busy, sends queue; a caller whose turn comes sends its own
     message and then up to ``max_batch - 1`` queued ones back to back on its connection,
@@ -92,6 +95,7 @@ class SMTPPool:
         retry: RetryPolicy | None = None,
         chunking: bool = True,
         max_batch: int = 16,
+        proxy: str | Proxy | None = None,
     ) -> None:
         secret = Secret(password) if isinstance(password, str) else password
         del password  # tracebacks keep every frame's locals: only the Secret stays
@@ -111,6 +115,7 @@ class SMTPPool:
             timeout=timeout,
             source_address=source_address,
             chunking=chunking,
+            proxy=proxy,
         )
         self.retry = retry or RetryPolicy()
         self.max_batch = max_batch

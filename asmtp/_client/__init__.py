@@ -11,6 +11,7 @@ and ``_oneshot`` on top. ``docs/architecture.md`` walks one ``sendmail`` through
 
 from __future__ import annotations
 
+from .._transport import Proxy
 from ._commands import quit as quit_session
 from ._envelope import Outgoing
 from ._lmtp import LMTP, LMTP_PORT
@@ -32,6 +33,7 @@ __all__ = [
     "SMTP_SSL_PORT",
     "ClientSettings",
     "Outgoing",
+    "Proxy",
     "Report",
     "Session",
     "TLSMode",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
-from .._transport import Connector, connect
+from .._transport import Connector, PreConnected, Proxy, connect
 from ..protocol._connection import DEFAULT_MAX_PENDING
 from ..protocol._replies import (
     DEFAULT_MAX_LINE_LENGTH,
@@ -51,6 +51,8 @@ class LMTP(SMTP):
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         max_pending: int = DEFAULT_MAX_PENDING,
         connector: Connector = connect,
+        proxy: str | Proxy | None = None,
+        sock: PreConnected | None = None,
     ) -> None:
         super().__init__(
             host,
@@ -63,6 +65,8 @@ class LMTP(SMTP):
             max_reply_bytes=max_reply_bytes,
             max_pending=max_pending,
             connector=connector,
+            proxy=proxy,
+            sock=sock,
         )
         self._session.settings = dataclasses.replace(self._session.settings, lmtp=True)
 

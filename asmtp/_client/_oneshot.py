@@ -8,6 +8,7 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 
 from .._results import SendResult
+from .._transport import PreConnected, Proxy
 from ..auth import Mechanism, Secret
 from ..protocol import Param
 from . import _commands, _transaction
@@ -34,6 +35,8 @@ async def connect(
     local_hostname: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     source_address: tuple[str, int] | None = None,
+    proxy: str | Proxy | None = None,
+    sock: PreConnected | None = None,
 ) -> AsyncIterator[SMTP]:
     """Open a ready-to-send :class:`SMTP` under the TLS policy ``tls``; QUIT on exit.
 
@@ -41,6 +44,11 @@ async def connect(
     ``mechanism`` object (:meth:`SMTP.auth`). Raises :class:`TLSRequiredError` rather than
     send credentials unencrypted or skip a required STARTTLS, and
     :class:`smtplib.SMTPConnectError` when the greeting is not ``220``.
+
+    ``proxy`` (a URL such as ``"socks5h://user:pw@proxy:1080"``, or an
+    :class:`asmtp.Proxy`) reaches the server through a SOCKS or HTTP CONNECT proxy, and
+    ``sock`` over a connection the caller opened (``host`` is then only the name TLS
+    checks), as for :class:`SMTP`; a failing proxy raises :class:`asmtp.ProxyError`.
     """
     settings = client_settings(
         host,
@@ -53,6 +61,8 @@ async def connect(
         local_hostname=local_hostname,
         timeout=timeout,
         source_address=source_address,
+        proxy=proxy,
+        sock=sock,
     )
     del password
     session = Session(settings)
@@ -76,6 +86,8 @@ async def sendmail(
     local_hostname: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     source_address: tuple[str, int] | None = None,
+    proxy: str | Proxy | None = None,
+    sock: PreConnected | None = None,
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
     deadline: float | None = None,
@@ -84,7 +96,8 @@ async def sendmail(
 
     Raises what :meth:`SMTP.sendmail` raises, :class:`TLSRequiredError` (see :func:`connect`)
     and :class:`smtplib.SMTPConnectError` for a greeting other than ``220``. ``deadline``
-    bounds the whole call, connecting included, in seconds.
+    bounds the whole call, connecting included, in seconds; ``proxy`` and ``sock`` as in
+    :func:`connect`.
     """
     item = Outgoing.checked(from_addr, to_addrs, msg, mail_options, rcpt_options)
     settings = client_settings(
@@ -98,6 +111,8 @@ async def sendmail(
         local_hostname=local_hostname,
         timeout=timeout,
         source_address=source_address,
+        proxy=proxy,
+        sock=sock,
     )
     del password
     return await _send_once(Session(settings), item, deadline)
@@ -118,13 +133,16 @@ async def send_message(
     local_hostname: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     source_address: tuple[str, int] | None = None,
+    proxy: str | Proxy | None = None,
+    sock: PreConnected | None = None,
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
     deadline: float | None = None,
 ) -> SendResult:
     """Connect, send an :class:`email.message.Message` as :meth:`SMTP.send_message`, QUIT.
 
-    ``deadline`` bounds the whole call, connecting included, in seconds.
+    ``deadline`` bounds the whole call, connecting included, in seconds; ``proxy`` and
+    ``sock`` as in :func:`connect`.
     """
     item = Outgoing.message(msg, from_addr, to_addrs, mail_options, rcpt_options)
     settings = client_settings(
@@ -138,6 +156,8 @@ async def send_message(
         local_hostname=local_hostname,
         timeout=timeout,
         source_address=source_address,
+        proxy=proxy,
+        sock=sock,
     )
     del password
     return await _send_once(Session(settings), item, deadline)

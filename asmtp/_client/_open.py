@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
-from .._transport import Connector, connect
+from .._transport import Connector, PreConnected, Proxy, connect, connector_for
 from ..auth import Mechanism, Secret
 from ..errors import SMTPConnectError, TLSRequiredError
 from ._commands import ehlo_or_helo_if_needed, quit_politely
@@ -36,8 +36,11 @@ def client_settings(
     source_address: tuple[str, int] | None,
     chunking: bool = True,
     connector: Connector = connect,
+    proxy: str | Proxy | None = None,
+    sock: PreConnected | None = None,
 ) -> ClientSettings:
     """The settings the public keyword arguments describe, checked."""
+    connector = connector_for(connector, proxy=proxy, sock=sock)
     tls = check_tls(tls)
     if isinstance(password, str):
         password = Secret(password)

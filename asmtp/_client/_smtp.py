@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from .._results import SendOutcome, SendResult
-from .._transport import Connector, connect
+from .._transport import Connector, PreConnected, Proxy, connect, connector_for
 from ..auth import Mechanism, Secret
 from ..errors import SMTPConnectError, SMTPDataError
 from ..protocol import Data, Param, Reply, State
@@ -47,6 +47,13 @@ class SMTP:
     :class:`TimeoutError`. The keyword-only limits bound what a server may send
     (:class:`asmtp.protocol.ClientConnection`); ``connector`` opens the byte stream
     (for tests and custom transports).
+
+    ``proxy`` reaches the server through a SOCKS or HTTP CONNECT proxy, given as a URL
+    (``"socks5h://user:pw@proxy:1080"``) or an :class:`asmtp.Proxy`; ``sock`` hands over
+    a connection opened by the caller (a connected :class:`socket.socket` or an anyio
+    ``ByteStream``), used for one connect, with ``host`` (default ``localhost``) as the
+    name TLS checks. Failures of the proxy raise :class:`asmtp.ProxyError`. See
+    ``docs/proxies.md``.
     """
 
     default_port: int = 25
@@ -65,10 +72,13 @@ class SMTP:
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         max_pending: int = DEFAULT_MAX_PENDING,
         connector: Connector = connect,
+        proxy: str | Proxy | None = None,
+        sock: PreConnected | None = None,
     ) -> None:
+        connector = connector_for(connector, proxy=proxy, sock=sock)
         self._session = Session(
             ClientSettings(
-                host=host,
+                host=host or ("localhost" if sock is not None else ""),
                 port=port,
                 local_hostname=local_hostname,
                 timeout=timeout,

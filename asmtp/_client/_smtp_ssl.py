@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ssl
 
-from .._transport import Connector, connect, new_ssl_context
+from .._transport import Connector, PreConnected, Proxy, connect, new_ssl_context
 from ..protocol._connection import DEFAULT_MAX_PENDING
 from ..protocol._replies import (
     DEFAULT_MAX_LINE_LENGTH,
@@ -43,6 +43,8 @@ class SMTP_SSL(SMTP):
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         max_pending: int = DEFAULT_MAX_PENDING,
         connector: Connector = connect,
+        proxy: str | Proxy | None = None,
+        sock: PreConnected | None = None,
     ) -> None:
         super().__init__(
             host,
@@ -55,6 +57,8 @@ class SMTP_SSL(SMTP):
             max_reply_bytes=max_reply_bytes,
             max_pending=max_pending,
             connector=connector,
+            proxy=proxy,
+            sock=sock,
         )
         self._session.settings = dataclasses.replace(
             self._session.settings,

@@ -24,7 +24,7 @@ from typing import TypeVar
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
 
-__all__ = ["AnyioTransport", "open_anyio"]
+__all__ = ["AnyioTransport", "adopt_anyio", "open_anyio"]
 
 _RECEIVE_SIZE = 65536
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # trio's sockets are non-blocking anyway
@@ -220,6 +220,20 @@ async def open_anyio(
             stream = await anyio.connect_tcp(
                 host, port, local_host=local_host, local_port=local_port or None
             )
+    return await adopt_anyio(
+        stream, tls_context=tls_context, server_hostname=server_hostname, deadline=deadline
+    )
+
+
+async def adopt_anyio(
+    stream: ByteStream,
+    *,
+    tls_context: ssl.SSLContext | None,
+    server_hostname: str | None,
+    deadline: float,
+) -> AnyioTransport:
+    """A transport over an open byte stream (a proxy's tunnel, or the caller's own), TLS
+    from the first byte with ``tls_context``. The stream is closed if the handshake fails."""
     transport = AnyioTransport(stream)
     if tls_context is not None:
         try:

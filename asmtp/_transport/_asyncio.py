@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TypeVar, cast
 
-__all__ = ["AsyncioTransport", "open_asyncio"]
+__all__ = ["AsyncioTransport", "adopt_asyncio", "open_asyncio"]
 
 _T = TypeVar("_T")
 _HIGH_WATER = 256 * 1024
@@ -247,6 +247,40 @@ async def open_asyncio(
             server_hostname=server_hostname if tls_context is not None else None,
             local_addr=source_address,
         )
+    return await _opened(opening, tls_context, deadline)
+
+
+async def adopt_asyncio(
+    sock: socket.socket,
+    *,
+    tls_context: ssl.SSLContext | None,
+    server_hostname: str | None,
+    deadline: float,
+) -> AsyncioTransport:
+    """A transport over a connected socket (a proxy's tunnel, or the caller's own), TLS
+    from the first byte with ``tls_context``. The socket is closed if this fails."""
+    loop = asyncio.get_running_loop()
+    name = server_hostname if tls_context is not None else None
+    try:
+        if sock.family == socket.AF_UNIX:
+            opening = loop.create_unix_connection(
+                _Protocol, sock=sock, ssl=tls_context, server_hostname=name
+            )
+        else:
+            opening = loop.create_connection(
+                _Protocol, sock=sock, ssl=tls_context, server_hostname=name
+            )
+        return await _opened(opening, tls_context, deadline)
+    except BaseException:
+        sock.close()  # the loop closes it too once it took it over; twice is harmless
+        raise
+
+
+async def _opened(
+    opening: Awaitable[tuple[asyncio.Transport, _Protocol]],
+    tls_context: ssl.SSLContext | None,
+    deadline: float,
+) -> AsyncioTransport:
     try:
         transport, protocol = await _within(deadline, opening, "connect timed out")
     except ConnectionResetError as exc:

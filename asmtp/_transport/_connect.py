@@ -10,7 +10,7 @@ from ._anyio import open_anyio
 from ._asyncio import open_asyncio
 from ._interface import Transport
 
-__all__ = ["connect", "default_ssl_context", "new_ssl_context"]
+__all__ = ["connect", "default_ssl_context", "new_ssl_context", "on_asyncio_fast_path"]
 
 ASYNCIO_FAST_PATH = True
 """Under asyncio, use asyncio's own transports (see ``_asyncio``); trio uses anyio."""
@@ -37,7 +37,8 @@ def default_ssl_context() -> ssl.SSLContext:
     return new_ssl_context()
 
 
-def _on_asyncio() -> bool:
+def on_asyncio_fast_path() -> bool:
+    """Whether this task runs on asyncio with its own transports in use (see ``_asyncio``)."""
     if not ASYNCIO_FAST_PATH:
         return False
     try:
@@ -58,7 +59,7 @@ async def connect(
 ) -> Transport:
     """Open TCP (TLS from the first byte with ``tls_context``), or a Unix socket when
     ``host`` is an absolute path; the :class:`~asmtp._transport.Connector` by default."""
-    opener = open_asyncio if _on_asyncio() else open_anyio
+    opener = open_asyncio if on_asyncio_fast_path() else open_anyio
     return await opener(
         host,
         port,

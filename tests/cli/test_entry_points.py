@@ -12,7 +12,7 @@ def test_pyproject_declares_the_script_and_the_extra() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["scripts"] == {"asmtp": "asmtp.cli:main"}
-    assert project["dependencies"] == ["anyio>=4.4"]
+    assert project["dependencies"] == ["anyio>=4.10"]
     extras = project["optional-dependencies"]
     assert {"click>=8.1", "aiosmtpd>=1.4.4", "trustme>=1.1"} <= set(extras["cli"])
     assert {"click>=8.1", "aiosmtpd>=1.4.4", "trustme>=1.1"} <= set(extras["test"])

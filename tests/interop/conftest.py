@@ -3,7 +3,8 @@
 :func:`servers` installs Postfix and Dovecot when missing (root, Debian), starts a private
 instance (``realservers.py``) and stops it at the end; :func:`exim` and :func:`opensmtpd`
 do the same with privately unpacked packages (``_exim.py``, ``_opensmtpd.py``), and
-:func:`oauth` starts the OAuth stack (``_oauth.py``) beside Postfix. Where they cannot run
+:func:`oauth` starts the OAuth stack (``_oauth.py``) beside Postfix, and :func:`proxies`
+SOCKS and HTTP proxies in front of it (``_proxies.py``). Where they cannot run
 (not root, no apt) the tests are skipped with the reason, unless ``CI=true``: then they
 fail, since CI must run them. ``ASMTP_INTEROP_STATE=/path/state.json`` uses a Postfix and
 Dovecot started outside pytest (``python tests/interop/realservers.py start``) and leaves
@@ -22,7 +23,7 @@ from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
-from interop import _exim, _oauth, _opensmtpd, realservers
+from interop import _exim, _oauth, _opensmtpd, _proxies, realservers
 from interop._daemon import StartError, Unavailable
 
 HERE = Path(__file__).parent
@@ -177,3 +178,15 @@ def oauth(
         return _oauth.start(servers.oauth_sasl_socket, log=log)
 
     yield from _running(request, "the OAuth stack", start, _oauth.stop, keep_dir=True)
+
+
+@pytest.fixture(scope="session")
+def proxies(
+    request: pytest.FixtureRequest, servers: realservers.Servers
+) -> Iterator[_proxies.Proxies]:
+    """microsocks, Dante and tinyproxy in front of Postfix (see ``_proxies.Proxies``)."""
+
+    def start(log: Log) -> _proxies.Proxies:
+        return _proxies.start(servers, log=log)
+
+    yield from _running(request, "the proxies", start, _proxies.stop)

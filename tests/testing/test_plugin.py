@@ -195,5 +195,5 @@ def test_the_entry_point_names_the_plugin_and_the_extra_has_its_dependencies() -
     entry_points = project["project"]["entry-points"]["pytest11"]
     assert entry_points == {"asmtp.testing.plugin": "asmtp.testing.plugin"}
     extras = project["project"]["optional-dependencies"]
-    assert project["project"]["dependencies"] == ["anyio>=4.4"]
+    assert project["project"]["dependencies"] == ["anyio>=4.10"]
     assert {"aiosmtpd>=1.4.4", "trustme>=1.1"} <= set(extras["testing"])
