@@ -21,6 +21,8 @@ class Slot:
     session: Session
     sent: int = 0
     idle_since: float = 0.0
+    worn: bool = False
+    """The server refuses more on it (a 4xx to MAIL): close it instead of keeping it."""
 
 
 class Idle:
@@ -50,9 +52,30 @@ class Idle:
                 expired.append(slot)
         return None, expired
 
+    def sweep(self, now: float) -> list[Slot]:
+        """Take out, for closing, the connections idle too long or no longer usable.
+
+        The pool's reaper calls it when :meth:`next_expiry` comes; like :meth:`checkout`
+        it reads what the server sent meanwhile (a close, a 421), so those go too.
+        """
+        kept: deque[Slot] = deque()
+        gone: list[Slot] = []
+        for slot in self._slots:
+            expired = now - slot.idle_since >= self.idle_timeout
+            usable = slot.session.state is State.READY and slot.session.reusable()
+            (kept if usable and not expired else gone).append(slot)
+        self._slots = kept
+        return gone
+
+    def next_expiry(self) -> float | None:
+        """When the oldest idle connection passes ``idle_timeout`` (``None``: none idle)."""
+        if not self._slots:
+            return None
+        return self._slots[0].idle_since + self.idle_timeout
+
     def checkin(self, slot: Slot, now: float) -> bool:
-        """Keep ``slot`` for reuse if it is in step and under its message limit."""
-        if slot.sent >= self.max_messages or not slot.session.is_connected:
+        """Keep ``slot`` for reuse if it is in step, under its message limit and not worn."""
+        if slot.worn or slot.sent >= self.max_messages or not slot.session.is_connected:
             return False
         if slot.session.state is not State.READY:
             return False
