@@ -173,7 +173,7 @@ class Connections:
             session = slot.session
             with anyio.move_on_after(_QUIT_TIMEOUT, shield=True):
                 try:
-                    if session.is_connected and session.state is State.READY:
+                    if session.is_connected and session.state in (State.GREETED, State.READY):
                         await session.run(quit_session, session)
                 except (OSError, SMTPException):
                     pass  # e.g. the server already closed it

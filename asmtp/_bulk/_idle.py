@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Final
 
 from .._client import Session
 from ..protocol import State
 
 __all__ = ["Idle", "RateLimiter", "Slot"]
+
+# Between transactions, nothing owed: greeted (a connection opened ahead, EHLO not said
+# yet) or ready for MAIL.
+_IN_STEP: Final = frozenset({State.GREETED, State.READY})
 
 
 @dataclass
@@ -45,7 +50,7 @@ class Idle:
                 expired.append(slot)
                 expired.extend(self._slots)  # older still: all expired
                 self._slots.clear()
-            elif slot.session.state is State.READY and slot.session.reusable():
+            elif slot.session.state in _IN_STEP and slot.session.reusable():
                 # reusable() also reads what came while idle: a 421, a close, a stray reply.
                 return slot, expired
             else:
@@ -62,7 +67,7 @@ class Idle:
         gone: list[Slot] = []
         for slot in self._slots:
             expired = now - slot.idle_since >= self.idle_timeout
-            usable = slot.session.state is State.READY and slot.session.reusable()
+            usable = slot.session.state in _IN_STEP and slot.session.reusable()
             (kept if usable and not expired else gone).append(slot)
         self._slots = kept
         return gone
@@ -77,7 +82,7 @@ class Idle:
         """Keep ``slot`` for reuse if it is in step, under its message limit and not worn."""
         if slot.worn or slot.sent >= self.max_messages or not slot.session.is_connected:
             return False
-        if slot.session.state is not State.READY:
+        if slot.session.state not in _IN_STEP:
             return False
         slot.idle_since = now
         self._slots.append(slot)

@@ -149,7 +149,7 @@ class SMTPPool:
         self._rate = RateLimiter(rate_limit)
         self._owner = LoopOwner()
         self._reaper: TaskGroup | None = None  # open in `async with`: closes idle connections
-        self._reaping = anyio.CancelScope()
+        self._reaping: anyio.CancelScope | None = None
 
     @property
     def host(self) -> str:
@@ -218,7 +218,8 @@ class SMTPPool:
         """QUIT and close every idle connection. Sends then raise :class:`RuntimeError` until
         the pool is entered again (``async with pool:``), in this event loop or another."""
         self._owner.claim()
-        self._reaping.cancel()
+        if self._reaping is not None:
+            self._reaping.cancel()
         await self._connections.close_idle()
         self._owner.release()
 

@@ -86,14 +86,9 @@ class SendStream(Generic[K], AsyncIterator[tuple[K, SendOutcome]]):
         self._messages = messages
         self._on_start = on_start
         self._grace = grace
-        self._room = anyio.Semaphore(window)
-        self._sender, self._receiver = anyio.create_memory_object_stream[tuple[K, SendOutcome]](
-            window
-        )
+        self._window = window
         self._task_group: TaskGroup | None = None
-        self._feeding = anyio.CancelScope()
         self._sends: set[anyio.CancelScope] = set()
-        self._settled = anyio.Event()  # the input is done and every message reported
         self._pending = 0  # messages read whose outcome is not known yet
         self._input_done = False
         self._input_error: BaseException | None = None
@@ -131,6 +126,13 @@ class SendStream(Generic[K], AsyncIterator[tuple[K, SendOutcome]]):
             raise RuntimeError("a SendStream runs once; call send_each() again for more")
         self._check()
         self._used = True
+        # Made here, in the event loop: the stream object may be made outside one.
+        self._room = anyio.Semaphore(self._window)
+        self._sender, self._receiver = anyio.create_memory_object_stream[tuple[K, SendOutcome]](
+            self._window
+        )
+        self._feeding = anyio.CancelScope()
+        self._settled = anyio.Event()  # the input is done and every message reported
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._feed)

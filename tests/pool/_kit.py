@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from support.aiosmtpd_server import Delivery, RecordingHandler
 
@@ -156,3 +156,38 @@ class SessionHandler(RecordingHandler):
         self.disconnect_after = verb if doomed else None
         self.dropped += doomed
         return doomed
+
+
+USER, PASSWORD = "pool-user", "s3cret pass"
+"""The one login :class:`Authenticator` accepts."""
+
+
+class Authenticator:
+    """aiosmtpd authenticator accepting one user; records every attempt (server thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.attempts: list[tuple[str, str, bool]] = []
+
+    def __call__(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
+        auth_data: Any,
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == USER.encode()
+            and auth_data.password == PASSWORD.encode()
+        )
+        login = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else "?"
+        with self._lock:
+            self.attempts.append((mechanism, login, ok))
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd replies 535
+
+    @property
+    def successes(self) -> int:
+        with self._lock:
+            return sum(ok for _, _, ok in self.attempts)

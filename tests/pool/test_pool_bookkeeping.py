@@ -19,9 +19,8 @@ import pytest
 
 from asmtp import RetryPolicy, SendOutcome, SendResult, SMTPPool
 from asmtp._bulk import is_retryable, retry_delay
-from asmtp._bulk._backoff import Admission, ConnectBackoff
+from asmtp._bulk._backoff import Admission, ConnectBackoff, own_copy
 from asmtp._bulk._idle import Idle, RateLimiter, Slot
-from asmtp._bulk._backoff import own_copy
 from asmtp._client import Session
 from asmtp.errors import (
     SMTPAuthenticationError,
