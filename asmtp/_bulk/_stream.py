@@ -21,7 +21,7 @@ import functools
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -59,7 +59,7 @@ def failure_outcome(exc: Exception) -> SendOutcome:
     return SendOutcome(False, attempts=attempts, error=exc)
 
 
-class SendStream(Generic[K], AsyncIterator[tuple[K, SendOutcome]]):
+class SendStream(AsyncIterator[tuple[K, SendOutcome]]):
     """``(key, outcome)`` for each message, as it completes; see :meth:`SMTPPool.send_each`.
 
     Use it as ``async with pool.send_each(messages) as results: async for key, outcome in
@@ -152,7 +152,11 @@ class SendStream(Generic[K], AsyncIterator[tuple[K, SendOutcome]]):
             self._task_group = None
             # Every task is ending; the consumer's own exception (the input's error, a
             # cancellation) must reach it as it is, not wrapped in an exception group.
-            await task_group.__aexit__(None, None, None)
+            try:
+                await task_group.__aexit__(None, None, None)
+            finally:
+                self._sender.close()
+                self._receiver.close()
 
     def __aiter__(self) -> SendStream[K]:
         return self
@@ -190,13 +194,15 @@ class SendStream(Generic[K], AsyncIterator[tuple[K, SendOutcome]]):
     # -- reading the input and sending --------------------------------------------------
 
     async def _feed(self) -> None:
-        with self._feeding:
-            try:
-                await self._read_input()
-            except Exception as exc:  # the input failed: what is in flight still reports
-                self._input_error = exc
-        self._input_done = True
-        self._settle()
+        try:
+            with self._feeding:
+                try:
+                    await self._read_input()
+                except Exception as exc:  # the input failed: what is in flight still reports
+                    self._input_error = exc
+        finally:  # also when the consumer's cancellation reached this task
+            self._input_done = True
+            self._settle()
 
     async def _read_input(self) -> None:
         next_pair = _reader(self._messages)
