@@ -155,13 +155,16 @@ class Connections:
 
         Each wake also closes those the server closed or wrote to while they idled.
         """
-        while True:
-            expiry = self.idle.next_expiry()
-            wait = math.inf if expiry is None else max(0.0, expiry - time.monotonic())
-            self._reaper_wake = anyio.Event()
-            with anyio.move_on_after(wait):
-                await self._reaper_wake.wait()
-            await self.close(self.idle.sweep(time.monotonic()))
+        try:
+            while True:
+                expiry = self.idle.next_expiry()
+                wait = math.inf if expiry is None else max(0.0, expiry - time.monotonic())
+                self._reaper_wake = anyio.Event()
+                with anyio.move_on_after(wait):
+                    await self._reaper_wake.wait()
+                await self.close(self.idle.sweep(time.monotonic()))
+        finally:
+            self._reaper_wake = None  # its event belongs to this event loop
 
     async def close(self, slots: list[Slot]) -> None:
         """QUIT (when in step) and close each connection, within a bounded, shielded time."""

@@ -2,7 +2,9 @@
 
 At most ``limit`` callers hold a connection at once; the others queue, first come first
 served. A holder may take queued jobs into its connection's batch; their owners keep
-waiting until the job is done, and are woken with its own result.
+waiting until the job is done, and are woken with its own result. A :class:`Tracker`
+follows one message across its attempts, so a send abandoned midway can say what became
+of it.
 """
 
 from __future__ import annotations
