@@ -75,7 +75,8 @@ class Connections:
             self.check_open()
             now = time.monotonic()
             slot, expired = (None, []) if job.fresh else self.idle.checkout(now)
-            await self.close(expired)
+            if expired:
+                await self.close(expired)
             if slot is not None:
                 job.reused = True
                 return slot
