@@ -7,7 +7,7 @@ Runs on asyncio and trio (through anyio). Exceptions are smtplib's own classes, 
 from __future__ import annotations
 
 from . import auth, errors, protocol
-from ._bulk import RetryPolicy, SMTPPool
+from ._bulk import RetryPolicy, SendStream, SMTPPool
 from ._client import (
     DEFAULT_TIMEOUT,
     LMTP,
@@ -76,6 +76,7 @@ __all__ = [
     "SMTPTransactionTimeout",
     "SendOutcome",
     "SendResult",
+    "SendStream",
     "TLSMode",
     "TLSRequiredError",
     "auth",

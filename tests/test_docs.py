@@ -22,6 +22,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _RUNNABLE = re.compile(r"<!-- runnable -->\n```python\n(.*?)```", re.S)
 _FILE = re.compile(r"<!-- file: (\S+) -->\n```python\n(.*?)```", re.S)
+_ACROSS_A_RESTART = re.compile(
+    r"<!-- runnable across a server restart -->\n```python\n(.*?)```", re.S
+)
+"""A long-running program that mails each line of its input, and must outlive the server."""
 """A file of an example project: the page's files are written out and run with pytest."""
 _PORT = "8025"  # the port the examples use for a local test server
 _PROXY_PORT = "1080"  # the port the examples use for a local proxy (the test kit's)
@@ -57,6 +61,55 @@ def test_runnable_example_runs_against_a_local_server(
         )
     assert bool(proxy.requests) == (ran != code.replace(_PORT, str(server.port))), name
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def _restart_examples() -> list[tuple[str, str]]:
+    found = []
+    for page in PAGES:
+        for number, code in enumerate(_ACROSS_A_RESTART.findall(page.read_text(encoding="utf-8"))):
+            found.append((f"{page.name}#{number}", code))
+    return found
+
+
+def test_the_bots_page_has_examples_that_outlive_a_server_restart() -> None:
+    assert {name.split("#")[0] for name, _ in _restart_examples()} == {"bots.md"}
+
+
+@pytest.mark.parametrize(
+    ("name", "code"), _restart_examples(), ids=[n for n, _ in _restart_examples()]
+)
+def test_long_running_example_survives_a_restart_of_the_server(
+    name: str, code: str, smtpd_server_factory: SMTPDServerFactory
+) -> None:
+    """One line of input, the server stopped (its connections reset) and started again on
+    the same port, a second line: both are mailed, and the program ends cleanly."""
+    first = smtpd_server_factory()
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and our own docs
+        [sys.executable, "-c", code.replace(_PORT, str(first.port))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None
+    try:
+        process.stdin.write("disk almost full\n")
+        process.stdin.flush()
+        first.handler.wait_for_deliveries(1, timeout=20)
+        first.stop()
+        second = smtpd_server_factory(port=first.port)
+        process.stdin.write("disk full\n")
+        process.stdin.flush()
+        [delivery] = second.handler.wait_for_deliveries(1, timeout=20)
+        stdout, stderr = process.communicate(timeout=30)  # closes its input: the end
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    assert process.returncode == 0, f"{name} failed:\n{stdout}\n{stderr}"
+    assert b"disk full" in delivery.content
+    assert stdout.count("sent: (250,") == 2, f"{stdout}\n{stderr}"
+    assert (first.connection_count, second.connection_count) == (1, 1)
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

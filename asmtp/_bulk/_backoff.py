@@ -27,7 +27,17 @@ from ..errors import (
     SMTPTransactionTimeout,
 )
 
-__all__ = ["Admission", "ConnectBackoff", "RetryPolicy", "is_retryable", "retry_delay"]
+__all__ = [
+    "Admission",
+    "ConnectBackoff",
+    "GaveUp",
+    "RetryPolicy",
+    "died_unanswered",
+    "is_retryable",
+    "own_copy",
+    "retry_delay",
+    "wants_fresh_connection",
+]
 
 _RNG = random.Random()  # noqa: S311 - jitter for retries, not secrecy
 
@@ -77,6 +87,30 @@ def is_retryable(exc: BaseException) -> bool:
     # Failures while connecting, greeting or saying EHLO: no transaction had started.
     # (anyio reports a refused connection as a plain OSError.)
     return isinstance(exc, OSError)
+
+
+def wants_fresh_connection(exc: object) -> bool:
+    """True for a transient (4xx) refusal of MAIL: retry on another connection, not this one.
+
+    Servers refuse MAIL with a 4xx when the session itself is worn out (OpenSMTPD's
+    ``452 4.5.3 Too many messages`` after its ``max-mails``), so the same connection would
+    only refuse again.
+    """
+    return isinstance(exc, SMTPSenderRefused) and 400 <= exc.smtp_code < 500
+
+
+def died_unanswered(exc: object, *, answered: bool) -> bool:
+    """True when the connection was lost before the server answered anything of the send.
+
+    A reused connection that fails so was dead before the send began (the server closed it
+    while it idled, and the close crossed the first write): the send did not fail, its
+    connection did. ``answered`` says whether any reply of the send arrived.
+    """
+    return (
+        isinstance(exc, SMTPTransactionInterrupted)
+        and exc.outcome.accepted is False
+        and not answered
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +193,24 @@ class ConnectBackoff:
         """A connection attempt was cancelled: its probe, if it was one, is free again."""
         if token == self._round:
             self._probing = False
+
+
+class GaveUp(Exception):
+    """The pool gave up connecting for a send; carries the error that send raises."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = own_copy(error)
+
+
+def own_copy(error: Exception) -> Exception:
+    """``error`` for one more send to raise: sends in many tasks cannot share one object
+    (each gets its own ``attempts`` and traceback), so each raises a copy caused by it.
+
+    Built without calling ``__init__``, whose parameters need not be the ``args`` it keeps.
+    """
+    mine = type(error).__new__(type(error), *error.args)
+    mine.args = error.args  # OSError.__new__ leaves them to an overriding __init__
+    mine.__dict__.update(vars(error))
+    mine.__cause__ = error
+    return mine

@@ -2,19 +2,22 @@
 
 At most ``limit`` callers hold a connection at once; the others queue, first come first
 served. A holder may take queued jobs into its connection's batch; their owners keep
-waiting until the job is done, and are woken with its own result.
+waiting until the job is done, and are woken with its own result. A :class:`Tracker`
+follows one message across its attempts, so a send abandoned midway can say what became
+of it.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import anyio
 
 from .._client import Outgoing, Session
-from .._results import SendResult
+from .._results import SendOutcome, SendResult
 
-__all__ = ["Gate", "Job"]
+__all__ = ["Gate", "Job", "Tracker"]
 
 
 class Job:
@@ -22,32 +25,64 @@ class Job:
 
     __slots__ = (
         "batchable",
+        "carried_before",
         "deadline",
         "done",
         "error",
         "expires",
+        "fresh",
+        "hook_error",
         "item",
+        "on_start",
         "promoted",
         "result",
+        "reused",
         "session",
+        "started",
         "taken",
         "wake",
     )
 
     def __init__(
-        self, item: Outgoing, *, batchable: bool, deadline: float | None, expires: float
+        self,
+        item: Outgoing,
+        *,
+        batchable: bool,
+        deadline: float | None,
+        expires: float,
+        on_start: Callable[[], object] | None = None,
+        fresh: bool = False,
     ) -> None:
         self.item = item
         self.batchable = batchable
         self.deadline = deadline
         self.expires = expires  # time.monotonic() past which the send waits no longer
+        self.on_start = on_start
+        self.fresh = fresh  # must run on a newly opened connection, not an idle one
         self.wake = anyio.Event()
         self.promoted = False  # handed a place at the gate: it runs a connection itself
         self.taken = False  # taken into another caller's batch
+        self.started = False  # its first byte is about to be, or was, written
         self.done = False
         self.result: SendResult | None = None
         self.error: Exception | None = None
-        self.session: Session | None = None  # the connection it ran on, when it ran alone
+        self.hook_error: Exception | None = None  # on_start raised: the send was not made
+        self.session: Session | None = None  # the connection it ran on, when it ran its own
+        self.reused = False  # that connection came from the idle ones
+        self.carried_before = 0  # messages that connection had carried before this one
+
+    def start(self) -> None:
+        """The message's first byte is about to be written: call the caller's hook.
+
+        A hook that raises stops the send before anything of it is written.
+        """
+        self.started = True
+        if self.on_start is not None:
+            try:
+                self.on_start()
+            except Exception as exc:
+                self.hook_error = exc
+                raise
 
     def finish(self, result: SendResult | Exception) -> None:
         """Record the result and wake the job's owner."""
@@ -64,6 +99,39 @@ class Job:
             raise self.error
         assert self.result is not None  # noqa: S101 - finish() set one of the two
         return self.result
+
+    def known_outcome(self) -> SendOutcome:
+        """What can be said of this attempt now, for a send abandoned before it ended.
+
+        Unknown (``accepted=None``) while the message may yet reach the server: its end of
+        data went out unanswered, or it rides on another caller's connection.
+        """
+        if self.done:
+            error = self.error
+            if error is None:
+                assert self.result is not None  # noqa: S101 - done: one of the two is set
+                return self.result.outcome
+            outcome = getattr(error, "outcome", None)
+            return outcome if isinstance(outcome, SendOutcome) else SendOutcome(False)
+        if self.session is not None and self.session.last_progress is not None and self.started:
+            return self.session.last_progress.outcome()
+        return SendOutcome(None if self.taken else False)
+
+
+class Tracker:
+    """The attempts of one send, so that a send abandoned midway can say what became of it."""
+
+    __slots__ = ("attempts", "job")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.job: Job | None = None
+
+    def known_outcome(self) -> SendOutcome:
+        """What is known of the send now (see :meth:`Job.known_outcome`)."""
+        if self.job is None:
+            return SendOutcome(False, attempts=0)
+        return self.job.known_outcome().with_attempts(self.attempts)
 
 
 class Gate:

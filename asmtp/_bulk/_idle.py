@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Final
 
 from .._client import Session
 from ..protocol import State
 
 __all__ = ["Idle", "RateLimiter", "Slot"]
+
+# Between transactions, nothing owed: greeted (a connection opened ahead, EHLO not said
+# yet) or ready for MAIL.
+_IN_STEP: Final = frozenset({State.GREETED, State.READY})
 
 
 @dataclass
@@ -21,6 +26,8 @@ class Slot:
     session: Session
     sent: int = 0
     idle_since: float = 0.0
+    worn: bool = False
+    """The server refuses more on it (a 4xx to MAIL): close it instead of keeping it."""
 
 
 class Idle:
@@ -43,18 +50,39 @@ class Idle:
                 expired.append(slot)
                 expired.extend(self._slots)  # older still: all expired
                 self._slots.clear()
-            elif slot.session.state is State.READY and slot.session.reusable():
+            elif slot.session.state in _IN_STEP and slot.session.reusable():
                 # reusable() also reads what came while idle: a 421, a close, a stray reply.
                 return slot, expired
             else:
                 expired.append(slot)
         return None, expired
 
+    def sweep(self, now: float) -> list[Slot]:
+        """Take out, for closing, the connections idle too long or no longer usable.
+
+        The pool's reaper calls it when :meth:`next_expiry` comes; like :meth:`checkout`
+        it reads what the server sent meanwhile (a close, a 421), so those go too.
+        """
+        kept: deque[Slot] = deque()
+        gone: list[Slot] = []
+        for slot in self._slots:
+            expired = now - slot.idle_since >= self.idle_timeout
+            usable = slot.session.state in _IN_STEP and slot.session.reusable()
+            (kept if usable and not expired else gone).append(slot)
+        self._slots = kept
+        return gone
+
+    def next_expiry(self) -> float | None:
+        """When the oldest idle connection passes ``idle_timeout`` (``None``: none idle)."""
+        if not self._slots:
+            return None
+        return self._slots[0].idle_since + self.idle_timeout
+
     def checkin(self, slot: Slot, now: float) -> bool:
-        """Keep ``slot`` for reuse if it is in step and under its message limit."""
-        if slot.sent >= self.max_messages or not slot.session.is_connected:
+        """Keep ``slot`` for reuse if it is in step, under its message limit and not worn."""
+        if slot.worn or slot.sent >= self.max_messages or not slot.session.is_connected:
             return False
-        if slot.session.state is not State.READY:
+        if slot.session.state not in _IN_STEP:
             return False
         slot.idle_since = now
         self._slots.append(slot)

@@ -1,45 +1,56 @@
 """SMTPPool: many concurrent sends over a bounded set of reused connections.
 
-The bookkeeping (``_idle``, ``_gate``, ``_backoff``) is plain code that says what to reuse,
-open, close or wait for; the awaits happen here. A connection goes back to the pool only
-when it is in step with the server; a message is retried only when the server cannot have
-accepted it; a destination that fails to connect is backed off from by the pool as a whole.
+The pool's connections (``_connections``) and its bookkeeping (``_idle``, ``_gate``,
+``_backoff``) say what to reuse, open, close or wait for; this module sends: alone or in
+batches, retried only when the server cannot have accepted the message, and as a stream of
+outcomes (``_stream``). It also owns the pool's lifecycle: which event loop it belongs to,
+and the task that closes idle connections while it is open.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import math
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
+from typing import TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 
 from .._client import (
     DEFAULT_TIMEOUT,
     Outgoing,
     Proxy,
-    Session,
     TLSMode,
     client_settings,
-    open_session,
-    quit_session,
     send_batch,
     send_one,
 )
 from .._results import SendOutcome, SendResult
 from ..auth import Mechanism, Secret
-from ..errors import SMTPException, SMTPTransactionInterrupted
-from ..protocol import Param, State
-from ._backoff import ConnectBackoff, RetryPolicy, is_retryable, retry_delay
-from ._gate import Gate, Job
-from ._idle import Idle, RateLimiter, Slot
+from ..errors import SMTPTransactionInterrupted
+from ..protocol import Param
+from ._backoff import (
+    GaveUp,
+    RetryPolicy,
+    died_unanswered,
+    is_retryable,
+    retry_delay,
+    wants_fresh_connection,
+)
+from ._connections import Connections
+from ._gate import Job, Tracker
+from ._idle import RateLimiter, Slot
+from ._loop import LoopOwner
+from ._stream import SendStream, failure_outcome
 
-__all__ = ["SMTPPool", "own_copy"]
+__all__ = ["SMTPPool"]
 
-_QUIT_TIMEOUT = 5.0
+K = TypeVar("K")
 
 
 class SMTPPool:
@@ -73,6 +84,17 @@ class SMTPPool:
     server's own error, whose ``attempts`` counts the tries it waited through, and until the
     delay passes new sends do the same at once (``attempts`` 0) unless a connection is open.
     A ``tls`` that is not a :data:`~asmtp.TLSMode` raises :class:`ValueError` here.
+
+    An idle connection the server closed or wrote to is never reused; one that turns out
+    dead before the server answered anything of a send is replaced without counting an
+    attempt. A 4xx to MAIL closes the connection and retries on a new one. ``lmtp=True``
+    speaks LMTP (RFC 2033), whose per-recipient replies land in ``outcome.replies``.
+
+    The pool belongs to the event loop that first uses it until :meth:`aclose`; using it
+    from another raises :class:`RuntimeError`. ``async with pool:`` opens it (again, once
+    closed) with a task that closes idle connections after ``idle_timeout``; without it,
+    they are closed when a send finds them expired. :meth:`connect` checks the settings
+    at start-up.
     """
 
     def __init__(
@@ -95,6 +117,7 @@ class SMTPPool:
         retry: RetryPolicy | None = None,
         chunking: bool = True,
         max_batch: int = 16,
+        lmtp: bool = False,
         proxy: str | Proxy | None = None,
     ) -> None:
         secret = Secret(password) if isinstance(password, str) else password
@@ -103,7 +126,7 @@ class SMTPPool:
             raise ValueError(
                 "max_connections, max_messages_per_connection and max_batch must be >= 1"
             )
-        self._settings = client_settings(
+        settings = client_settings(
             host,
             port,
             tls=tls,
@@ -117,16 +140,21 @@ class SMTPPool:
             chunking=chunking,
             proxy=proxy,
         )
+        self._settings = dataclasses.replace(settings, lmtp=True) if lmtp else settings
         self.retry = retry or RetryPolicy()
         self.max_batch = max_batch
         self.max_connections = max_connections
-        self._gate = Gate(max_connections)
-        self._idle = Idle(idle_timeout, max_messages_per_connection)
+        self._connections = Connections(
+            self._settings,
+            max_connections=max_connections,
+            max_messages=max_messages_per_connection,
+            idle_timeout=idle_timeout,
+            retry=self.retry,
+        )
         self._rate = RateLimiter(rate_limit)
-        self._backoff = ConnectBackoff(self.retry)
-        self._live = 0  # connections open, idle or in use
-        self._changed: anyio.Event | None = None  # set when a send waiting to connect may go on
-        self._closed = False
+        self._owner = LoopOwner()
+        self._reaper: TaskGroup | None = None  # open in `async with`: closes idle connections
+        self._reaping: anyio.CancelScope | None = None
 
     @property
     def host(self) -> str:
@@ -149,9 +177,30 @@ class SMTPPool:
         return self._settings.chunking
 
     def __repr__(self) -> str:
-        return f"<SMTPPool {self.host}:{self.port} idle={len(self._idle)}>"
+        return f"<SMTPPool {self.host}:{self.port} idle={len(self._connections.idle)}>"
+
+    @property
+    def lmtp(self) -> bool:
+        """Whether the pool speaks LMTP (RFC 2033): one reply per recipient after the data."""
+        return self._settings.lmtp
+
+    # -- lifecycle --------------------------------------------------------------------
 
     async def __aenter__(self) -> SMTPPool:
+        """Open the pool in the running event loop, with a task that closes idle connections
+        as they pass ``idle_timeout``.
+
+        A closed pool opens again, in this event loop or another; a pool already open in an
+        ``async with`` block raises :class:`RuntimeError`.
+        """
+        if self._reaper is not None:
+            raise RuntimeError("this SMTPPool is already open in an `async with` block")
+        self._owner.claim()
+        self._connections.reopen()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._reaper, self._reaping = task_group, anyio.CancelScope()
+        task_group.start_soon(self._reap, self._reaping)
         return self
 
     async def __aexit__(
@@ -160,13 +209,45 @@ class SMTPPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        task_group = self._reaper
+        try:
+            await self.aclose()
+        finally:
+            self._reaper = None
+            if task_group is not None:
+                # The reaper is cancelled; the body's own exception must reach the caller as
+                # it is, not wrapped in an exception group by the task group.
+                await task_group.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        """QUIT and close every idle connection; later sends raise :class:`RuntimeError`."""
-        self._closed = True
-        self._notify()
-        await self._close_all(self._idle.drain())
+        """QUIT and close every idle connection. Sends then raise :class:`RuntimeError` until
+        the pool is entered again (``async with pool:``), in this event loop or another."""
+        self._owner.claim()
+        if self._reaping is not None:
+            self._reaping.cancel()
+        await self._connections.close_idle()
+        self._owner.release()
+
+    async def connect(self) -> None:
+        """Open a connection now, as each pooled one is opened, and keep it for the next send.
+
+        A check at start-up: a wrong host, port, certificate or password fails here, with
+        the error of that step, neither retried nor counted by the backoff, instead of at
+        the first send. Opens nothing when an idle connection is ready.
+        """
+        self._check_open()
+        await self._connections.ready()
+
+    def _check_open(self) -> None:
+        """:class:`RuntimeError` when closed, or open in another event loop."""
+        self._connections.check_open()
+        self._owner.claim()
+
+    async def _reap(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self._connections.reap()
+
+    # -- sending ----------------------------------------------------------------------
 
     async def sendmail(
         self,
@@ -200,137 +281,176 @@ class SMTPPool:
         item = Outgoing.message(msg, from_addr, to_addrs, mail_options, rcpt_options)
         return await self._with_retries(item, deadline=deadline)
 
-    async def _with_retries(self, item: Outgoing, *, deadline: float | None) -> SendResult:
+    def send_each(
+        self,
+        messages: Iterable[tuple[K, Outgoing]] | AsyncIterable[tuple[K, Outgoing]],
+        *,
+        window: int | None = None,
+        on_start: Callable[[K], object] | None = None,
+        grace: float = 5.0,
+    ) -> SendStream[K]:
+        """Send ``(key, Outgoing)`` pairs; yield ``(key, SendOutcome)`` as each completes.
+
+        ::
+
+            async with pool.send_each(rows) as results:
+                async for key, outcome in results:
+                    ...
+
+        Every message gets exactly one outcome, failures included (``accepted`` False or
+        None, ``error`` set): nothing is raised for one message. At most ``window``
+        messages (default ``max_connections * max_batch``) are held between the input and
+        the consumer; the input is read as room frees. ``on_start(key)`` is called just
+        before the first byte of each attempt of a message is written; if it raises, that
+        message is not sent and its outcome carries the exception. Messages are retried as
+        :meth:`sendmail` retries them.
+
+        If the consumer stops early (cancelled, ``break``), no more input is read, the
+        messages in flight get ``grace`` seconds to finish, and their outcomes land in
+        ``results.unreported``. An exception from the input ends the stream with that
+        exception, once the messages in flight are yielded.
+        """
+        window = window if window is not None else self.max_connections * self.max_batch
+        return SendStream(
+            self._outcome_of,
+            messages,
+            window=window,
+            on_start=on_start,
+            grace=grace,
+            check=self._check_open,
+        )
+
+    async def _outcome_of(
+        self, item: Outgoing, on_start: Callable[[], object] | None, tracker: Tracker
+    ) -> SendOutcome:
+        try:
+            result = await self._with_retries(
+                item, deadline=None, on_start=on_start, tracker=tracker
+            )
+        except Exception as exc:
+            return failure_outcome(exc)
+        return result.outcome
+
+    async def _with_retries(
+        self,
+        item: Outgoing,
+        *,
+        deadline: float | None,
+        on_start: Callable[[], object] | None = None,
+        tracker: Tracker | None = None,
+    ) -> SendResult:
         replayable = item.replayable
         # A deadline or a one-shot stream belongs to its own caller's connection turn.
         batchable = (
             replayable and deadline is None and self.max_batch > 1 and not self._rate.limited
         )
         expires = time.monotonic() + deadline if deadline is not None else math.inf
-        failures_before = self._backoff.failed_total
-        attempt = 0
+        failures_before = self._connections.backoff.failed_total
+        tracker = tracker or Tracker()
+        replaced = 0  # dead idle connections replaced without counting an attempt
+        fresh = False
         while True:
-            attempt += 1
-            job = Job(item, batchable=batchable, deadline=deadline, expires=expires)
+            tracker.attempts += 1
+            attempt = tracker.attempts
+            job = tracker.job = Job(
+                item,
+                batchable=batchable and not fresh,  # another caller's batch is no new connection
+                deadline=deadline,
+                expires=expires,
+                on_start=on_start,
+                fresh=fresh,
+            )
             try:
                 result = await self._attempt(job)
-            except _GaveUp as gave_up:
+            except GaveUp as gave_up:
                 # Each connection attempt that failed while this send waited was one of its own.
                 error = gave_up.error
-                waited = self._backoff.failed_total - failures_before
+                waited = self._connections.backoff.failed_total - failures_before
                 error.attempts = attempt - 1 + waited  # type: ignore[attr-defined]
                 raise error from error.__cause__
             except Exception as exc:
+                if job.hook_error is not None:  # the caller's on_start failed: nothing went out
+                    job.hook_error.attempts = attempt  # type: ignore[attr-defined]
+                    raise job.hook_error from None
                 last = job.session.last_progress if job.session is not None else None
                 # A streamed body can be read only once: retry it only if none was read.
                 can_replay = replayable or last is None or not last.body_started
+                answered = last is not None and last.answered
+                if (
+                    job.reused
+                    and can_replay
+                    and replaced < self.max_connections
+                    and died_unanswered(exc, answered=answered)
+                ):
+                    # The idle connection was dead before this send began: not an attempt.
+                    tracker.attempts -= 1
+                    replaced += 1
+                    continue
                 if not (can_replay and is_retryable(exc) and attempt < self.retry.attempts):
                     exc.attempts = attempt  # type: ignore[attr-defined]
                     raise
-                await anyio.sleep(retry_delay(self.retry, attempt))
+                fresh = wants_fresh_connection(exc)
+                if not (fresh and job.carried_before):  # a worn connection is no reason to wait
+                    await anyio.sleep(retry_delay(self.retry, attempt))
                 continue
             return SendResult(result.outcome.with_attempts(attempt))
 
     async def _attempt(self, job: Job) -> SendResult:
-        if self._closed:
-            raise RuntimeError("the pool is closed")
-        if not await self._gate.enter(job):
+        self._check_open()
+        connections = self._connections
+        if not await connections.gate.enter(job):
             return job.outcome()  # another caller's connection sent it
         try:
             wait = self._rate.reserve(time.monotonic())
             if wait:
                 await anyio.sleep(wait)
-            slot = await self._connection_for(job)
+            slot = await connections.get(job)
+            job.session = slot.session
             try:
-                if not job.batchable:
-                    slot.sent += 1
-                    job.session = slot.session
+                if job.batchable:
+                    await self._run_batch(job, slot)
+                    return job.outcome()
+                job.carried_before = slot.sent
+                slot.sent += 1
+                try:
                     return await slot.session.run(
-                        send_one, slot.session, job.item, deadline=job.deadline
+                        send_one, slot.session, job.item, deadline=job.deadline, on_start=job.start
                     )
-                await self._run_batch(job, slot)
-                return job.outcome()
+                except Exception as exc:
+                    slot.worn = slot.worn or wants_fresh_connection(exc)
+                    raise
             finally:
-                if self._closed or not self._idle.checkin(slot, time.monotonic()):
-                    await self._close_all([slot])
-                else:
-                    self._notify()  # a send waiting for the backoff can have it
+                await connections.put_back(slot)
         finally:
-            self._gate.release()
-
-    async def _connection_for(self, job: Job) -> Slot:
-        """An idle connection, or a new one when the backoff allows (:class:`ConnectBackoff`).
-
-        While the destination fails, the send waits here, within its own deadline, for the
-        shared delay, the probe in flight, or a connection coming back to the pool. Raises
-        :class:`_GaveUp` when the pool gives up.
-        """
-        while True:
-            if self._closed:
-                raise RuntimeError("the pool is closed")
-            now = time.monotonic()
-            slot, expired = self._idle.checkout(now)
-            if expired:
-                await self._close_all(expired)
-            if slot is not None:
-                return slot
-            admission = self._backoff.admit(now, expires=job.expires, live=self._live)
-            if admission.error is not None:
-                raise _GaveUp(admission.error)
-            if admission.token is not None:
-                session = await self._open_counted(admission.token)
-                if session is not None:
-                    return Slot(session)
-                continue
-            if self._changed is None:
-                self._changed = anyio.Event()
-            with anyio.move_on_after(admission.wait):
-                await self._changed.wait()
-
-    async def _open_counted(self, token: int) -> Session | None:
-        """Open a connection and tell the backoff how it went; ``None`` when it failed."""
-        try:
-            session = await self._open()
-        except Exception as exc:
-            self._backoff.failed(token, exc, time.monotonic(), retryable=is_retryable(exc))
-            self._notify()
-            return None
-        except BaseException:
-            self._backoff.abandoned(token)
-            self._notify()
-            raise
-        self._backoff.opened()
-        self._live += 1
-        self._notify()
-        return session
-
-    def _notify(self) -> None:
-        """Wake the sends waiting to connect: the backoff or the idle connections changed."""
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
+            connections.gate.release()
 
     async def _run_batch(self, first: Job, slot: Slot) -> None:
         """Send ``first`` and, back to back on the same connection, jobs queued meanwhile.
 
         Each next job is taken only when the connection is ready for it, up to
-        ``max_batch`` and the connection's message limit; their owners are woken as soon
-        as each reply is in.
+        ``max_batch`` and the connection's message limit, and none after a 4xx to MAIL
+        (the connection is worn out); their owners are woken as soon as each reply is in.
         """
+        connections = self._connections
         taken: list[Job] = []
 
         def jobs() -> Iterator[tuple[Job, Outgoing]]:
             job: Job | None = first
             while job is not None:
                 taken.append(job)
+                job.carried_before = slot.sent
                 slot.sent += 1
                 yield job, job.item
-                if len(taken) >= self.max_batch or slot.sent >= self._idle.max_messages:
+                if len(taken) >= self.max_batch or slot.sent >= connections.idle.max_messages:
                     return
-                job = None if self._closed else self._gate.take()
+                job = None if connections.closed or slot.worn else connections.gate.take()
+
+        def report(job: Job, result: SendResult | Exception) -> None:
+            slot.worn = slot.worn or wants_fresh_connection(result)
+            job.finish(result)
 
         try:
-            await send_batch(slot.session, jobs(), Job.finish)
+            await send_batch(slot.session, jobs(), report, on_start=Job.start)
         except Exception as exc:
             if not first.done:
                 first.finish(exc)  # the connection failed before its message began
@@ -341,44 +461,3 @@ class SMTPPool:
                     job.finish(
                         SMTPTransactionInterrupted("the batch ended", SendOutcome(accepted=False))
                     )
-
-    async def _open(self) -> Session:
-        session = Session(self._settings)
-        await open_session(session)
-        return session
-
-    async def _close_all(self, slots: list[Slot]) -> None:
-        self._live -= len(slots)
-        if slots:
-            self._notify()
-        for slot in slots:
-            session = slot.session
-            with anyio.move_on_after(_QUIT_TIMEOUT, shield=True):
-                try:
-                    if session.is_connected and session.state is State.READY:
-                        await session.run(quit_session, session)
-                except (OSError, SMTPException):
-                    pass  # e.g. the server already closed it
-                finally:
-                    await session.close()
-
-
-class _GaveUp(Exception):
-    """The pool gave up connecting for a send; carries the error that send raises."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = own_copy(error)
-
-
-def own_copy(error: Exception) -> Exception:
-    """``error`` for one more send to raise: sends in many tasks cannot share one object
-    (each gets its own ``attempts`` and traceback), so each raises a copy caused by it.
-
-    Built without calling ``__init__``, whose parameters need not be the ``args`` it keeps.
-    """
-    mine = type(error).__new__(type(error), *error.args)
-    mine.args = error.args  # OSError.__new__ leaves them to an overriding __init__
-    mine.__dict__.update(vars(error))
-    mine.__cause__ = error
-    return mine

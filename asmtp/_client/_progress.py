@@ -20,6 +20,7 @@ class Progress:
 
     __slots__ = (
         "addresses",
+        "answered",
         "body_started",
         "end_sent",
         "finished",
@@ -38,6 +39,9 @@ class Progress:
         """Each RCPT's wire address to the caller's spelling of it."""
         self.recipients: tuple[str, ...] = ()
         self.refused: dict[str, tuple[int, bytes]] = {}
+        self.answered = False
+        """Whether the server answered any command of this send (a pool replaces a reused
+        connection that died before it did, without counting an attempt)."""
         self.body_started = False
         self.end_sent = False
         self.finished = False

@@ -471,8 +471,12 @@ class Session:
         return replies
 
     def _note(self, reply: Reply) -> None:
-        """Log ``reply`` and record a RCPT verdict in the send's progress."""
+        """Log ``reply``; tell the send in flight it was answered, and record a RCPT verdict."""
         if self.transcript.wanted():
             self.transcript.line("reply: %d %r", reply.code, reply.message)
-        if self.progress is not None and isinstance(reply.command, Rcpt):
-            self.progress.rcpt_reply(reply.command.address, reply.code, reply.message)
+        progress = self.progress
+        if progress is None or reply.command is None:
+            return  # a greeting or a reply nobody asked for answers no command of a send
+        progress.answered = True
+        if isinstance(reply.command, Rcpt):
+            progress.rcpt_reply(reply.command.address, reply.code, reply.message)

@@ -108,6 +108,36 @@ async def test_sendmail_many_past_max_mails_refuses_exactly_the_excess(
         assert await _kit.absent(opensmtpd.maildir("user"), marker, settle=0)
 
 
+@pytest.mark.feature("limits: messages per session, through SMTPPool")
+async def test_pool_moves_to_a_new_connection_when_the_session_is_worn_out(
+    opensmtpd: OpenSMTPD,
+) -> None:
+    """After max-mails, OpenSMTPD answers MAIL with 452 4.5.3: the pool sends that message
+    at once on a new connection, so every message of the stream is delivered once."""
+    count = 2 * MAX_MAILS + 3
+    markers = [_kit.token() for _ in range(count)]
+    sender, user = opensmtpd.address("sender"), opensmtpd.address("user")
+    rows = [(m, asmtp.Outgoing(sender, [user], _kit.message(m, b"streamed\r\n"))) for m in markers]
+    policy = asmtp.RetryPolicy(attempts=2, base_delay=30.0, jitter=False)  # never waited
+    async with asmtp.SMTPPool(
+        opensmtpd.host,
+        opensmtpd.smtp_port,
+        tls="none",
+        local_hostname=_kit.ME,
+        timeout=_kit.TIMEOUT,
+        max_connections=1,
+        retry=policy,
+    ) as pool:
+        with anyio.fail_after(policy.base_delay / 2):
+            async with pool.send_each(rows) as results:
+                outcomes = {marker: outcome async for marker, outcome in results}
+    assert results.accepted == count
+    attempts = sorted(outcome.attempts for outcome in outcomes.values())
+    assert attempts == [1] * (count - 2) + [2, 2]  # message 11 and 21: refused once each
+    for marker in markers:
+        await _kit.delivered(opensmtpd.maildir("user"), marker)
+
+
 @pytest.mark.feature("SIZE refusal")
 async def test_message_over_max_message_size_is_refused_after_data(opensmtpd: OpenSMTPD) -> None:
     """OpenSMTPD advertises SIZE but ignores SIZE= at MAIL: it refuses after the data,

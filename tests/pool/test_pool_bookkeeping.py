@@ -19,9 +19,8 @@ import pytest
 
 from asmtp import RetryPolicy, SendOutcome, SendResult, SMTPPool
 from asmtp._bulk import is_retryable, retry_delay
-from asmtp._bulk._backoff import Admission, ConnectBackoff
+from asmtp._bulk._backoff import Admission, ConnectBackoff, own_copy
 from asmtp._bulk._idle import Idle, RateLimiter, Slot
-from asmtp._bulk._pool import own_copy
 from asmtp._client import Session
 from asmtp.errors import (
     SMTPAuthenticationError,
@@ -175,6 +174,36 @@ def test_checkout_discards_a_connection_no_longer_ready() -> None:
     idle.checkin(slot, now=0.0)
     fake(slot).state = State.CLOSED
     assert idle.checkout(now=1.0) == (None, [slot])
+
+
+def test_a_greeted_connection_opened_ahead_is_kept_and_reused() -> None:
+    """SMTPPool.connect() opens a connection that has not said EHLO yet: in step all the same."""
+    idle = Idle(idle_timeout=30.0, max_messages=10)
+    slot = make_slot(state=State.GREETED)
+    assert idle.checkin(slot, now=0.0)
+    assert idle.checkout(now=1.0) == (slot, [])
+
+
+def test_a_worn_connection_is_never_kept() -> None:
+    idle = Idle(idle_timeout=30.0, max_messages=10)
+    slot = make_slot()
+    slot.worn = True
+    assert not idle.checkin(slot, now=0.0)
+    assert len(idle) == 0
+
+
+def test_sweep_takes_out_the_expired_and_the_unusable_and_keeps_the_rest() -> None:
+    idle = Idle(idle_timeout=10.0, max_messages=10)
+    old, closed, fresh = make_slot(), make_slot(), make_slot()
+    idle.checkin(old, now=0.0)
+    idle.checkin(closed, now=5.0)
+    idle.checkin(fresh, now=6.0)
+    fake(closed).unread = True
+    assert idle.next_expiry() == 10.0  # the oldest one's
+    assert idle.sweep(now=10.0) == [old, closed]
+    assert idle.next_expiry() == 16.0
+    assert idle.checkout(now=11.0) == (fresh, [])
+    assert idle.next_expiry() is None
 
 
 def test_drain_returns_every_idle_connection_once() -> None:

@@ -253,7 +253,7 @@ async def test_connection_closed_by_the_server_while_idle_still_delivers_once(
         await anyio.sleep(0.5)
         result = await pool.sendmail(SENDER, "r@pool.test", body(2))
     assert result == {}
-    assert result.attempts in (1, 2)
+    assert result.attempts == 1  # a connection dead before the send costs it no attempt
     assert server.connection_count == 2
     assert message_ids(handler.deliveries) == {"1@pool.test": 1, "2@pool.test": 1}
 

@@ -76,18 +76,22 @@ async def test_disconnect_at_mail_is_retried_on_a_new_connection(
     assert verbs(handler.commands)[:5] == ["EHLO", "MAIL", "EHLO", "MAIL", "RCPT"]
 
 
-async def test_transient_sender_refusal_is_retried_on_the_same_connection(
+async def test_transient_sender_refusal_is_retried_on_a_new_connection(
     smtpd_server_factory: SMTPDServerFactory,
 ) -> None:
+    """A 4xx to MAIL says the session will not take more: the refusing connection is closed
+    (QUIT after smtplib's RSET) and the retry opens another."""
     handler = FirstMailHandler("451 4.3.0 try again later")
     server = smtpd_server_factory(handler)
     async with make_pool(server.port) as pool:
         result = await pool.sendmail(SENDER, "r@pool.test", body(1))
     assert result == {}
     assert result.attempts == 2
-    # RSET after the refusal left the connection in step, so it was reused.
-    assert server.connection_count == 1
-    assert verbs(handler.commands)[:6] == ["EHLO", "MAIL", "RSET", *TRANSACTION]
+    assert server.connection_count == 2
+    assert verbs(handler.commands) == [
+        *["EHLO", "MAIL", "RSET", "QUIT"],
+        *["EHLO", *TRANSACTION, "QUIT"],
+    ]
     assert message_ids(handler.deliveries) == {"1@pool.test": 1}
 
 

@@ -5,18 +5,24 @@ Every pooled connection is secured and authenticated before its first send.
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-from aiosmtpd.smtp import SMTP as AiosmtpdSMTP
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 import asmtp
 from asmtp import SMTPPool
 from asmtp.auth import Plain
-from pool._kit import STEP_TIMEOUT, attempts_of, body, message_ids, verbs
+from pool._kit import (
+    PASSWORD,
+    STEP_TIMEOUT,
+    USER,
+    Authenticator,
+    attempts_of,
+    body,
+    message_ids,
+    verbs,
+)
 from support.aiosmtpd_server import RecordingHandler
 
 if TYPE_CHECKING:
@@ -25,38 +31,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 SENDER = "sender@pool.test"
-USER, PASSWORD = "pool-user", "s3cret pass"
-
-
-class Authenticator:
-    """aiosmtpd authenticator accepting one user; records every attempt (server thread)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.attempts: list[tuple[str, str, bool]] = []
-
-    def __call__(
-        self,
-        server: AiosmtpdSMTP,
-        session: Session,
-        envelope: Envelope,
-        mechanism: str,
-        auth_data: Any,
-    ) -> AuthResult:
-        ok = (
-            isinstance(auth_data, LoginPassword)
-            and auth_data.login == USER.encode()
-            and auth_data.password == PASSWORD.encode()
-        )
-        login = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else "?"
-        with self._lock:
-            self.attempts.append((mechanism, login, ok))
-        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd replies 535
-
-    @property
-    def successes(self) -> int:
-        with self._lock:
-            return sum(ok for _, _, ok in self.attempts)
 
 
 async def test_pool_over_starttls(

@@ -253,10 +253,12 @@ class RecordingHandler:
 class ThreadedSMTPServer:
     """aiosmtpd's SMTP (or LMTP) on 127.0.0.1 port 0 or a Unix socket, in its own thread.
 
-    ``ssl_context`` makes it implicit TLS; ``tls_context`` offers STARTTLS. Other
-    keyword arguments go to aiosmtpd's SMTP class (``decode_data`` is always False so
-    deliveries keep raw bytes). ``start()`` raises RuntimeError if the server is not
-    listening within a few seconds; ``stop()`` if the thread does not end.
+    ``port`` binds a given port instead of a free one: a server started again where a
+    stopped one listened, as a restarted mail server is. ``ssl_context`` makes it implicit
+    TLS; ``tls_context`` offers STARTTLS. Other keyword arguments go to aiosmtpd's SMTP
+    class (``decode_data`` is always False so deliveries keep raw bytes). ``start()``
+    raises RuntimeError if the server is not listening within a few seconds; ``stop()`` if
+    the thread does not end.
     """
 
     def __init__(
@@ -264,6 +266,7 @@ class ThreadedSMTPServer:
         handler: RecordingHandler | None = None,
         *,
         lmtp: bool = False,
+        port: int = 0,
         unix_path: str | os.PathLike[str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         tls_context: ssl.SSLContext | None = None,
@@ -281,6 +284,7 @@ class ThreadedSMTPServer:
         self.handler = handler if handler is not None else RecordingHandler()
         self.lmtp = lmtp
         self.host = HOST
+        self._requested_port = port
         self.unix_path = os.fspath(unix_path) if unix_path is not None else None
         self._ssl_context = ssl_context
         self._smtp_kwargs: dict[str, Any] = {
@@ -384,7 +388,9 @@ class ThreadedSMTPServer:
         if self.unix_path is not None:
             server = await self._loop.create_unix_server(self._make_session, self.unix_path, **tls)
         else:
-            server = await self._loop.create_server(self._make_session, host=HOST, port=0, **tls)
+            server = await self._loop.create_server(
+                self._make_session, host=HOST, port=self._requested_port, **tls
+            )
             self._port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
