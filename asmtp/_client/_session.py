@@ -10,12 +10,9 @@ caller sees (``_failures``), closing the connection when the conversation is out
 from __future__ import annotations
 
 import asyncio
-import datetime
 import functools
-import logging
 import socket
 import ssl
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, ParamSpec, TypeVar
 
@@ -42,14 +39,14 @@ from ..protocol import (
     State,
     command_line,
 )
+from ._advice import NEVER_CONNECTED, NOT_CONNECTED, implicit_tls_advice, is_tls_record
 from ._deadlines import Deadlines
 from ._failures import Cleanup, translate
 from ._progress import Progress
 from ._settings import ClientSettings
+from ._transcript import Transcript
 
-__all__ = ["Session", "logger"]
-
-logger = logging.getLogger("asmtp")
+__all__ = ["Session"]
 
 _CLOSE_TIMEOUT: Final = 2.0
 # States in which no reply is owed and no body is half sent: the conversation is in step.
@@ -91,7 +88,7 @@ class Session:
         self.local_hostname = settings.local_hostname
         self.deadlines = Deadlines(settings.timeout)
         self.source_address = settings.source_address
-        self.debuglevel = 0
+        self.transcript = Transcript()
         self.use_chunking = settings.chunking
         self.does_esmtp = False
         self.esmtp_features: dict[str, str] = {}
@@ -104,7 +101,6 @@ class Session:
         self._core: ClientConnection | None = None
         self._transport: Transport | None = None
         self._owner: object | None = None
-        self._log_on = False
 
     # -- what the conversation is ------------------------------------------------------
 
@@ -221,7 +217,7 @@ class Session:
                 "(or asmtp's one-shot functions, or SMTPPool)"
             )
         self._owner = task
-        self._log_on = self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
+        self.transcript.begin()
         try:
             return await operation(*args, **kwargs)
         except BaseException as exc:
@@ -236,6 +232,7 @@ class Session:
         finally:
             self._owner = None
             self.progress = None
+            self.transcript.end()
 
     def start_send(self, on_start: Callable[[], object] | None = None) -> Progress:
         """A fresh :class:`Progress` that replies and failures report to; ``on_start`` is
@@ -265,7 +262,9 @@ class Session:
                 source_address=self.source_address,
                 deadline=deadline,
             )
-        except TimeoutError:
+        except TimeoutError as exc:
+            if exc.errno is not None:  # the system's own (ETIMEDOUT), named by the transport
+                raise
             raise TimeoutError(f"connecting to {host}:{port} took longer than {why}") from None
         limits = settings.limits
         self._core = ClientConnection(
@@ -279,7 +278,7 @@ class Session:
         try:
             if self.local_hostname is None:
                 self.local_hostname = await self._default_local_hostname()
-            return await self.reply()
+            return await self.reply(greeting=True)
         except RemoteProtocolError as exc:
             await self.abort()
             raise SMTPProtocolError(str(exc)) from exc
@@ -332,9 +331,13 @@ class Session:
 
     # -- sending ----------------------------------------------------------------------
 
+    def not_connected(self) -> SMTPServerDisconnected:
+        """smtplib's error for a command without a connection, saying how to make one."""
+        return SMTPServerDisconnected(NEVER_CONNECTED if self._core is None else NOT_CONNECTED)
+
     def _require(self) -> tuple[ClientConnection, Transport]:
         if self._core is None or self._transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
+            raise self.not_connected()
         if self._core.state in (State.CLOSED, State.ERROR):
             raise SMTPServerDisconnected("Server not connected")
         return self._core, self._transport
@@ -348,7 +351,7 @@ class Session:
         core = self._require()[0]
         if not core.pending_count and command.__class__ is not MessageData:
             self.take_unsolicited()
-        logging_on = self._log_wanted()
+        logging_on = self.transcript.wanted()
         if logging_on:
             line = core.loggable(command)
         try:
@@ -363,7 +366,7 @@ class Session:
             line = core.loggable(command) if logging_on else b""
             data = core.send(command)
         if logging_on:
-            self._debug("send: %r", line)
+            self.transcript.line("send: %r", line)
         return data
 
     def send_all(self, commands: Sequence[Command]) -> bytes:
@@ -371,10 +374,10 @@ class Session:
         core = self._require()[0]
         if not core.pending_count:
             self.take_unsolicited()
-        lines = [core.loggable(command) for command in commands] if self._log_wanted() else []
+        lines = [core.loggable(command) for command in commands] if self.transcript.wanted() else []
         data = core.send_all(commands)
         for line in lines:
-            self._debug("send: %r", line)
+            self.transcript.line("send: %r", line)
         return data
 
     async def write(self, data: bytes) -> None:
@@ -382,7 +385,7 @@ class Session:
         # The state may already be CLOSED: QUIT's own bytes still have to go out.
         transport = self._transport
         if transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
+            raise self.not_connected()
         deadline, why = self.deadlines.step()
         try:
             await transport.send(data, deadline)
@@ -398,11 +401,15 @@ class Session:
 
     # -- receiving --------------------------------------------------------------------
 
-    async def reply(self) -> Reply:
-        """The next reply; :class:`SMTPServerDisconnected` when the server closed."""
+    async def reply(self, *, greeting: bool = False) -> Reply:
+        """The next reply; :class:`SMTPServerDisconnected` when the server closed.
+
+        For the ``greeting``, first bytes that start a TLS record raise at once, and the
+        errors for no greeting say when the port expects implicit TLS.
+        """
         core, transport = self._core, self._transport
         if core is None or transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
+            raise self.not_connected()
         event = core.next_event()
         if event is NEED_DATA:
             # One deadline for the whole reply, so a server dribbling bytes (slowloris)
@@ -410,15 +417,23 @@ class Session:
             deadline, why = self.deadlines.step()
             try:
                 while event is NEED_DATA:
-                    core.receive_data(await transport.receive(deadline))
+                    data = await transport.receive(deadline)
+                    if greeting and data:
+                        greeting = False
+                        self._check_greeting(data)
+                    core.receive_data(data)
                     event = core.next_event()
             except TimeoutError:
+                what = "greeting" if greeting else "complete reply"
                 raise TimeoutError(
-                    f"no complete reply from {self.host}:{self.port} within {why}"
+                    f"no {what} from {self.host}:{self.port} within {why}"
+                    + self._tls_advice(greeting)
                 ) from None
         if event is PEER_CLOSED:
             await self.close()
-            raise SMTPServerDisconnected("Connection unexpectedly closed")
+            raise SMTPServerDisconnected(
+                "Connection unexpectedly closed" + self._tls_advice(greeting)
+            )
         assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
         self._note(event)
         if event.code == 421:
@@ -433,7 +448,7 @@ class Session:
         """
         core = self._core
         if core is None:
-            raise SMTPServerDisconnected("please run connect() first")
+            raise self.not_connected()
         replies: list[Reply] = []
         while core.pending_count > leave:
             event = core.next_event()
@@ -446,36 +461,38 @@ class Session:
                 await self.close()
         return replies
 
+    def _check_greeting(self, data: bytes) -> None:
+        if is_tls_record(data) and not self.is_encrypted:
+            raise SMTPProtocolError(
+                f"{self.host}:{self.port} answered with a TLS record, not an SMTP greeting"
+                + implicit_tls_advice(self.port, received=True)
+            )
+
+    def _tls_advice(self, greeting: bool) -> str:
+        """Advice for a greeting that never came on a plain connection."""
+        if not greeting or self.is_encrypted:
+            return ""
+        return implicit_tls_advice(self.port, received=False)
+
     def _note(self, reply: Reply) -> None:
         """Log ``reply`` and record a RCPT verdict in the send's progress."""
-        if self._log_wanted():
-            self._debug("reply: %d %r", reply.code, reply.message)
+        if self.transcript.wanted():
+            self.transcript.line("reply: %d %r", reply.code, reply.message)
         if self.progress is not None and isinstance(reply.command, Rcpt):
             self.progress.rcpt_reply(reply.command.address, reply.code, reply.message)
 
-    # -- deadlines and the transcript -------------------------------------------------
+    # -- the transcript ----------------------------------------------------------------
 
-    def _log_wanted(self) -> bool:
-        """Whether to log, as found when the current public call began (cheap per command)."""
-        if self._owner is not None:
-            return self._log_on
-        return self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
-
-    def log(self, direction: str, text: bytes) -> None:
-        """Add a line to the transcript."""
-        if self._log_wanted():
-            self._debug("%s %r", direction, text)
+    @property
+    def debuglevel(self) -> int:
+        """smtplib's transcript level (see :meth:`set_debuglevel`)."""
+        return self.transcript.debuglevel
 
     def set_debuglevel(self, debuglevel: int) -> None:
         """This conversation's transcript on stderr when ``debuglevel`` > 0 (2: timed)."""
-        self.debuglevel = debuglevel
+        self.transcript.debuglevel = debuglevel
 
-    def _debug(self, template: str, *args: object) -> None:
-        """One transcript line: to the ``asmtp`` logger, and to stderr for set_debuglevel."""
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(template, *args)
-        if self.debuglevel > 0:
-            line = template % args
-            if self.debuglevel > 1:
-                line = f"{datetime.datetime.now().time()} {line}"  # smtplib's level 2
-            sys.stderr.write(line + "\n")
+    def log(self, direction: str, text: bytes) -> None:
+        """Add a line to the transcript."""
+        if self.transcript.wanted():
+            self.transcript.line("%s %r", direction, text)
