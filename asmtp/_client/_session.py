@@ -10,15 +10,13 @@ caller sees (``_failures``), closing the connection when the conversation is out
 from __future__ import annotations
 
 import asyncio
-import functools
-import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, ParamSpec, TypeVar
 
 import anyio
 
-from .._transport import Transport, default_ssl_context
+from .._transport import Transport, address_text, default_ssl_context
 from ..errors import SMTPProtocolError, SMTPServerDisconnected
 from ..protocol import (
     NEED_DATA,
@@ -42,6 +40,7 @@ from ..protocol import (
 from ._advice import NEVER_CONNECTED, NOT_CONNECTED, implicit_tls_advice, is_tls_record
 from ._deadlines import Deadlines
 from ._failures import Cleanup, translate
+from ._hostname import default_local_hostname
 from ._progress import Progress
 from ._settings import ClientSettings
 from ._transcript import Transcript
@@ -58,11 +57,6 @@ _OPEN: Final = _BETWEEN_COMMANDS - {State.CLOSED}
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-@functools.cache
-def _fqdn() -> str:
-    return socket.getfqdn()
 
 
 def _current_task() -> object:
@@ -112,6 +106,11 @@ class Session:
     @timeout.setter
     def timeout(self, value: float | None) -> None:
         self.deadlines.timeout = value
+
+    @property
+    def where(self) -> str:
+        """``host:port``, or a Unix socket's path, for messages."""
+        return address_text(self.host, self.port)
 
     @property
     def state(self) -> State | None:
@@ -251,7 +250,7 @@ class Session:
         context = None
         if settings.implicit_tls:
             context = settings.context or default_ssl_context()
-        self.log("connect:", f"{host}:{port}".encode())
+        self.log("connect:", self.where.encode())
         deadline, why = self.deadlines.step()
         try:
             self._transport = await settings.connector(
@@ -265,7 +264,7 @@ class Session:
         except TimeoutError as exc:
             if exc.errno is not None:  # the system's own (ETIMEDOUT), named by the transport
                 raise
-            raise TimeoutError(f"connecting to {host}:{port} took longer than {why}") from None
+            raise TimeoutError(f"connecting to {self.where} took longer than {why}") from None
         limits = settings.limits
         self._core = ClientConnection(
             lmtp=settings.lmtp,
@@ -277,7 +276,8 @@ class Session:
         self.reset_session()
         try:
             if self.local_hostname is None:
-                self.local_hostname = await self._default_local_hostname()
+                address = self._transport.local_address
+                self.local_hostname = await default_local_hostname(address)
             return await self.reply(greeting=True)
         except RemoteProtocolError as exc:
             await self.abort()
@@ -285,15 +285,6 @@ class Session:
         except BaseException:
             await self.abort()
             raise
-
-    async def _default_local_hostname(self) -> str:
-        fqdn = await anyio.to_thread.run_sync(_fqdn)
-        if "." in fqdn:
-            return fqdn
-        address = self._transport.local_address if self._transport else None
-        if address and ":" in address:
-            return f"[IPv6:{address}]"
-        return f"[{address or '127.0.0.1'}]"
 
     async def close(self) -> None:
         """Close the connection without QUIT."""
@@ -390,9 +381,7 @@ class Session:
         try:
             await transport.send(data, deadline)
         except TimeoutError:
-            raise TimeoutError(
-                f"writing to {self.host}:{self.port} took longer than {why}"
-            ) from None
+            raise TimeoutError(f"writing to {self.where} took longer than {why}") from None
 
     async def exchange(self, command: Command) -> Reply:
         """Send one command and read its reply."""
@@ -426,8 +415,7 @@ class Session:
             except TimeoutError:
                 what = "greeting" if greeting else "complete reply"
                 raise TimeoutError(
-                    f"no {what} from {self.host}:{self.port} within {why}"
-                    + self._tls_advice(greeting)
+                    f"no {what} from {self.where} within {why}" + self._tls_advice(greeting)
                 ) from None
         if event is PEER_CLOSED:
             await self.close()
@@ -464,7 +452,7 @@ class Session:
     def _check_greeting(self, data: bytes) -> None:
         if is_tls_record(data) and not self.is_encrypted:
             raise SMTPProtocolError(
-                f"{self.host}:{self.port} answered with a TLS record, not an SMTP greeting"
+                f"{self.where} answered with a TLS record, not an SMTP greeting"
                 + implicit_tls_advice(self.port, received=True)
             )
 

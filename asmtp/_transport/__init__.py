@@ -7,6 +7,7 @@ failures in one vocabulary (see ``_interface``).
 from __future__ import annotations
 
 from ._connect import connect, default_ssl_context, new_ssl_context
+from ._errors import address_text
 from ._interface import Connector, Transport
 from ._memory import MemoryPeer, MemoryTransport, memory_connector
 
@@ -15,6 +16,7 @@ __all__ = [
     "MemoryPeer",
     "MemoryTransport",
     "Transport",
+    "address_text",
     "connect",
     "default_ssl_context",
     "memory_connector",
