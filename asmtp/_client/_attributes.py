@@ -13,6 +13,7 @@ from typing import ParamSpec, TypeVar
 
 from .._results import SendOutcome
 from ..protocol import State
+from ._checks import check_int
 from ._session import Session
 
 __all__ = ["SessionView"]
@@ -139,6 +140,7 @@ class SessionView:
         affected: the ``asmtp`` logger is left as the application configured it (at DEBUG
         it gets every connection's transcript). AUTH data is always redacted.
         """
+        check_int("debuglevel", debuglevel)
         self._session.set_debuglevel(debuglevel)
 
     def has_extn(self, opt: str) -> bool:

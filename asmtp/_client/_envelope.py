@@ -26,6 +26,7 @@ from ..protocol import (
     param_bytes,
 )
 from . import _addresses, _source
+from ._checks import check_bool, check_options, check_text, recipients
 from ._message import prepare_message
 from ._session import Session
 
@@ -55,12 +56,33 @@ class Outgoing:
     mail_options: Sequence[Param] = ()
     rcpt_options: Sequence[Param] = ()
     from_headers: bool = False
+    add_missing_headers: bool = True
+    """With :attr:`from_headers`: add ``Date`` and ``Message-ID`` when the message has none."""
 
     def __post_init__(self) -> None:
-        if not self.from_headers and (self.from_addr is None or self.to_addrs is None):
+        """Check every argument's type; :class:`TypeError` says what to pass.
+
+        ``to_addrs`` and the options become tuples (an iterator is read once, here); a
+        ``str`` of several recipients is refused (:func:`~._checks.recipients`).
+        """
+        if self.from_headers:
+            if not isinstance(self.msg, email.message.Message):
+                raise TypeError(
+                    "send_message() takes an email.message.Message, not "
+                    f"{type(self.msg).__name__}; send str or bytes with "
+                    "sendmail(from_addr, to_addrs, msg)"
+                )
+        elif self.from_addr is None or self.to_addrs is None:
             raise TypeError("from_addr and to_addrs are required (or use Outgoing.message())")
-        if self.from_headers and not isinstance(self.msg, email.message.Message):
-            raise TypeError("Outgoing.message() takes an email.message.Message")
+        check_text("from_addr", self.from_addr, optional=True)
+        if self.to_addrs is not None:
+            to_addrs = recipients(self.to_addrs)
+            if not isinstance(self.to_addrs, str):
+                object.__setattr__(self, "to_addrs", to_addrs)
+        for name in ("mail_options", "rcpt_options"):
+            check_options(name, getattr(self, name))
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_bool("add_missing_headers", self.add_missing_headers)
 
     @classmethod
     def checked(

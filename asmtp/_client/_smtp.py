@@ -27,8 +27,17 @@ from ..protocol._replies import (
 )
 from . import _commands, _login, _overlap, _source, _tls, _transaction
 from ._attributes import SessionView
+from ._checks import (
+    check_context,
+    check_options,
+    check_port,
+    check_sequence_of_text,
+    check_source_address,
+    check_text,
+)
 from ._envelope import Outgoing, mail_command, rcpt_command
 from ._progress import Progress
+from ._sasl import is_mechanism
 from ._session import Session
 from ._settings import DEFAULT_TIMEOUT, ClientSettings, Limits
 
@@ -127,6 +136,9 @@ class SMTP(SessionView):
         ``localhost``. Connection errors are the builtin :class:`OSError` family;
         :class:`TimeoutError` after ``timeout`` seconds.
         """
+        check_text("host", host, optional=True)
+        check_port(port)
+        check_source_address(source_address)
         if source_address is not None:
             self._session.source_address = source_address
         host, port = self._split_host(host, port)
@@ -149,14 +161,18 @@ class SMTP(SessionView):
         An AUTH line, or a line answering an AUTH challenge, is redacted in transcripts,
         reprs and errors (the mechanism name stays visible).
         """
+        check_text("cmd", cmd)
+        check_text("args", args)
         return await self._run(_commands.docmd, self._session, cmd, args)
 
     async def helo(self, name: str = "") -> Answer:
         """Say HELO; sets ``helo_resp``."""
+        check_text("name", name)
         return await self._run(_commands.helo, self._session, name)
 
     async def ehlo(self, name: str = "") -> Answer:
         """Say EHLO (LHLO for LMTP); on 250 sets ``does_esmtp`` and ``esmtp_features``."""
+        check_text("name", name)
         return await self._run(_commands.ehlo, self._session, name)
 
     async def ehlo_or_helo_if_needed(self) -> None:
@@ -165,6 +181,7 @@ class SMTP(SessionView):
 
     async def help(self, args: str = "") -> bytes:
         """HELP; returns the message only, as smtplib."""
+        check_text("args", args)
         return await self._run(_commands.help_text, self._session, args)
 
     async def rset(self) -> Answer:
@@ -177,12 +194,14 @@ class SMTP(SessionView):
 
     async def verify(self, address: str) -> Answer:
         """VRFY address."""
+        check_text("address", address)
         return await self._run(_commands.vrfy, self._session, address)
 
     vrfy = verify
 
     async def expn(self, address: str) -> Answer:
         """EXPN address."""
+        check_text("address", address)
         return await self._run(_commands.expn, self._session, address)
 
     async def quit(self) -> Answer:
@@ -203,6 +222,8 @@ class SMTP(SessionView):
         :class:`SMTPNotSupportedError` if STARTTLS is not advertised, and
         :class:`ssl.SSLError` when the handshake or the verification fails.
         """
+        check_context(context)
+        check_text("server_hostname", server_hostname, optional=True)
         return await self._run(_tls.starttls, self._session, context, server_hostname)
 
     async def auth(
@@ -222,6 +243,12 @@ class SMTP(SessionView):
         that verifies the server (SCRAM) raises :class:`SMTPServerNotGenuine` and closes
         the connection when the server did not prove itself, even on ``235`` or ``503``.
         """
+        check_text("mechanism", mechanism)
+        if not (is_mechanism(authobject) or callable(authobject)):
+            raise TypeError(
+                "authobject must be an asmtp.auth.Mechanism or smtplib's callable, not "
+                f"{type(authobject).__name__}"
+            )
         return await self._run(
             _login.auth,
             self._session,
@@ -248,6 +275,10 @@ class SMTP(SessionView):
         mechanism fits, :class:`ValueError` for credentials that cannot be sent (never
         quoting them), and the last :class:`SMTPAuthenticationError` when all fail.
         """
+        check_text("user", user)
+        if not isinstance(password, (str, Secret)):
+            raise TypeError(f"password must be a str, not {type(password).__name__}")
+        check_sequence_of_text("mechanisms", mechanisms)
         secret = Secret(password)
         del password  # tracebacks keep every frame's locals: only the Secret stays
         return await self._run(
@@ -267,12 +298,16 @@ class SMTP(SessionView):
         Raises :class:`SMTPNotSupportedError` for SMTPUTF8 (or a non-ASCII address) without
         server support, and :class:`ValueError` for CR, LF or NUL in any argument.
         """
+        check_text("sender", sender)
+        check_options("options", options)
         session = self._session
         reply = await self._run(session.exchange, mail_command(session, sender, options))
         return reply.code, reply.message
 
     async def rcpt(self, recip: str, options: Sequence[Param] = ()) -> Answer:
         """RCPT TO; options are sent only to an ESMTP server, as smtplib."""
+        check_text("recip", recip)
+        check_options("options", options)
         session = self._session
         reply = await self._run(session.exchange, rcpt_command(session, recip, options))
         return reply.code, reply.message
@@ -353,8 +388,14 @@ class SMTP(SessionView):
         Without a connection it raises :class:`SMTPServerDisconnected`, as every method does.
         """
         if not self._session.is_connected:
-            raise self._session.not_connected()
-        return await _overlap.send_many(self._session, messages)
+            raise self._session.not_connected()  # before taking any message from `messages`
+        items = list(messages)
+        for index, item in enumerate(items):
+            if not isinstance(item, Outgoing):
+                raise TypeError(
+                    f"messages[{index}] must be an asmtp.Outgoing, not {type(item).__name__}"
+                )
+        return await _overlap.send_many(self._session, items)
 
 
 def showing(session: Session, cls: type[_Self]) -> _Self:
