@@ -190,9 +190,17 @@ class SMTPPool:
         rcpt_options: Sequence[Param] = (),
         *,
         deadline: float | None = None,
+        add_missing_headers: bool = True,
     ) -> SendResult:
         """:meth:`~asmtp.SMTP.send_message` on a pooled connection, retried while safe."""
-        item = Outgoing.message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+        item = Outgoing.message(
+            msg,
+            from_addr,
+            to_addrs,
+            mail_options,
+            rcpt_options,
+            add_missing_headers=add_missing_headers,
+        )
         return await self._with_retries(item, deadline=deadline)
 
     async def _with_retries(self, item: Outgoing, *, deadline: float | None) -> SendResult:

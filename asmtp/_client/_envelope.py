@@ -106,9 +106,20 @@ class Outgoing:
         to_addrs: str | Sequence[str] | None = None,
         mail_options: Sequence[Param] = (),
         rcpt_options: Sequence[Param] = (),
+        *,
+        add_missing_headers: bool = True,
     ) -> Outgoing:
-        """A message sent by :meth:`asmtp.SMTP.send_message`'s rules."""
-        return cls(from_addr, to_addrs, msg, mail_options, rcpt_options, from_headers=True)
+        """A message sent by :meth:`asmtp.SMTP.send_message`'s rules (``Date`` and
+        ``Message-ID`` added when missing, unless ``add_missing_headers`` is false)."""
+        return cls(
+            from_addr,
+            to_addrs,
+            msg,
+            mail_options,
+            rcpt_options,
+            from_headers=True,
+            add_missing_headers=add_missing_headers,
+        )
 
     @property
     def replayable(self) -> bool:
@@ -163,7 +174,12 @@ def resolve(session: Session, item: Outgoing) -> Envelope:
     if item.from_headers:
         assert isinstance(msg, email.message.Message)  # noqa: S101 - Outgoing checks it
         prepared = prepare_message(
-            msg, from_addr, to_addrs, smtputf8_supported=session.has_extn("smtputf8")
+            msg,
+            from_addr,
+            to_addrs,
+            smtputf8_supported=session.has_extn("smtputf8"),
+            add_missing_headers=item.add_missing_headers,
+            local_hostname=session.local_hostname,
         )
         from_addr, to_addrs, source = prepared.from_addr, prepared.to_addrs, prepared.data
         mail_options.extend(prepared.mail_options)

@@ -359,6 +359,7 @@ class SMTP(SessionView):
         rcpt_options: Sequence[Param] = (),
         *,
         deadline: float | None = None,
+        add_missing_headers: bool = True,
     ) -> SendResult:
         """Send an :class:`email.message.Message`, taking the envelope from its headers.
 
@@ -366,8 +367,19 @@ class SMTP(SessionView):
         To/Cc/Bcc as recipients, Bcc and Resent-Bcc removed from what is sent, SMTPUTF8 used
         when an address needs it (else :class:`SMTPNotSupportedError`). ``deadline`` as
         in :meth:`sendmail`.
+
+        Unlike smtplib, a message without ``Date`` or ``Message-ID`` is sent with them
+        (RFC 5322 §3.6; the Message-ID names the sender's domain); ``msg`` itself is left
+        as it was. ``add_missing_headers=False`` sends the message as it is.
         """
-        item = Outgoing.message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+        item = Outgoing.message(
+            msg,
+            from_addr,
+            to_addrs,
+            mail_options,
+            rcpt_options,
+            add_missing_headers=add_missing_headers,
+        )
         return await self._run(_transaction.send, self._session, item, deadline=deadline)
 
     async def sendmail_many(self, messages: Iterable[Outgoing]) -> list[SendResult | Exception]:
