@@ -69,7 +69,9 @@ class SMTPPool:
     own ``deadline``. After ``retry.attempts`` failures in a row each waiting send raises the
     server's own error, whose ``attempts`` counts the tries it waited through, and until the
     delay passes new sends do the same at once (``attempts`` 0) unless a connection is open.
-    A ``tls`` that is not a :data:`~asmtp.TLSMode` raises :class:`ValueError` here.
+    A ``tls`` that is not a :data:`~asmtp.TLSMode` raises :class:`ValueError` here, as do
+    a ``password`` without a ``username`` and a malformed ``url`` (the server as one string
+    instead of ``host`` and ``port``, as :func:`asmtp.connect` takes it).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class SMTPPool:
         host: str = "localhost",
         port: int = 0,
         *,
+        url: str | None = None,
         tls: TLSMode = "auto",
         username: str | None = None,
         password: str | Secret | None = None,
@@ -102,6 +105,7 @@ class SMTPPool:
         self._settings = client_settings(
             host,
             port,
+            url=url,
             tls=tls,
             username=username,
             password=secret,
@@ -112,6 +116,7 @@ class SMTPPool:
             source_address=source_address,
             chunking=chunking,
         )
+        del url  # it may hold the password
         self.retry = retry or RetryPolicy()
         self.max_batch = max_batch
         self.max_connections = max_connections

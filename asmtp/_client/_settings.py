@@ -43,6 +43,8 @@ DEFAULT_TIMEOUT: Final = 60.0
 """Seconds a connect, a write or a whole reply may take (smtplib's default waits forever)."""
 
 SMTP_SSL_PORT: Final = 465
+LMTP_PORT: Final = 2003
+"""smtplib's LMTP port (RFC 2033 assigns none)."""
 
 TLSMode = Literal["auto", "implicit", "starttls", "none"]
 """How the one-shot functions and the pool secure the connection.
