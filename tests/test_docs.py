@@ -48,13 +48,7 @@ def test_runnable_example_runs_against_a_local_server(
 ) -> None:
     """Each example runs as written, with only the server's port changed."""
     server = smtpd_server_factory()
-    result = subprocess.run(  # noqa: S603 - our own interpreter and our own docs
-        [sys.executable, "-c", code.replace(_PORT, str(server.port))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run_python(code.replace(_PORT, str(server.port)))
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
 
 
@@ -73,6 +67,9 @@ def _self_signed(host: str) -> tuple[bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
+    unused = dict.fromkeys(
+        ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"), False
+    ) | dict.fromkeys(("crl_sign", "encipher_only", "decipher_only"), False)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -87,20 +84,7 @@ def _self_signed(host: str) -> tuple[bytes, bytes]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, **unused), True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
@@ -143,28 +127,25 @@ def test_the_development_tls_recipe_runs_and_is_needed(
         RecordingHandler(), tls_context=_dev_tls_server(kind, tmp_path), require_starttls=True
     )
     code = code.replace(_PORT, str(server.port))
-    result = subprocess.run(  # noqa: S603 - our own interpreter and our own docs
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    result = _run_python(code, tmp_path)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert len(server.handler.deliveries) == 1
     without = code.replace('cafile="dev-ca.pem"', "cafile=None")
     assert without != code
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", without],
+    assert "CERTIFICATE_VERIFY_FAILED" in _run_python(without, tmp_path).stderr
+    assert len(server.handler.deliveries) == 1
+
+
+def _run_python(code: str, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code``, an example from our own docs, with this interpreter."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and our own docs
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=tmp_path,
+        cwd=cwd,
         check=False,
     )
-    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
-    assert len(server.handler.deliveries) == 1
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

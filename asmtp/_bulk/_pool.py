@@ -199,12 +199,7 @@ class SMTPPool:
     ) -> SendResult:
         """:meth:`~asmtp.SMTP.send_message` on a pooled connection, retried while safe."""
         item = Outgoing.message(
-            msg,
-            from_addr,
-            to_addrs,
-            mail_options,
-            rcpt_options,
-            add_missing_headers=add_missing_headers,
+            msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
         )
         return await self._with_retries(item, deadline=deadline)
 

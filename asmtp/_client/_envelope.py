@@ -106,7 +106,6 @@ class Outgoing:
         to_addrs: str | Sequence[str] | None = None,
         mail_options: Sequence[Param] = (),
         rcpt_options: Sequence[Param] = (),
-        *,
         add_missing_headers: bool = True,
     ) -> Outgoing:
         """A message sent by :meth:`asmtp.SMTP.send_message`'s rules (``Date`` and

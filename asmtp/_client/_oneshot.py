@@ -118,12 +118,7 @@ async def send_message(
     false. ``deadline`` bounds the whole call, connecting included, in seconds.
     """
     item = Outgoing.message(
-        msg,
-        from_addr,
-        to_addrs,
-        mail_options,
-        rcpt_options,
-        add_missing_headers=add_missing_headers,
+        msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
     )
     settings = _settings(locals())
     del password, url

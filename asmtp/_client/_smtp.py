@@ -373,12 +373,7 @@ class SMTP(SessionView):
         as it was. ``add_missing_headers=False`` sends the message as it is.
         """
         item = Outgoing.message(
-            msg,
-            from_addr,
-            to_addrs,
-            mail_options,
-            rcpt_options,
-            add_missing_headers=add_missing_headers,
+            msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
         )
         return await self._run(_transaction.send, self._session, item, deadline=deadline)
 
