@@ -41,6 +41,7 @@ from .errors import (
     SMTPTransactionInterrupted,
     SMTPTransactionTimeout,
     TLSRequiredError,
+    TLSRequiredReason,
 )
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "SendResult",
     "TLSMode",
     "TLSRequiredError",
+    "TLSRequiredReason",
     "auth",
     "connect",
     "errors",

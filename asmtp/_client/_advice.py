@@ -1,17 +1,25 @@
 """Error texts that tell the caller what to do: mistakes the library can recognise.
 
 A plain client on the implicit-TLS port (it waits for a greeting the server will never send
-before a TLS handshake), and a client used before ``connect()`` (smtplib's constructor
-connects, asmtp's cannot). Pure: the session decides when they apply.
+before a TLS handshake), an implicit-TLS client on a plain-text port, and a client used
+before ``connect()`` (smtplib's constructor connects, asmtp's cannot). Pure: the session
+decides when they apply.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Final
 
 from ._settings import SMTP_SSL_PORT
 
-__all__ = ["NEVER_CONNECTED", "NOT_CONNECTED", "implicit_tls_advice", "is_tls_record"]
+__all__ = [
+    "NEVER_CONNECTED",
+    "NOT_CONNECTED",
+    "implicit_tls_advice",
+    "is_tls_record",
+    "plain_text_advice",
+]
 
 NEVER_CONNECTED: Final = (
     "please run connect() first: unlike smtplib's, asmtp's constructor does not connect; "
@@ -43,3 +51,19 @@ def implicit_tls_advice(port: int, *, received: bool) -> str:
         f"; {where} TLS from the first byte (implicit TLS, RFC 8314): "
         "use asmtp.SMTP_SSL, or tls='implicit'"
     )
+
+
+def plain_text_advice(exc: ssl.SSLError, where: str) -> ssl.SSLError:
+    """``exc`` from an implicit-TLS handshake, saying what to use when the server answered
+    in plain text (OpenSSL's ``WRONG_VERSION_NUMBER``: the bytes were no TLS record, most
+    likely a ``220`` greeting). Any other failure is returned as it is."""
+    # Set by the ssl module on the errors it raises; absent from one made in Python.
+    if getattr(exc, "reason", None) != "WRONG_VERSION_NUMBER":
+        return exc
+    advised = ssl.SSLError(
+        exc.errno,
+        f"{exc.strerror or exc}: {where} does not speak TLS from the first byte (it answered "
+        "in plain text); for STARTTLS use asmtp.SMTP and starttls(), or tls='starttls'",
+    )
+    advised.reason, advised.library = exc.reason, exc.library
+    return advised

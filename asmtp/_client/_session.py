@@ -37,7 +37,13 @@ from ..protocol import (
     State,
     command_line,
 )
-from ._advice import NEVER_CONNECTED, NOT_CONNECTED, implicit_tls_advice, is_tls_record
+from ._advice import (
+    NEVER_CONNECTED,
+    NOT_CONNECTED,
+    implicit_tls_advice,
+    is_tls_record,
+    plain_text_advice,
+)
 from ._deadlines import Deadlines
 from ._failures import Cleanup, translate
 from ._hostname import default_local_hostname
@@ -265,6 +271,8 @@ class Session:
             if exc.errno is not None:  # the system's own (ETIMEDOUT), named by the transport
                 raise
             raise TimeoutError(f"connecting to {self.where} took longer than {why}") from None
+        except ssl.SSLError as exc:
+            raise plain_text_advice(exc, self.where) from exc
         limits = settings.limits
         self._core = ClientConnection(
             lmtp=settings.lmtp,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -282,3 +283,21 @@ def test_anyios_wrapped_attempts_are_unwrapped() -> None:
         assert _attempts(wrapped) == expected
     plain = ConnectionRefusedError(errno.ECONNREFUSED, "refused")
     assert _attempts(plain) == [plain]
+
+
+@pytest.mark.anyio
+async def test_implicit_tls_to_a_plain_text_port_says_to_use_starttls(
+    smtpd_server_factory: SMTPDServerFactory,
+) -> None:
+    """The server greets in plain text; OpenSSL sees no TLS record (WRONG_VERSION_NUMBER)."""
+    server = smtpd_server_factory()
+    with pytest.raises(ssl.SSLError) as info:
+        async with asmtp.SMTP_SSL(HOST, server.port, ME, timeout=5):
+            pytest.fail("TLS with a plain-text server")
+    assert info.value.reason == "WRONG_VERSION_NUMBER"  # kept, as the ssl module set it
+    assert str(info.value).endswith(
+        f": {HOST}:{server.port} does not speak TLS from the first byte (it answered in plain "
+        "text); for STARTTLS use asmtp.SMTP and starttls(), or tls='starttls'"
+    )
+    with pytest.raises(ssl.SSLError, match=r"for STARTTLS use asmtp\.SMTP"):
+        await asmtp.sendmail("a@x.test", ["b@x.test"], b"", port=server.port, tls="implicit")
