@@ -69,7 +69,11 @@ def _attempts(exc: OSError) -> list[OSError]:
 
 
 def _is_eof(exc: ssl.SSLError) -> bool:
-    return isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(exc)
+    # OpenSSL 3.0 (Debian 12's Python 3.11.2) reports a peer that hangs up during the
+    # handshake as a zero return, later versions as an unexpected EOF.
+    return isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
+        "UNEXPECTED_EOF" in str(exc)
+    )
 
 
 def _closed_during_handshake() -> ssl.SSLEOFError:
