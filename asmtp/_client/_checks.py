@@ -108,7 +108,7 @@ def recipients(value: object, name: str = "to_addrs") -> tuple[str, ...]:
     name may hold a comma inside quotes (``'"Doe, Jane" <jane@x>'`` is one address).
     """
     if isinstance(value, str):
-        found = [address for _, address in email.utils.getaddresses([value]) if address]
+        found = [address for _, address in _lenient_getaddresses(value) if address]
         if len(found) > 1:
             listed = ", ".join(repr(address) for address in found)
             raise BadArgument(
@@ -123,6 +123,15 @@ def recipients(value: object, name: str = "to_addrs") -> tuple[str, ...]:
         if not isinstance(address, str):
             raise _fail(f"{name}[{index}]", "a str", address)
     return addresses
+
+
+def _lenient_getaddresses(text: str) -> list[tuple[str, str]]:
+    """What :func:`email.utils.getaddresses` finds in ``text``, leniently: Pythons with the
+    CVE-2023-27043 fix are strict by default and give nothing at all for ``"a@x; b@y"``."""
+    try:
+        return email.utils.getaddresses([text], strict=False)
+    except TypeError:  # a Python without the fix has no strict= and is lenient
+        return email.utils.getaddresses([text])
 
 
 def check_sequence_of_text(name: str, value: object) -> Sequence[str] | None:
