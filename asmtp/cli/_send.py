@@ -443,9 +443,8 @@ def _existing_envelope(existing: ExistingMessage, options: dict[str, Any], path:
 
 
 def _deliver(server: Server, envelope: Envelope, message: object, verbose: bool) -> int:
-    if verbose:
-        _show_transcript()
-    refused: Refusals = anyio.run(send, server, envelope.sender, envelope.recipients, message)
+    with _transcript_shown() if verbose else contextlib.nullcontext():
+        refused: Refusals = anyio.run(send, server, envelope.sender, envelope.recipients, message)
     for recipient in envelope.recipients:
         if recipient in refused:
             code, text = refused[recipient]
@@ -456,10 +455,20 @@ def _deliver(server: Server, envelope: Envelope, message: object, verbose: bool)
     return ExitCode.REFUSED if refused else ExitCode.OK
 
 
-def _show_transcript() -> None:
-    """The library logs the transcript on the ``asmtp`` logger at DEBUG (AUTH redacted)."""
+@contextlib.contextmanager
+def _transcript_shown() -> Iterator[None]:
+    """The library logs the transcript on the ``asmtp`` logger at DEBUG (AUTH redacted).
+
+    The logger is left as it was afterwards: the command may run inside another program.
+    """
     logger = logging.getLogger("asmtp")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

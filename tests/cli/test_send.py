@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import logging
 import os
 import pty
 import ssl
@@ -403,3 +404,16 @@ def test_url_to_an_lmtp_unix_socket(unix_socket_path: Path) -> None:
         )
         assert (result.code, result.stdout) == (0, "accepted  b@x.test\n"), result.stderr
         assert server.messages[0].lmtp
+
+
+def test_verbose_leaves_the_asmtp_logger_as_it_found_it() -> None:
+    """The command may run inside another program (or a test run): -v must not leak."""
+    logger = logging.getLogger("asmtp")
+    before = (logger.level, list(logger.handlers))
+    with CaptureServer() as server:
+        result = invoke(
+            ["send", *to(server), "-s", "a@example.org", "-r", "b@x.test", "--body", "hi", "-v"]
+        )
+    assert result.code == 0, result.stderr
+    assert "send: b'MAIL FROM:<a@example.org>" in result.stderr
+    assert (logger.level, logger.handlers) == before
