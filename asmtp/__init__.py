@@ -43,6 +43,7 @@ from .errors import (
     SMTPTransactionInterrupted,
     SMTPTransactionTimeout,
     TLSRequiredError,
+    TLSRequiredReason,
 )
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "SendStream",
     "TLSMode",
     "TLSRequiredError",
+    "TLSRequiredReason",
     "auth",
     "connect",
     "errors",

@@ -20,6 +20,7 @@ from smtplib import (
     SMTPSenderRefused,
     SMTPServerDisconnected,
 )
+from typing import Literal
 
 from ._results import SendOutcome
 from ._transport import ProxyError
@@ -46,6 +47,7 @@ __all__ = [
     "SMTPTransactionTimeout",
     "SendOutcome",
     "TLSRequiredError",
+    "TLSRequiredReason",
 ]
 
 
@@ -83,11 +85,25 @@ class MalformedHeaderError(BadArgument):
     """
 
 
+TLSRequiredReason = Literal["no-starttls", "credentials-in-clear"]
+"""Why a :class:`TLSRequiredError` was raised (its ``reason``)."""
+
+
 class TLSRequiredError(SMTPNotSupportedError):
     """The connection could not be encrypted and the TLS policy forbids going on in the clear.
 
-    Raised before any credential or message is sent.
+    Raised before any credential or message is sent. ``reason`` says why, for callers that
+    word their own message:
+
+    - ``"no-starttls"``: the policy requires TLS (``tls="starttls"``) and the server does
+      not offer STARTTLS;
+    - ``"credentials-in-clear"``: credentials were given, the server offers no STARTTLS
+      (``tls="auto"``), and they would go out unencrypted (``tls="none"`` allows it).
     """
+
+    def __init__(self, message: str, reason: TLSRequiredReason) -> None:
+        super().__init__(message)
+        self.reason: TLSRequiredReason = reason
 
 
 class SMTPTransactionInterrupted(SMTPServerDisconnected):

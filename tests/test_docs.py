@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import click
 import pytest
+import trustme
 
 from asmtp.cli._app import cli
+from support.aiosmtpd_server import RecordingHandler
 from support.proxy_server import TestProxy
 
 if TYPE_CHECKING:
@@ -52,15 +56,105 @@ def test_runnable_example_runs_against_a_local_server(
     server = smtpd_server_factory()
     with TestProxy() as proxy:
         ran = code.replace(_PORT, str(server.port)).replace(_PROXY_PORT, str(proxy.port))
-        result = subprocess.run(  # noqa: S603 - our own interpreter and our own docs
-            [sys.executable, "-c", ran],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = _run_python(ran)
     assert bool(proxy.requests) == (ran != code.replace(_PORT, str(server.port))), name
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+
+
+_RUNNABLE_DEV_TLS = re.compile(
+    r"<!-- runnable with a development TLS server -->\n```python\n(.*?)```", re.S
+)
+"""Runs against a STARTTLS server whose certificate no public CA signed; the example finds
+the certificate (or the CA that issued it) as ``dev-ca.pem`` in its working directory."""
+
+
+def _self_signed(host: str) -> tuple[bytes, bytes]:
+    """A certificate for ``host`` signed by its own key, as ``openssl req -x509`` makes one:
+    (certificate PEM, key PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    unused = dict.fromkeys(
+        ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"), False
+    ) | dict.fromkeys(("crl_sign", "encipher_only", "decipher_only"), False)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, **unused), True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _dev_tls_server(kind: str, directory: pathlib.Path) -> ssl.SSLContext:
+    """The server context for ``kind``, writing what a client must trust to ``dev-ca.pem``."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if kind == "private-ca":  # mkcert's way: a local CA issued the server's certificate
+        ca = trustme.CA()
+        ca.issue_cert("localhost").configure_cert(server)
+        ca.cert_pem.write_to_path(str(directory / "dev-ca.pem"))
+    else:  # the certificate is its own CA
+        cert, key = _self_signed("localhost")
+        (directory / "dev-ca.pem").write_bytes(cert)
+        (directory / "server-key.pem").write_bytes(key)
+        server.load_cert_chain(directory / "dev-ca.pem", directory / "server-key.pem")
+    return server
+
+
+def test_the_tls_page_has_a_development_server_recipe() -> None:
+    assert _RUNNABLE_DEV_TLS.search((ROOT / "docs" / "tls.md").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("kind", ["self-signed", "private-ca"])
+def test_the_development_tls_recipe_runs_and_is_needed(
+    kind: str, smtpd_server_factory: SMTPDServerFactory, tmp_path: pathlib.Path
+) -> None:
+    """The recipe sends over verified STARTTLS; without its context the same send fails."""
+    page = (ROOT / "docs" / "tls.md").read_text(encoding="utf-8")
+    (code,) = _RUNNABLE_DEV_TLS.findall(page)
+    server = smtpd_server_factory(
+        RecordingHandler(), tls_context=_dev_tls_server(kind, tmp_path), require_starttls=True
+    )
+    code = code.replace(_PORT, str(server.port))
+    result = _run_python(code, tmp_path)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert len(server.handler.deliveries) == 1
+    without = code.replace('cafile="dev-ca.pem"', "cafile=None")
+    assert without != code
+    assert "CERTIFICATE_VERIFY_FAILED" in _run_python(without, tmp_path).stderr
+    assert len(server.handler.deliveries) == 1
+
+
+def _run_python(code: str, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code``, an example from our own docs, with this interpreter."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and our own docs
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+    )
 
 
 def _restart_examples() -> list[tuple[str, str]]:

@@ -83,7 +83,9 @@ class SMTPPool:
     own ``deadline``. After ``retry.attempts`` failures in a row each waiting send raises the
     server's own error, whose ``attempts`` counts the tries it waited through, and until the
     delay passes new sends do the same at once (``attempts`` 0) unless a connection is open.
-    A ``tls`` that is not a :data:`~asmtp.TLSMode` raises :class:`ValueError` here.
+    A ``tls`` that is not a :data:`~asmtp.TLSMode` raises :class:`ValueError` here, as do
+    a ``password`` without a ``username`` and a malformed ``url`` (the server as one string
+    instead of ``host`` and ``port``, as :func:`asmtp.connect` takes it).
 
     An idle connection the server closed or wrote to is never reused; one that turns out
     dead before the server answered anything of a send is replaced without counting an
@@ -102,6 +104,7 @@ class SMTPPool:
         host: str = "localhost",
         port: int = 0,
         *,
+        url: str | None = None,
         tls: TLSMode = "auto",
         username: str | None = None,
         password: str | Secret | None = None,
@@ -129,6 +132,7 @@ class SMTPPool:
         settings = client_settings(
             host,
             port,
+            url=url,
             tls=tls,
             username=username,
             password=secret,
@@ -140,6 +144,7 @@ class SMTPPool:
             chunking=chunking,
             proxy=proxy,
         )
+        del url  # it may hold the password
         self._settings = dataclasses.replace(settings, lmtp=True) if lmtp else settings
         self.retry = retry or RetryPolicy()
         self.max_batch = max_batch
@@ -276,9 +281,12 @@ class SMTPPool:
         rcpt_options: Sequence[Param] = (),
         *,
         deadline: float | None = None,
+        add_missing_headers: bool = True,
     ) -> SendResult:
         """:meth:`~asmtp.SMTP.send_message` on a pooled connection, retried while safe."""
-        item = Outgoing.message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+        item = Outgoing.message(
+            msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
+        )
         return await self._with_retries(item, deadline=deadline)
 
     def send_each(

@@ -1,12 +1,14 @@
 """The smtplib-shaped client: a session over a transport, the mail transaction on top of it,
 and ``SMTP``, ``SMTP_SSL``, ``LMTP`` and the one-shot functions as its public surface.
 
-Layers, each importing only those below it: ``_settings``, ``_deadlines``, ``_progress``,
-``_failures`` and the message helpers (``_addresses``, ``_flatten``, ``_source``,
-``_message``); ``_session`` (I/O, deadlines, failure translation); ``_commands``, ``_tls``,
-``_login`` (session commands); ``_envelope`` and ``_transaction`` (one message),
-``_overlap`` (several on one connection); ``_smtp``, ``_smtp_ssl``, ``_lmtp``, ``_open``
-and ``_oneshot`` on top. ``docs/architecture.md`` walks one ``sendmail`` through them.
+Layers, each importing only those below it: ``_checks``, ``_settings``, ``_url``,
+``_deadlines``, ``_progress``, ``_failures``, ``_advice``, ``_transcript``, ``_hostname``
+and the message helpers (``_addresses``, ``_flatten``, ``_source``, ``_message``);
+``_session`` (I/O, deadlines, failure translation); ``_commands``, ``_tls``, ``_login``
+(session commands); ``_envelope`` and ``_transaction`` (one message), ``_overlap``
+(several on one connection); ``_attributes``, ``_smtp``, ``_smtp_ssl``, ``_lmtp``,
+``_open`` and ``_oneshot`` on top. ``docs/architecture.md`` walks one ``sendmail`` through
+them.
 """
 
 from __future__ import annotations

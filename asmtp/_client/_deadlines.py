@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import anyio
 
+from ._checks import check_seconds
+
 __all__ = ["Deadlines", "now"]
 
 
@@ -50,6 +52,7 @@ class Deadlines:
     @contextlib.contextmanager
     def send(self, seconds: float | None) -> Iterator[None]:
         """Bound every step inside by an overall deadline ``seconds`` from now."""
+        check_seconds("deadline", seconds)
         if seconds is None:
             yield
             return

@@ -26,6 +26,7 @@ from ..protocol import (
     param_bytes,
 )
 from . import _addresses, _source
+from ._checks import check_bool, check_options, check_text, recipients
 from ._message import prepare_message
 from ._session import Session
 
@@ -55,12 +56,34 @@ class Outgoing:
     mail_options: Sequence[Param] = ()
     rcpt_options: Sequence[Param] = ()
     from_headers: bool = False
+    """True when built by :meth:`message`: the envelope comes from the headers."""
+    add_missing_headers: bool = True
+    """With :attr:`from_headers`: add ``Date`` and ``Message-ID`` when the message has none."""
 
     def __post_init__(self) -> None:
-        if not self.from_headers and (self.from_addr is None or self.to_addrs is None):
+        """Check every argument's type; :class:`TypeError` says what to pass.
+
+        ``to_addrs`` and the options become tuples (an iterator is read once, here); a
+        ``str`` of several recipients is refused (:func:`~._checks.recipients`).
+        """
+        if self.from_headers:
+            if not isinstance(self.msg, email.message.Message):
+                raise TypeError(
+                    "send_message() takes an email.message.Message, not "
+                    f"{type(self.msg).__name__}; send str or bytes with "
+                    "sendmail(from_addr, to_addrs, msg)"
+                )
+        elif self.from_addr is None or self.to_addrs is None:
             raise TypeError("from_addr and to_addrs are required (or use Outgoing.message())")
-        if self.from_headers and not isinstance(self.msg, email.message.Message):
-            raise TypeError("Outgoing.message() takes an email.message.Message")
+        check_text("from_addr", self.from_addr, optional=True)
+        if self.to_addrs is not None:
+            to_addrs = recipients(self.to_addrs)
+            if not isinstance(self.to_addrs, str):
+                object.__setattr__(self, "to_addrs", to_addrs)
+        for name in ("mail_options", "rcpt_options"):
+            check_options(name, getattr(self, name))
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_bool("add_missing_headers", self.add_missing_headers)
 
     @classmethod
     def checked(
@@ -84,9 +107,19 @@ class Outgoing:
         to_addrs: str | Sequence[str] | None = None,
         mail_options: Sequence[Param] = (),
         rcpt_options: Sequence[Param] = (),
+        add_missing_headers: bool = True,
     ) -> Outgoing:
-        """A message sent by :meth:`asmtp.SMTP.send_message`'s rules."""
-        return cls(from_addr, to_addrs, msg, mail_options, rcpt_options, from_headers=True)
+        """A message sent by :meth:`asmtp.SMTP.send_message`'s rules (``Date`` and
+        ``Message-ID`` added when missing, unless ``add_missing_headers`` is false)."""
+        return cls(
+            from_addr,
+            to_addrs,
+            msg,
+            mail_options,
+            rcpt_options,
+            from_headers=True,
+            add_missing_headers=add_missing_headers,
+        )
 
     @property
     def replayable(self) -> bool:
@@ -141,7 +174,12 @@ def resolve(session: Session, item: Outgoing) -> Envelope:
     if item.from_headers:
         assert isinstance(msg, email.message.Message)  # noqa: S101 - Outgoing checks it
         prepared = prepare_message(
-            msg, from_addr, to_addrs, smtputf8_supported=session.has_extn("smtputf8")
+            msg,
+            from_addr,
+            to_addrs,
+            smtputf8_supported=session.has_extn("smtputf8"),
+            add_missing_headers=item.add_missing_headers,
+            local_hostname=session.local_hostname,
         )
         from_addr, to_addrs, source = prepared.from_addr, prepared.to_addrs, prepared.data
         mail_options.extend(prepared.mail_options)

@@ -16,6 +16,7 @@ import email.generator
 import email.message
 import io
 import re
+from collections.abc import Sequence
 from email.policy import Policy
 from typing import Final
 
@@ -39,8 +40,14 @@ _WIRE_LINE_END: Final = re.compile(rb"\r\n|\r|\n")
 _QUOTE_LIMIT: Final = 60
 
 
-def flatten(msg: email.message.Message, *, utf8: bool = False) -> bytes:
-    """``msg`` as bytes with CRLF line ends, less ``Bcc`` and ``Resent-Bcc``.
+def flatten(
+    msg: email.message.Message,
+    *,
+    utf8: bool = False,
+    add: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """``msg`` as bytes with CRLF line ends, less ``Bcc`` and ``Resent-Bcc``, plus the
+    header fields ``add`` (at the end of the header block).
 
     ``utf8`` writes non-ASCII headers as UTF-8 (RFC 6532) rather than as encoded words.
     Raises :class:`MalformedHeaderError` for a header that would not come out as one field.
@@ -48,6 +55,8 @@ def flatten(msg: email.message.Message, *, utf8: bool = False) -> bytes:
     outgoing = copy.copy(msg)  # del rebinds the copy's header list: the caller's stays whole
     del outgoing["Bcc"]
     del outgoing["Resent-Bcc"]
+    for name, value in add:
+        outgoing[name] = value  # appended to the copy's own list, after the del above
     policy = msg.policy.clone(utf8=True) if utf8 else msg.policy  # type: ignore[call-arg]
     for part in outgoing.walk():  # the generator writes every part with the top one's policy
         for name, value in part.raw_items():

@@ -8,7 +8,6 @@ as hosts.
 from __future__ import annotations
 
 import dataclasses
-from typing import Final
 
 from .._transport import Connector, PreConnected, Proxy, connect
 from ..protocol._connection import DEFAULT_MAX_PENDING
@@ -17,13 +16,10 @@ from ..protocol._replies import (
     DEFAULT_MAX_REPLY_BYTES,
     DEFAULT_MAX_REPLY_LINES,
 )
-from ._settings import DEFAULT_TIMEOUT
+from ._settings import DEFAULT_TIMEOUT, LMTP_PORT
 from ._smtp import SMTP
 
 __all__ = ["LMTP", "LMTP_PORT"]
-
-LMTP_PORT: Final = 2003
-"""The port :class:`LMTP` connects to when none is given (smtplib's; RFC 2033 names none)."""
 
 
 class LMTP(SMTP):

@@ -7,16 +7,24 @@ itself, Bcc and Resent-Bcc removed, is ``_flatten``'s. Performs no I/O.
 
 from __future__ import annotations
 
+import datetime
 import email.message
 import email.utils
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from ..errors import SMTPNotSupportedError
 from ._flatten import flatten
 from ._source import EightBit, eight_bit_content
 
-__all__ = ["PreparedMessage", "prepare_message"]
+__all__ = ["PreparedMessage", "missing_headers", "prepare_message"]
+
+# RFC 5322 §3.4.1 dot-atom-text, as a domain name (ASCII letters, digits, hyphens, dots).
+_DOMAIN: Final = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +45,13 @@ def prepare_message(
     to_addrs: str | Sequence[str] | None,
     *,
     smtputf8_supported: bool,
+    add_missing_headers: bool = False,
+    local_hostname: str | None = None,
 ) -> PreparedMessage:
     """Derive the envelope and the bytes to send from ``msg``, as smtplib's ``send_message``.
+
+    With ``add_missing_headers``, the bytes sent get the ``Date`` and ``Message-ID`` the
+    message lacks (:func:`missing_headers`); ``msg`` itself is never changed.
 
     Raises :class:`ValueError` for more than one Resent- block,
     :class:`~asmtp.errors.MalformedHeaderError` for a header that would not come out as one
@@ -75,5 +88,29 @@ def prepare_message(
             "support, but the server does not advertise the required SMTPUTF8 capability"
         )
     options = ("SMTPUTF8", "BODY=8BITMIME") if international else ()
-    data = flatten(msg, utf8=international)  # Bcc and Resent-Bcc removed
+    added = missing_headers(msg, from_addr, local_hostname) if add_missing_headers else ()
+    data = flatten(msg, utf8=international, add=added)  # Bcc and Resent-Bcc removed
     return PreparedMessage(from_addr, recipients, data, options, eight_bit_content(data))
+
+
+def missing_headers(
+    msg: email.message.Message, sender: str, local_hostname: str | None
+) -> tuple[tuple[str, str], ...]:
+    """The ``Date`` and ``Message-ID`` fields ``msg`` lacks, made now.
+
+    RFC 5322 §3.6 requires Date (and asks for Message-ID); RFC 6409 §8 lets a submission
+    server add them, which many do not, so mail without them looks broken or like spam.
+    Date is in UTC. The Message-ID's right side is the sender's domain, else the name the
+    client gives in EHLO: never a DNS lookup (``make_msgid()`` without a domain does one).
+    """
+    added: list[tuple[str, str]] = []
+    if "Date" not in msg:
+        added.append(
+            ("Date", email.utils.format_datetime(datetime.datetime.now(datetime.timezone.utc)))
+        )
+    if "Message-ID" not in msg:
+        domain = sender.rpartition("@")[2].strip("<> ")
+        if not _DOMAIN.fullmatch(domain):
+            domain = local_hostname or "localhost"
+        added.append(("Message-ID", email.utils.make_msgid(domain=domain)))
+    return tuple(added)

@@ -6,6 +6,7 @@ import contextlib
 import email.message
 import ssl
 from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final
 
 from .._results import SendResult
 from .._transport import PreConnected, Proxy
@@ -13,9 +14,11 @@ from ..auth import Mechanism, Secret
 from ..protocol import Param
 from . import _commands, _transaction
 from ._envelope import Outgoing
-from ._open import client_settings, open_session
+from ._lmtp import LMTP
+from ._open import DEFAULT_HOST, client_settings, open_session
+from ._sasl import is_mechanism
 from ._session import Session
-from ._settings import DEFAULT_TIMEOUT, TLSMode
+from ._settings import DEFAULT_TIMEOUT, ClientSettings, TLSMode
 from ._smtp import SMTP, showing
 from ._smtp_ssl import SMTP_SSL
 
@@ -24,9 +27,10 @@ __all__ = ["connect", "send_message", "sendmail"]
 
 @contextlib.asynccontextmanager
 async def connect(
-    host: str = "localhost",
+    host: str = DEFAULT_HOST,
     port: int = 0,
     *,
+    url: str | None = None,
     tls: TLSMode = "auto",
     username: str | None = None,
     password: str | Secret | None = None,
@@ -40,34 +44,26 @@ async def connect(
 ) -> AsyncIterator[SMTP]:
     """Open a ready-to-send :class:`SMTP` under the TLS policy ``tls``; QUIT on exit.
 
-    Authenticates with ``username``/``password`` (:meth:`SMTP.login`) or with a SASL
-    ``mechanism`` object (:meth:`SMTP.auth`). Raises :class:`TLSRequiredError` rather than
-    send credentials unencrypted or skip a required STARTTLS, and
-    :class:`smtplib.SMTPConnectError` when the greeting is not ``220``.
+    ``url`` gives the server, the policy and the credentials in one string instead of
+    ``host`` and ``port`` (``smtp://``, ``smtp+starttls://``, ``smtps://``, ``lmtp://``; see
+    the TLS guide); an ``lmtp`` URL yields an :class:`LMTP`. Authenticates with
+    ``username``/``password`` (:meth:`SMTP.login`) or with a SASL ``mechanism`` object
+    (:meth:`SMTP.auth`). Raises :class:`TLSRequiredError` rather than send credentials
+    unencrypted or skip a required STARTTLS, :class:`smtplib.SMTPConnectError` when the
+    greeting is not ``220``, and :class:`ValueError` for a ``password`` without a
+    ``username`` or a malformed ``url``.
 
     ``proxy`` (a URL such as ``"socks5h://user:pw@proxy:1080"``, or an
     :class:`asmtp.Proxy`) reaches the server through a SOCKS or HTTP CONNECT proxy, and
     ``sock`` over a connection the caller opened (``host`` is then only the name TLS
     checks), as for :class:`SMTP`; a failing proxy raises :class:`asmtp.ProxyError`.
     """
-    settings = client_settings(
-        host,
-        port,
-        tls=tls,
-        username=username,
-        password=password,
-        mechanism=None if mechanism is None else (lambda: mechanism),
-        context=context,
-        local_hostname=local_hostname,
-        timeout=timeout,
-        source_address=source_address,
-        proxy=proxy,
-        sock=sock,
-    )
-    del password
+    settings = _settings(locals())
+    del password, url
     session = Session(settings)
     await open_session(session)
-    async with showing(session, SMTP_SSL if settings.implicit_tls else SMTP) as smtp:
+    cls = LMTP if settings.lmtp else SMTP_SSL if settings.implicit_tls else SMTP
+    async with showing(session, cls) as smtp:
         yield smtp
 
 
@@ -76,8 +72,9 @@ async def sendmail(
     to_addrs: str | Sequence[str],
     msg: object,
     *,
-    host: str = "localhost",
+    host: str = DEFAULT_HOST,
     port: int = 0,
+    url: str | None = None,
     tls: TLSMode = "auto",
     username: str | None = None,
     password: str | Secret | None = None,
@@ -100,21 +97,8 @@ async def sendmail(
     :func:`connect`.
     """
     item = Outgoing.checked(from_addr, to_addrs, msg, mail_options, rcpt_options)
-    settings = client_settings(
-        host,
-        port,
-        tls=tls,
-        username=username,
-        password=password,
-        mechanism=None if mechanism is None else (lambda: mechanism),
-        context=context,
-        local_hostname=local_hostname,
-        timeout=timeout,
-        source_address=source_address,
-        proxy=proxy,
-        sock=sock,
-    )
-    del password
+    settings = _settings(locals())
+    del password, url
     return await _send_once(Session(settings), item, deadline)
 
 
@@ -123,8 +107,9 @@ async def send_message(
     *,
     from_addr: str | None = None,
     to_addrs: str | Sequence[str] | None = None,
-    host: str = "localhost",
+    host: str = DEFAULT_HOST,
     port: int = 0,
+    url: str | None = None,
     tls: TLSMode = "auto",
     username: str | None = None,
     password: str | Secret | None = None,
@@ -138,29 +123,51 @@ async def send_message(
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
     deadline: float | None = None,
+    add_missing_headers: bool = True,
 ) -> SendResult:
     """Connect, send an :class:`email.message.Message` as :meth:`SMTP.send_message`, QUIT.
 
-    ``deadline`` bounds the whole call, connecting included, in seconds; ``proxy`` and
-    ``sock`` as in :func:`connect`.
+    ``Date`` and ``Message-ID`` are added when missing unless ``add_missing_headers`` is
+    false. ``deadline`` bounds the whole call, connecting included, in seconds; ``proxy``
+    and ``sock`` as in :func:`connect`.
     """
-    item = Outgoing.message(msg, from_addr, to_addrs, mail_options, rcpt_options)
-    settings = client_settings(
-        host,
-        port,
-        tls=tls,
-        username=username,
-        password=password,
-        mechanism=None if mechanism is None else (lambda: mechanism),
-        context=context,
-        local_hostname=local_hostname,
-        timeout=timeout,
-        source_address=source_address,
-        proxy=proxy,
-        sock=sock,
+    item = Outgoing.message(
+        msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
     )
-    del password
+    settings = _settings(locals())
+    del password, url
     return await _send_once(Session(settings), item, deadline)
+
+
+_CONNECTION: Final = (
+    "host",
+    "port",
+    "url",
+    "tls",
+    "username",
+    "password",
+    "context",
+    "local_hostname",
+    "timeout",
+    "source_address",
+    "proxy",
+    "sock",
+)
+"""The connection keywords the three one-shot functions share, besides ``mechanism``."""
+
+
+def _settings(arguments: dict[str, Any]) -> ClientSettings:
+    """The settings a one-shot function's connection keywords give (from its ``locals()``,
+    so that the three share one list); ``mechanism`` is one object, used once."""
+    mechanism = arguments["mechanism"]
+    if mechanism is not None and not is_mechanism(mechanism):
+        raise TypeError(
+            f"mechanism must be an asmtp.auth.Mechanism, not {type(mechanism).__name__}"
+        )
+    connection = {name: arguments[name] for name in _CONNECTION}
+    return client_settings(
+        **connection, mechanism=None if mechanism is None else (lambda: mechanism)
+    )
 
 
 async def _send_once(session: Session, item: Outgoing, deadline: float | None) -> SendResult:

@@ -10,8 +10,6 @@ caller sees (``_failures``), closing the connection when the conversation is out
 from __future__ import annotations
 
 import asyncio
-import functools
-import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, ParamSpec, TypeVar
@@ -19,7 +17,7 @@ from typing import Final, ParamSpec, TypeVar
 import anyio
 import anyio.lowlevel
 
-from .._transport import Transport, default_ssl_context
+from .._transport import Transport, address_text, default_ssl_context
 from ..errors import SMTPProtocolError, SMTPServerDisconnected
 from ..protocol import (
     NEED_DATA,
@@ -40,11 +38,20 @@ from ..protocol import (
     State,
     command_line,
 )
+from ._advice import (
+    NEVER_CONNECTED,
+    NOT_CONNECTED,
+    implicit_tls_advice,
+    is_tls_record,
+    plain_text_advice,
+)
 from ._deadlines import Deadlines
 from ._failures import Cleanup, translate
+from ._hostname import default_local_hostname
 from ._progress import Progress
 from ._settings import ClientSettings
 from ._transcript import Transcript
+from ._unsolicited import idle_and_clean, take_unsolicited
 
 __all__ = ["Session"]
 
@@ -58,11 +65,6 @@ _OPEN: Final = _BETWEEN_COMMANDS - {State.CLOSED}
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-@functools.cache
-def _fqdn() -> str:
-    return socket.getfqdn()
 
 
 def _current_task() -> object:
@@ -116,6 +118,11 @@ class Session:
         self.deadlines.timeout = value
 
     @property
+    def where(self) -> str:
+        """``host:port``, or a Unix socket's path, for messages."""
+        return address_text(self.host, self.port)
+
+    @property
     def state(self) -> State | None:
         """The core's state, or ``None`` when never connected."""
         return self._core.state if self._core is not None else None
@@ -157,47 +164,17 @@ class Session:
     def reusable(self) -> bool:
         """Whether a command may be sent now: connected, no reply owed, nothing unread.
 
-        Reads, without waiting, whatever the server sent since its last reply. A stray
-        reply, a 421 or a close marks the conversation unusable and returns ``False``; close
-        it then. A pool asks this before reusing an idle connection.
+        Reads, without waiting, what the server sent since its last reply: a stray reply, a
+        421 or a close marks the conversation unusable. A pool asks before reusing one.
         """
         core, transport = self._core, self._transport
-        if core is None or transport is None or core.pending_count:
+        if core is None or transport is None or core.pending_count or core.state not in _OPEN:
             return False
-        if core.state not in _OPEN:
-            return False
-        try:
-            self.take_unsolicited()
-        except (RemoteProtocolError, SMTPServerDisconnected, OSError):
-            core.fail()
-            return False
-        if core.buffered:  # the start of a reply nobody asked for
-            core.fail()
-            return False
-        return True
+        return idle_and_clean(core, transport, self._note)
 
     def take_unsolicited(self) -> None:
-        """Read what the server sent while no reply was owed, before the next command.
-
-        The client reads only when it awaits a reply, so such bytes wait in the transport
-        or the core; paired with the next command they would shift every later reply by
-        one. A 421 or a close is the server ending the session (RFC 5321 §3.8):
-        :class:`SMTPServerDisconnected` with its reply. Anything else: the core's
-        :class:`~asmtp.protocol.RemoteProtocolError`, here or when the command is sent.
-        """
-        core, transport = self._require()
-        data = transport.receive_nowait()
-        if data is not None:
-            core.receive_data(data)
-        elif not core.buffered:
-            return
-        event = core.next_event()
-        if event is PEER_CLOSED:
-            raise SMTPServerDisconnected("the server closed the connection")
-        if isinstance(event, Reply):  # a 421 or 221: any other reply raised in next_event()
-            self._note(event)
-            text = event.message.decode("utf-8", "replace")
-            raise SMTPServerDisconnected(f"the server closed the connection: {event.code} {text}")
+        """Read what the server sent while no reply was owed, before the next command."""
+        take_unsolicited(*self._require(), self._note)
 
     # -- running a public call -------------------------------------------------------
 
@@ -253,8 +230,7 @@ class Session:
         context = None
         if settings.implicit_tls:
             context = settings.context or default_ssl_context()
-        if self.transcript.wanted():
-            self.transcript.line("connect: %r", f"{host}:{port}".encode())
+        self.log("connect:", self.where.encode())
         deadline, why = self.deadlines.step()
         try:
             self._transport = await settings.connector(
@@ -265,8 +241,12 @@ class Session:
                 source_address=self.source_address,
                 deadline=deadline,
             )
-        except TimeoutError:
-            raise TimeoutError(f"connecting to {host}:{port} took longer than {why}") from None
+        except TimeoutError as exc:
+            if exc.errno is not None:  # the system's own (ETIMEDOUT), named by the transport
+                raise
+            raise TimeoutError(f"connecting to {self.where} took longer than {why}") from None
+        except ssl.SSLError as exc:
+            raise plain_text_advice(exc, self.where) from exc
         limits = settings.limits
         self._core = ClientConnection(
             lmtp=settings.lmtp,
@@ -278,23 +258,15 @@ class Session:
         self.reset_session()
         try:
             if self.local_hostname is None:
-                self.local_hostname = await self._default_local_hostname()
-            return await self.reply()
+                address = self._transport.local_address
+                self.local_hostname = await default_local_hostname(address)
+            return await self.reply(greeting=True)
         except RemoteProtocolError as exc:
             await self.abort()
             raise SMTPProtocolError(str(exc)) from exc
         except BaseException:
             await self.abort()
             raise
-
-    async def _default_local_hostname(self) -> str:
-        fqdn = await anyio.to_thread.run_sync(_fqdn)
-        if "." in fqdn:
-            return fqdn
-        address = self._transport.local_address if self._transport else None
-        if address and ":" in address:
-            return f"[IPv6:{address}]"
-        return f"[{address or '127.0.0.1'}]"
 
     async def close(self) -> None:
         """Close the connection without QUIT."""
@@ -332,9 +304,13 @@ class Session:
 
     # -- sending ----------------------------------------------------------------------
 
+    def not_connected(self) -> SMTPServerDisconnected:
+        """smtplib's error for a command without a connection, saying how to make one."""
+        return SMTPServerDisconnected(NEVER_CONNECTED if self._core is None else NOT_CONNECTED)
+
     def _require(self) -> tuple[ClientConnection, Transport]:
         if self._core is None or self._transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
+            raise self.not_connected()
         if self._core.state in (State.CLOSED, State.ERROR):
             raise SMTPServerDisconnected("Server not connected")
         return self._core, self._transport
@@ -384,14 +360,12 @@ class Session:
         # The state may already be CLOSED: QUIT's own bytes still have to go out.
         transport = self._transport
         if transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
+            raise self.not_connected()
         deadline, why = self.deadlines.step()
         try:
             await transport.send(data, deadline)
         except TimeoutError:
-            raise TimeoutError(
-                f"writing to {self.host}:{self.port} took longer than {why}"
-            ) from None
+            raise TimeoutError(f"writing to {self.where} took longer than {why}") from None
 
     async def exchange(self, command: Command) -> Reply:
         """Send one command and read its reply."""
@@ -400,11 +374,15 @@ class Session:
 
     # -- receiving --------------------------------------------------------------------
 
-    async def reply(self) -> Reply:
-        """The next reply; :class:`SMTPServerDisconnected` when the server closed."""
+    async def reply(self, *, greeting: bool = False) -> Reply:
+        """The next reply; :class:`SMTPServerDisconnected` when the server closed.
+
+        For the ``greeting``, first bytes that start a TLS record raise at once, and the
+        errors for no greeting say when the port expects implicit TLS.
+        """
         core, transport = self._core, self._transport
         if core is None or transport is None:
-            raise SMTPServerDisconnected("please run connect() first")
+            raise self.not_connected()
         event = core.next_event()
         if event is NEED_DATA:
             # One deadline for the whole reply, so a server dribbling bytes (slowloris)
@@ -412,15 +390,22 @@ class Session:
             deadline, why = self.deadlines.step()
             try:
                 while event is NEED_DATA:
-                    core.receive_data(await transport.receive(deadline))
+                    data = await transport.receive(deadline)
+                    if greeting and data:
+                        greeting = False
+                        self._check_greeting(data)
+                    core.receive_data(data)
                     event = core.next_event()
             except TimeoutError:
+                what = "greeting" if greeting else "complete reply"
                 raise TimeoutError(
-                    f"no complete reply from {self.host}:{self.port} within {why}"
+                    f"no {what} from {self.where} within {why}" + self._tls_advice(greeting)
                 ) from None
         if event is PEER_CLOSED:
             await self.close()
-            raise SMTPServerDisconnected("Connection unexpectedly closed")
+            raise SMTPServerDisconnected(
+                "Connection unexpectedly closed" + self._tls_advice(greeting)
+            )
         assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
         self._note(event)
         if event.code == 421:
@@ -435,7 +420,7 @@ class Session:
         """
         core = self._core
         if core is None:
-            raise SMTPServerDisconnected("please run connect() first")
+            raise self.not_connected()
         replies: list[Reply] = []
         while core.pending_count > leave:
             event = core.next_event()
@@ -470,6 +455,19 @@ class Session:
             replies.append(event)
         return replies
 
+    def _check_greeting(self, data: bytes) -> None:
+        if is_tls_record(data) and not self.is_encrypted:
+            raise SMTPProtocolError(
+                f"{self.where} answered with a TLS record, not an SMTP greeting"
+                + implicit_tls_advice(self.port, received=True)
+            )
+
+    def _tls_advice(self, greeting: bool) -> str:
+        """Advice for a greeting that never came on a plain connection."""
+        if not greeting or self.is_encrypted:
+            return ""
+        return implicit_tls_advice(self.port, received=False)
+
     def _note(self, reply: Reply) -> None:
         """Log ``reply``; tell the send in flight it was answered, and record a RCPT verdict."""
         if self.transcript.wanted():
@@ -480,3 +478,19 @@ class Session:
         progress.answered = True
         if isinstance(reply.command, Rcpt):
             progress.rcpt_reply(reply.command.address, reply.code, reply.message)
+
+    # -- the transcript ----------------------------------------------------------------
+
+    @property
+    def debuglevel(self) -> int:
+        """smtplib's transcript level (see :meth:`set_debuglevel`)."""
+        return self.transcript.debuglevel
+
+    def set_debuglevel(self, debuglevel: int) -> None:
+        """This conversation's transcript on stderr when ``debuglevel`` > 0 (2: timed)."""
+        self.transcript.debuglevel = debuglevel
+
+    def log(self, direction: str, text: bytes) -> None:
+        """Add a line to the transcript."""
+        if self.transcript.wanted():
+            self.transcript.line("%s %r", direction, text)

@@ -20,14 +20,32 @@ from ..protocol._replies import (
     DEFAULT_MAX_REPLY_BYTES,
     DEFAULT_MAX_REPLY_LINES,
 )
+from ._checks import (
+    check_context,
+    check_int,
+    check_port,
+    check_seconds,
+    check_source_address,
+    check_text,
+)
 
-__all__ = ["DEFAULT_TIMEOUT", "SMTP_SSL_PORT", "ClientSettings", "Limits", "TLSMode", "check_tls"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LMTP_PORT",
+    "SMTP_SSL_PORT",
+    "ClientSettings",
+    "Limits",
+    "TLSMode",
+    "check_tls",
+]
 
 DEFAULT_TIMEOUT: Final = 60.0
 """Seconds a connect, a write or a whole reply may take (smtplib's default waits forever)."""
 
 SMTP_SSL_PORT: Final = 465
 """The implicit TLS submission port (RFC 8314 §3.3), :class:`SMTP_SSL`'s default."""
+LMTP_PORT: Final = 2003
+"""smtplib's LMTP port (RFC 2033 assigns none)."""
 
 TLSMode = Literal["auto", "implicit", "starttls", "none"]
 """How the one-shot functions and the pool secure the connection.
@@ -61,6 +79,10 @@ class Limits:
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     max_pending: int = DEFAULT_MAX_PENDING
 
+    def __post_init__(self) -> None:
+        for name in ("max_line_length", "max_reply_lines", "max_reply_bytes", "max_pending"):
+            check_int(name, getattr(self, name))
+
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
@@ -91,6 +113,17 @@ class ClientSettings:
     connector: Connector = connect
 
     def __post_init__(self) -> None:
+        check_text("host", self.host)
+        check_port(self.port)
         check_tls(self.tls)
+        check_context(self.context)
+        for name in ("server_hostname", "username", "local_hostname"):
+            check_text(name, getattr(self, name), optional=True)
+        if self.password is not None and not isinstance(self.password, Secret):
+            raise TypeError(f"password must be a str or None, not {type(self.password).__name__}")
+        if self.mechanism is not None and not callable(self.mechanism):
+            raise TypeError("mechanism must be an asmtp.auth.Mechanism")
+        check_seconds("timeout", self.timeout)
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"timeout must be positive or None, not {self.timeout!r}")
+        check_source_address(self.source_address)

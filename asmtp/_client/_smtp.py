@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TypeVar
 
-from .._results import SendOutcome, SendResult
+from .._results import SendResult
 from .._transport import Connector, PreConnected, Proxy, connect, connector_for
 from ..auth import Mechanism, Secret
 from ..errors import SMTPConnectError, SMTPDataError
-from ..protocol import Data, Param, Reply, State
+from ..protocol import Data, Param, Reply
 from ..protocol._connection import DEFAULT_MAX_PENDING
 from ..protocol._replies import (
     DEFAULT_MAX_LINE_LENGTH,
@@ -26,8 +26,18 @@ from ..protocol._replies import (
     DEFAULT_MAX_REPLY_LINES,
 )
 from . import _commands, _login, _overlap, _source, _tls, _transaction
+from ._attributes import SessionView
+from ._checks import (
+    check_context,
+    check_options,
+    check_port,
+    check_sequence_of_text,
+    check_source_address,
+    check_text,
+)
 from ._envelope import Outgoing, mail_command, rcpt_command
 from ._progress import Progress
+from ._sasl import is_mechanism
 from ._session import Session
 from ._settings import DEFAULT_TIMEOUT, ClientSettings, Limits
 
@@ -37,7 +47,7 @@ _Self = TypeVar("_Self", bound="SMTP")
 Answer = tuple[int, bytes]
 
 
-class SMTP:
+class SMTP(SessionView):
     """An SMTP client connection, as :class:`smtplib.SMTP` with coroutine methods.
 
     Unlike smtplib, the constructor does not connect (it cannot await): use
@@ -113,113 +123,6 @@ class SMTP:
             return
         await self._session.run(_commands.quit_politely, self._session)
 
-    # -- smtplib's attributes ----------------------------------------------------------
-
-    @property
-    def local_hostname(self) -> str | None:
-        """The name given in EHLO/HELO (the host's FQDN when not set)."""
-        return self._session.local_hostname
-
-    @local_hostname.setter
-    def local_hostname(self, value: str | None) -> None:
-        self._session.local_hostname = value
-
-    @property
-    def timeout(self) -> float | None:
-        """Seconds each connect, write or complete reply may take (``None``: forever)."""
-        return self._session.timeout
-
-    @timeout.setter
-    def timeout(self, value: float | None) -> None:
-        self._session.timeout = value
-
-    @property
-    def source_address(self) -> tuple[str, int] | None:
-        """The local address to connect from."""
-        return self._session.source_address
-
-    @property
-    def port(self) -> int:
-        """The server's port."""
-        return self._session.port
-
-    @property
-    def debuglevel(self) -> int:
-        """The transcript level set by :meth:`set_debuglevel`."""
-        return self._session.transcript.debuglevel
-
-    @property
-    def does_esmtp(self) -> bool:
-        """True after a 250 reply to EHLO."""
-        return self._session.does_esmtp
-
-    @property
-    def esmtp_features(self) -> dict[str, str]:
-        """The extensions the last EHLO advertised, lower-cased, as smtplib."""
-        return self._session.esmtp_features
-
-    @property
-    def ehlo_resp(self) -> bytes | None:
-        """The text of the last EHLO reply."""
-        return self._session.ehlo_resp
-
-    @property
-    def helo_resp(self) -> bytes | None:
-        """The text of the last HELO reply."""
-        return self._session.helo_resp
-
-    @property
-    def command_encoding(self) -> str:
-        """``"ascii"``, or ``"utf-8"`` once a MAIL with SMTPUTF8 was sent."""
-        return self._session.command_encoding
-
-    @property
-    def use_chunking(self) -> bool:
-        """Send bodies with BDAT when the server advertises CHUNKING (RFC 3030)."""
-        return self._session.use_chunking
-
-    @use_chunking.setter
-    def use_chunking(self, value: bool) -> None:
-        self._session.use_chunking = value
-
-    @property
-    def state(self) -> State | None:
-        """The core's :class:`~asmtp.protocol.State`, or ``None`` when not connected."""
-        return self._session.state
-
-    @property
-    def is_connected(self) -> bool:
-        """True while a transport is open."""
-        return self._session.is_connected
-
-    @property
-    def is_encrypted(self) -> bool:
-        """True when the connection runs over TLS (SMTP_SSL, or after STARTTLS)."""
-        return self._session.is_encrypted
-
-    @property
-    def last_outcome(self) -> SendOutcome | None:
-        """What became of the last send on this connection.
-
-        Useful after a cancellation, which cannot carry it: ``accepted`` is ``False`` when
-        the server cannot have taken the message, ``None`` when unknown.
-        """
-        progress = self._session.last_progress
-        return progress.outcome() if progress is not None else None
-
-    def set_debuglevel(self, debuglevel: int) -> None:
-        """Print this connection's transcript to stderr when ``debuglevel`` > 0, as smtplib.
-
-        Level 2 prefixes each line with the time; 0 stops it. Only this connection is
-        affected: the ``asmtp`` logger is left as the application configured it (at DEBUG
-        it gets every connection's transcript). AUTH data is always redacted.
-        """
-        self._session.transcript.debuglevel = debuglevel
-
-    def has_extn(self, opt: str) -> bool:
-        """Whether the server advertised the extension ``opt`` (case-insensitive)."""
-        return self._session.has_extn(opt)
-
     # -- connection ----------------------------------------------------------------------
 
     def _split_host(self, host: str | None, port: int) -> tuple[str, int]:
@@ -243,6 +146,9 @@ class SMTP:
         ``localhost``. Connection errors are the builtin :class:`OSError` family;
         :class:`TimeoutError` after ``timeout`` seconds.
         """
+        check_text("host", host, optional=True)
+        check_port(port)
+        check_source_address(source_address)
         if source_address is not None:
             self._session.source_address = source_address
         host, port = self._split_host(host, port)
@@ -255,7 +161,7 @@ class SMTP:
 
     async def getreply(self) -> Reply:
         """Read the next reply: a :class:`~asmtp.protocol.Reply` (smtplib returns a tuple)."""
-        return await self._session.run(self._session.reply)
+        return await self._run(self._session.reply)
 
     # -- session commands ----------------------------------------------------------------
 
@@ -265,45 +171,52 @@ class SMTP:
         An AUTH line, or a line answering an AUTH challenge, is redacted in transcripts,
         reprs and errors (the mechanism name stays visible).
         """
-        return await self._session.run(_commands.docmd, self._session, cmd, args)
+        check_text("cmd", cmd)
+        check_text("args", args)
+        return await self._run(_commands.docmd, self._session, cmd, args)
 
     async def helo(self, name: str = "") -> Answer:
         """Say HELO; sets ``helo_resp``."""
-        return await self._session.run(_commands.helo, self._session, name)
+        check_text("name", name)
+        return await self._run(_commands.helo, self._session, name)
 
     async def ehlo(self, name: str = "") -> Answer:
         """Say EHLO (LHLO for LMTP); on 250 sets ``does_esmtp`` and ``esmtp_features``."""
-        return await self._session.run(_commands.ehlo, self._session, name)
+        check_text("name", name)
+        return await self._run(_commands.ehlo, self._session, name)
 
     async def ehlo_or_helo_if_needed(self) -> None:
         """EHLO, falling back to HELO, unless one was done; raises :class:`SMTPHeloError`."""
-        await self._session.run(_commands.ehlo_or_helo_if_needed, self._session)
+        await self._run(_commands.ehlo_or_helo_if_needed, self._session)
 
     async def help(self, args: str = "") -> bytes:
         """HELP; returns the message only, as smtplib."""
-        return await self._session.run(_commands.help_text, self._session, args)
+        check_text("args", args)
+        return await self._run(_commands.help_text, self._session, args)
 
     async def rset(self) -> Answer:
         """RSET: abort the current transaction."""
-        return await self._session.run(_commands.rset, self._session)
+        return await self._run(_commands.rset, self._session)
 
     async def noop(self) -> Answer:
         """NOOP."""
-        return await self._session.run(_commands.noop, self._session)
+        return await self._run(_commands.noop, self._session)
 
     async def verify(self, address: str) -> Answer:
         """VRFY address."""
-        return await self._session.run(_commands.vrfy, self._session, address)
+        check_text("address", address)
+        return await self._run(_commands.vrfy, self._session, address)
 
     vrfy = verify
 
     async def expn(self, address: str) -> Answer:
         """EXPN address."""
-        return await self._session.run(_commands.expn, self._session, address)
+        check_text("address", address)
+        return await self._run(_commands.expn, self._session, address)
 
     async def quit(self) -> Answer:
         """QUIT, then close; forgets the session (a new EHLO is needed after reconnecting)."""
-        return await self._session.run(_commands.quit, self._session)
+        return await self._run(_commands.quit, self._session)
 
     # -- TLS and authentication ------------------------------------------------------------
 
@@ -319,7 +232,9 @@ class SMTP:
         :class:`SMTPNotSupportedError` if STARTTLS is not advertised, and
         :class:`ssl.SSLError` when the handshake or the verification fails.
         """
-        return await self._session.run(_tls.starttls, self._session, context, server_hostname)
+        check_context(context)
+        check_text("server_hostname", server_hostname, optional=True)
+        return await self._run(_tls.starttls, self._session, context, server_hostname)
 
     async def auth(
         self,
@@ -338,7 +253,13 @@ class SMTP:
         that verifies the server (SCRAM) raises :class:`SMTPServerNotGenuine` and closes
         the connection when the server did not prove itself, even on ``235`` or ``503``.
         """
-        return await self._session.run(
+        check_text("mechanism", mechanism)
+        if not (is_mechanism(authobject) or callable(authobject)):
+            raise TypeError(
+                "authobject must be an asmtp.auth.Mechanism or smtplib's callable, not "
+                f"{type(authobject).__name__}"
+            )
+        return await self._run(
             _login.auth,
             self._session,
             mechanism,
@@ -364,9 +285,13 @@ class SMTP:
         mechanism fits, :class:`ValueError` for credentials that cannot be sent (never
         quoting them), and the last :class:`SMTPAuthenticationError` when all fail.
         """
+        check_text("user", user)
+        if not isinstance(password, (str, Secret)):
+            raise TypeError(f"password must be a str, not {type(password).__name__}")
+        check_sequence_of_text("mechanisms", mechanisms)
         secret = Secret(password)
         del password  # tracebacks keep every frame's locals: only the Secret stays
-        return await self._session.run(
+        return await self._run(
             _login.login,
             self._session,
             user,
@@ -383,14 +308,18 @@ class SMTP:
         Raises :class:`SMTPNotSupportedError` for SMTPUTF8 (or a non-ASCII address) without
         server support, and :class:`ValueError` for CR, LF or NUL in any argument.
         """
+        check_text("sender", sender)
+        check_options("options", options)
         session = self._session
-        reply = await session.run(session.exchange, mail_command(session, sender, options))
+        reply = await self._run(session.exchange, mail_command(session, sender, options))
         return reply.code, reply.message
 
     async def rcpt(self, recip: str, options: Sequence[Param] = ()) -> Answer:
         """RCPT TO; options are sent only to an ESMTP server, as smtplib."""
+        check_text("recip", recip)
+        check_options("options", options)
         session = self._session
-        reply = await session.run(session.exchange, rcpt_command(session, recip, options))
+        reply = await self._run(session.exchange, rcpt_command(session, recip, options))
         return reply.code, reply.message
 
     async def data(self, msg: object) -> Answer:
@@ -399,7 +328,7 @@ class SMTP:
         ``msg`` may be ``str`` (sent as UTF-8), bytes, an email message, a binary file or an
         (async) iterable of bytes. Raises :class:`SMTPDataError` unless the server says 354.
         """
-        return await self._session.run(_data, self._session, _source.to_source(msg))
+        return await self._run(_data, self._session, _source.to_source(msg))
 
     async def sendmail(
         self,
@@ -429,7 +358,7 @@ class SMTP:
         cancellation.
         """
         item = Outgoing.checked(from_addr, to_addrs, msg, mail_options, rcpt_options)
-        return await self._session.run(_transaction.send, self._session, item, deadline=deadline)
+        return await self._run(_transaction.send, self._session, item, deadline=deadline)
 
     async def send_message(
         self,
@@ -440,6 +369,7 @@ class SMTP:
         rcpt_options: Sequence[Param] = (),
         *,
         deadline: float | None = None,
+        add_missing_headers: bool = True,
     ) -> SendResult:
         """Send an :class:`email.message.Message`, taking the envelope from its headers.
 
@@ -447,9 +377,15 @@ class SMTP:
         To/Cc/Bcc as recipients, Bcc and Resent-Bcc removed from what is sent, SMTPUTF8 used
         when an address needs it (else :class:`SMTPNotSupportedError`). ``deadline`` as
         in :meth:`sendmail`.
+
+        Unlike smtplib, a message without ``Date`` or ``Message-ID`` is sent with them
+        (RFC 5322 §3.6; the Message-ID names the sender's domain); ``msg`` itself is left
+        as it was. ``add_missing_headers=False`` sends the message as it is.
         """
-        item = Outgoing.message(msg, from_addr, to_addrs, mail_options, rcpt_options)
-        return await self._session.run(_transaction.send, self._session, item, deadline=deadline)
+        item = Outgoing.message(
+            msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
+        )
+        return await self._run(_transaction.send, self._session, item, deadline=deadline)
 
     async def sendmail_many(self, messages: Iterable[Outgoing]) -> list[SendResult | Exception]:
         """Send several messages back to back; one entry per message, in order.
@@ -466,8 +402,17 @@ class SMTP:
         ``outcome``, and those not yet begun get one with ``outcome.accepted`` ``False``;
         so does a body that cannot be read to its end (an iterator yielding ``str``), which
         also closes the connection. A cancellation propagates after the same bookkeeping.
+        Without a connection it raises :class:`SMTPServerDisconnected`, as every method does.
         """
-        return await _overlap.send_many(self._session, messages)
+        if not self._session.is_connected:
+            raise self._session.not_connected()  # before taking any message from `messages`
+        items = list(messages)
+        for index, item in enumerate(items):
+            if not isinstance(item, Outgoing):
+                raise TypeError(
+                    f"messages[{index}] must be an asmtp.Outgoing, not {type(item).__name__}"
+                )
+        return await _overlap.send_many(self._session, items)
 
 
 def showing(session: Session, cls: type[_Self]) -> _Self:

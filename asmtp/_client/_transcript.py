@@ -1,11 +1,9 @@
-"""The SMTP transcript of one conversation: to the ``asmtp`` logger, and to stderr on demand.
+"""A conversation's transcript: the ``asmtp`` logger at DEBUG, and stderr for smtplib's
+``set_debuglevel``.
 
-smtplib's ``set_debuglevel`` prints one connection's transcript to stderr (level 2 adds the
-time); asmtp does that per connection too, never touching the global logger's level or
-handlers, and also logs every connection's transcript on the ``asmtp`` logger at DEBUG when
-the application enables it. Whether to write is decided once per public call (a logging
-check per command would cost more than the command's own bookkeeping). AUTH data reaches
-here already redacted by the core.
+Whether to log is decided once per public call (:meth:`Transcript.begin`), so a command
+costs one attribute read when nobody listens. Secrets never reach it: the core gives the
+loggable form of AUTH commands.
 """
 
 from __future__ import annotations
@@ -20,29 +18,31 @@ logger = logging.getLogger("asmtp")
 
 
 class Transcript:
-    """Where one conversation's lines go."""
+    """Where one conversation's lines go, and whether anyone wants them."""
 
     __slots__ = ("_on", "debuglevel")
 
     def __init__(self) -> None:
         self.debuglevel = 0
-        self._on: bool | None = None  # decided for the public call under way
+        """smtplib's level: 1 prints lines to stderr, 2 with the time; 0 prints nothing."""
+        self._on: bool | None = None
 
     def begin(self) -> None:
-        """A public call starts: decide once whether its lines are written."""
-        self._on = self.wanted()
+        """A public call starts: decide, once for all its commands, whether to log."""
+        self._on = self._wanted_now()
 
     def end(self) -> None:
         self._on = None
 
     def wanted(self) -> bool:
-        """Whether lines are written now (cheap: decided at the start of the call)."""
-        if self._on is not None:
-            return self._on
+        """Whether to log: as decided when the current public call began, else now."""
+        return self._on if self._on is not None else self._wanted_now()
+
+    def _wanted_now(self) -> bool:
         return self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
 
     def line(self, template: str, *args: object) -> None:
-        """One transcript line."""
+        """One transcript line (callers check :meth:`wanted` first, to skip formatting)."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(template, *args)
         if self.debuglevel > 0:

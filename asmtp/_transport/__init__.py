@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._adopt import PreConnected
 from ._connect import connect, default_ssl_context, new_ssl_context
+from ._errors import address_text
 from ._interface import Connector, Transport
 from ._memory import MemoryPeer, MemoryTransport, memory_connector
 from ._proxy_url import Proxy, ProxyError, ProxyScheme
@@ -24,6 +25,7 @@ __all__ = [
     "ProxyError",
     "ProxyScheme",
     "Transport",
+    "address_text",
     "connect",
     "connector_for",
     "default_ssl_context",

@@ -24,6 +24,8 @@ from typing import TypeVar
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
 
+from ._errors import connect_failed, unresolvable
+
 __all__ = ["AnyioTransport", "adopt_anyio", "open_anyio"]
 
 _RECEIVE_SIZE = 65536
@@ -55,8 +57,23 @@ def _readable_socket(stream: ByteStream) -> socket.socket | None:
     return None
 
 
+def _attempts(exc: OSError) -> list[OSError]:
+    """The error of each address tried: anyio keeps them as the cause of its own."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError):
+        return [cause]
+    group = getattr(cause, "exceptions", None)  # an ExceptionGroup of every attempt's error
+    if group:
+        return [each for each in group if isinstance(each, OSError)] or [exc]
+    return [exc]
+
+
 def _is_eof(exc: ssl.SSLError) -> bool:
-    return isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(exc)
+    # OpenSSL 3.0 (Debian 12's Python 3.11.2) reports a peer that hangs up during the
+    # handshake as a zero return, later versions as an unexpected EOF.
+    return isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
+        "UNEXPECTED_EOF" in str(exc)
+    )
 
 
 def _closed_during_handshake() -> ssl.SSLEOFError:
@@ -213,13 +230,18 @@ async def open_anyio(
 ) -> AnyioTransport:
     """Connect over TCP (TLS from the first byte with ``tls_context``) or a Unix socket."""
     with _before(deadline, "connect"):
-        if host.startswith("/"):
-            stream: ByteStream = await anyio.connect_unix(host)
-        else:
-            local_host, local_port = source_address if source_address else (None, None)
-            stream = await anyio.connect_tcp(
-                host, port, local_host=local_host, local_port=local_port or None
-            )
+        try:
+            if host.startswith("/"):
+                stream: ByteStream = await anyio.connect_unix(host)
+            else:
+                local_host, local_port = source_address if source_address else (None, None)
+                stream = await anyio.connect_tcp(
+                    host, port, local_host=local_host, local_port=local_port or None
+                )
+        except socket.gaierror as exc:
+            raise unresolvable(host, port, exc) from exc
+        except OSError as exc:
+            raise connect_failed(host, port, _attempts(exc)) from exc
     return await adopt_anyio(
         stream, tls_context=tls_context, server_hostname=server_hostname, deadline=deadline
     )

@@ -17,7 +17,9 @@ import ssl
 import sys
 from collections import deque
 from collections.abc import Awaitable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
+
+from ._errors import connect_failed, unresolvable
 
 __all__ = ["AsyncioTransport", "adopt_asyncio", "open_asyncio"]
 
@@ -236,18 +238,19 @@ async def open_asyncio(
 ) -> AsyncioTransport:
     """Connect over TCP (TLS from the first byte with ``tls_context``) or a Unix socket."""
     loop = asyncio.get_running_loop()
-    if host.startswith("/"):
-        opening = loop.create_unix_connection(_Protocol, host)
+    sock = await _within(
+        deadline, _connected_socket(host, port, source_address), "connect timed out"
+    )
+    if sock.family == socket.AF_UNIX:
+        opening = loop.create_unix_connection(_Protocol, sock=sock)
     else:
         opening = loop.create_connection(
             _Protocol,
-            host,
-            port,
+            sock=sock,
             ssl=tls_context,
             server_hostname=server_hostname if tls_context is not None else None,
-            local_addr=source_address,
         )
-    return await _opened(opening, tls_context, deadline)
+    return await _opened(opening, sock, tls_context, deadline)
 
 
 async def adopt_asyncio(
@@ -270,7 +273,7 @@ async def adopt_asyncio(
             opening = loop.create_connection(
                 _Protocol, sock=sock, ssl=tls_context, server_hostname=name
             )
-        return await _opened(opening, tls_context, deadline)
+        return await _opened(opening, sock, tls_context, deadline)
     except BaseException:
         sock.close()  # the loop closes it too once it took it over; twice is harmless
         raise
@@ -278,16 +281,53 @@ async def adopt_asyncio(
 
 async def _opened(
     opening: Awaitable[tuple[asyncio.Transport, _Protocol]],
+    sock: socket.socket,
     tls_context: ssl.SSLContext | None,
     deadline: float,
 ) -> AsyncioTransport:
+    """The transport once the loop took ``sock`` over (and, with ``tls_context``, the TLS
+    handshake ran); ``sock`` is closed if that fails."""
     try:
-        transport, protocol = await _within(deadline, opening, "connect timed out")
-    except ConnectionResetError as exc:
-        if tls_context is None:
-            raise
-        raise _closed_during_handshake() from exc  # the TCP connection was up: TLS failed
+        transport, protocol = await _within(deadline, opening, "TLS handshake timed out")
+    except BaseException as exc:
+        sock.close()
+        if isinstance(exc, ConnectionResetError) and tls_context is not None:
+            raise _closed_during_handshake() from exc  # the TCP connection was up: TLS failed
+        raise
     return AsyncioTransport(transport, protocol, tls_context is not None)
+
+
+async def _connected_socket(
+    host: str, port: int, source_address: tuple[str, int] | None
+) -> socket.socket:
+    """A socket connected to the first of ``host``'s addresses that accepts, as asyncio's
+    ``create_connection`` tries them, with every address's error kept for the message."""
+    loop = asyncio.get_running_loop()
+    if host.startswith("/"):
+        targets: list[tuple[int, Any]] = [(socket.AF_UNIX, host)]
+    else:
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise unresolvable(host, port, exc) from exc
+        targets = [(family, address) for family, _, _, _, address in infos]
+    errors: list[OSError] = []
+    for family, address in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if source_address is not None and family != socket.AF_UNIX:
+                sock.bind(source_address)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return sock
+    raise connect_failed(host, port, errors) from (errors[0] if errors else None)
 
 
 def _closed_during_handshake() -> ssl.SSLEOFError:

@@ -9,6 +9,7 @@ import os
 import ssl
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -135,6 +136,11 @@ class Envelope:
     "--lmtp",
     metavar="PATH|HOST:PORT",
     help="Deliver over LMTP to a Unix socket PATH or HOST:PORT instead of SMTP.",
+)
+@click.option(
+    "--url",
+    metavar="URL",
+    help="The server as one URL instead of --host/--port/--lmtp: smtp://[USER[:PASSWORD]@]HOST[:PORT], smtps://, smtp+starttls://, lmtp://HOST:PORT or lmtp:///PATH.",
 )
 @click.option(
     "--cafile",
@@ -284,33 +290,74 @@ def _write_out(draft: Draft, output: Path, utf8: bool) -> None:
 def _server(options: dict[str, Any]) -> Server:
     tls = options["tls"]
     lmtp: str | None = options["lmtp"]
-    if lmtp is not None:
-        if options["host"] is not None or options["port"]:
+    url: str | None = options["url"]
+    host, port = options["host"] or "localhost", options["port"]
+    if url is not None:
+        if options["host"] is not None or port or lmtp is not None:
+            raise UsageFailure("--url names the server: leave out --host, --port and --lmtp")
+        name = _shown(url)
+        host, port = "localhost", 0
+    elif lmtp is not None:
+        if options["host"] is not None or port:
             raise UsageFailure("--lmtp names the server: leave out --host and --port")
         if tls == "implicit":
             raise UsageFailure(
                 "--tls implicit does not apply to LMTP (STARTTLS is used when offered)"
             )
-        host, port = (lmtp, 0) if lmtp.startswith("/") else parse_host_port("--lmtp", lmtp)
+        if lmtp.startswith("/"):
+            url, name = "lmtp://" + urllib.parse.quote(lmtp), f"LMTP {lmtp}"
+        else:
+            where = _bracketed(*parse_host_port("--lmtp", lmtp))
+            url, name = f"lmtp://{where}", f"LMTP {where}"
     else:
-        host, port = options["host"] or "localhost", options["port"]
+        name = _bracketed(host, port or (asmtp.SMTP_SSL_PORT if tls == "implicit" else 25))
     user: str | None = options["user"]
     if user is None and options["password_file"] is not None:
         raise UsageFailure("--password-file needs --user")
+    # A URL with a user and no password: the password comes as it does for --user.
+    asks = user or (_url_user_without_password(url) if url is not None else None)
     return Server(
+        name,
         host=host,
         port=port,
-        lmtp=lmtp is not None,
+        url=url,
         tls=tls,
         username=user,
-        password=_password(options) if user is not None else None,
+        password=_password(options, asks) if asks else None,
         context=_context(options["cafile"]),
         timeout=options["timeout"],
         helo=options["helo"],
     )
 
 
-def _password(options: dict[str, Any]) -> str:
+def _bracketed(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _shown(url: str) -> str:
+    """``url`` for messages: without its password, if it has one."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+        return urllib.parse.urlunsplit(
+            parts._replace(netloc=f"{parts.username}@{parts.netloc.rpartition('@')[2]}")
+        )
+    except ValueError:
+        return "the --url server"  # malformed: the library says how, without quoting it
+
+
+def _url_user_without_password(url: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
+    if parts.username and parts.password is None:
+        return urllib.parse.unquote(parts.username)
+    return None
+
+
+def _password(options: dict[str, Any], user: str) -> str:
     path: Path | None = options["password_file"]
     if path is not None:
         try:
@@ -327,7 +374,7 @@ def _password(options: dict[str, Any]) -> str:
         raise UsageFailure(
             "no password: set ASMTP_PASSWORD, give --password-file, or run on a terminal to be asked"
         )
-    answer: str = click.prompt(f"Password for {options['user']}", hide_input=True, err=True)
+    answer: str = click.prompt(f"Password for {user}", hide_input=True, err=True)
     return answer
 
 
@@ -396,9 +443,8 @@ def _existing_envelope(existing: ExistingMessage, options: dict[str, Any], path:
 
 
 def _deliver(server: Server, envelope: Envelope, message: object, verbose: bool) -> int:
-    if verbose:
-        _show_transcript()
-    refused: Refusals = anyio.run(send, server, envelope.sender, envelope.recipients, message)
+    with _transcript_shown() if verbose else contextlib.nullcontext():
+        refused: Refusals = anyio.run(send, server, envelope.sender, envelope.recipients, message)
     for recipient in envelope.recipients:
         if recipient in refused:
             code, text = refused[recipient]
@@ -409,10 +455,20 @@ def _deliver(server: Server, envelope: Envelope, message: object, verbose: bool)
     return ExitCode.REFUSED if refused else ExitCode.OK
 
 
-def _show_transcript() -> None:
-    """The library logs the transcript on the ``asmtp`` logger at DEBUG (AUTH redacted)."""
+@contextlib.contextmanager
+def _transcript_shown() -> Iterator[None]:
+    """The library logs the transcript on the ``asmtp`` logger at DEBUG (AUTH redacted).
+
+    The logger is left as it was afterwards: the command may run inside another program.
+    """
     logger = logging.getLogger("asmtp")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

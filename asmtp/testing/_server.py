@@ -327,6 +327,9 @@ class CaptureServer:
             for session in list(self._sessions):
                 transport = getattr(session, "transport", None)
                 if isinstance(transport, asyncio.Transport):
-                    transport.abort()  # no TLS close_notify wait
+                    # Python 3.11.2's TLS transport raises AttributeError once its
+                    # connection is gone.
+                    with contextlib.suppress(AttributeError):
+                        transport.abort()  # no TLS close_notify wait
             with contextlib.suppress(asyncio.TimeoutError):  # not builtin before 3.11
                 await asyncio.wait_for(server.wait_closed(), WAIT)

@@ -74,6 +74,16 @@ BASIC = ["-s", "a@example.org", "-r", "b@example.com", "--body", "hi"]
         ),
         (["send", *BASIC, "--lmtp", "localhost"], r"--lmtp: expected HOST:PORT, got 'localhost'"),
         (["send", *BASIC, "--lmtp", "h:24", "--host", "x"], r"--lmtp names the server"),
+        (["send", *BASIC, "--url", "smtp://h", "--port", "25"], r"--url names the server"),
+        (
+            ["send", *BASIC, "--url", "smtps://ada:hunter2@h", "--tls", "none"],
+            r"^asmtp send: the url means tls='implicit'; it contradicts tls='none'$",
+        ),
+        (
+            ["send", *BASIC, "--url", "smtp://ada:hun#ter2@h"],
+            r"^asmtp send: url is not a valid URL: percent-encode '@', ':', '/', '\?' and '#'",
+        ),
+        (["send", *BASIC, "--url", "imap://h"], r"^asmtp send: url must start with one of smtp://"),
         (["send", *BASIC, "--port", "99999"], r"Invalid value for '--port'"),
         (["send", *BASIC, "--tls", "maybe"], r"Invalid value for '--tls'"),
         (["send", *BASIC, "--no-such-option"], r"No such option '--no-such-option'"),
@@ -283,3 +293,21 @@ def test_lmtp_applies_the_same_tls_policy(extra: list[str], pattern: str) -> Non
         )
         assert server.messages == []
     one_line(result, USAGE if "implicit" in extra else CONNECTION, pattern)
+
+
+def test_a_malformed_url_never_shows_its_password() -> None:
+    result = invoke(["send", *BASIC, "--url", "smtp://ada:hunter2@h:nope"])
+    one_line(result, USAGE, r"url is not a valid URL")
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_url_credentials_are_never_sent_in_clear_unless_asked() -> None:
+    with CaptureServer(auth=("ada", "pw")) as server:
+        result = invoke(["send", "--url", f"smtp://ada:pw@127.0.0.1:{server.port}", *BASIC])
+        assert server.messages == []
+    one_line(
+        result,
+        CONNECTION,
+        r"^asmtp send: smtp://ada@127\.0\.0\.1:\d+ offers no STARTTLS: refusing to send the "
+        r"password unencrypted \(--tls none allows it\)$",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import logging
 import os
 import pty
 import ssl
@@ -360,3 +361,59 @@ def test_the_password_is_asked_on_the_terminal_without_echo() -> None:
     assert code == 0, seen
     assert b"typed-secret" not in seen  # not echoed
     assert seen.endswith(b"accepted  b@example.com\r\n")
+
+
+# -- --url: the server, its TLS policy and the credentials in one string --------------------
+
+
+def test_url_with_starttls_and_percent_encoded_credentials() -> None:
+    with CaptureServer(starttls=True, auth=("ada@example.org", "p@ss:w/rd")) as server:
+        url = f"smtp+starttls://ada%40example.org:p%40ss%3Aw%2Frd@localhost:{server.port}"
+        result = invoke(
+            [
+                *("send", "--url", url, "--cafile", str(server.ca_file)),
+                *("-s", "ada@example.org", "-r", "b@example.com", "--body", "hi", "-v"),
+            ],
+            env={"ASMTP_PASSWORD": None},
+        )
+        assert (result.code, result.stdout) == (0, "accepted  b@example.com\n"), result.stderr
+        (received,) = server.messages
+    assert (received.tls, received.username) == (True, "ada@example.org")
+    assert "p@ss" not in result.stderr and "p%40ss" not in result.stderr
+
+
+def test_url_with_a_user_and_no_password_takes_it_as_user_does() -> None:
+    with CaptureServer(starttls=True, auth=("ada", "from env")) as server:
+        result = invoke(
+            [
+                *("send", "--url", f"smtp://ada@localhost:{server.port}?tls=starttls"),
+                *("--cafile", str(server.ca_file), "-s", "a@example.org", "-r", "b@example.com"),
+                *("--body", "hi"),
+            ],
+            env={"ASMTP_PASSWORD": "from env"},
+        )
+        assert result.code == 0, result.stderr
+        assert server.messages[0].username == "ada"
+
+
+def test_url_to_an_lmtp_unix_socket(unix_socket_path: Path) -> None:
+    with CaptureServer(lmtp=True, unix_path=unix_socket_path) as server:
+        url = "lmtp://" + str(unix_socket_path)
+        result = invoke(
+            ["send", "--url", url, "-s", "a@example.org", "-r", "b@x.test", "--body", "hi"]
+        )
+        assert (result.code, result.stdout) == (0, "accepted  b@x.test\n"), result.stderr
+        assert server.messages[0].lmtp
+
+
+def test_verbose_leaves_the_asmtp_logger_as_it_found_it() -> None:
+    """The command may run inside another program (or a test run): -v must not leak."""
+    logger = logging.getLogger("asmtp")
+    before = (logger.level, list(logger.handlers))
+    with CaptureServer() as server:
+        result = invoke(
+            ["send", *to(server), "-s", "a@example.org", "-r", "b@x.test", "--body", "hi", "-v"]
+        )
+    assert result.code == 0, result.stderr
+    assert "send: b'MAIL FROM:<a@example.org>" in result.stderr
+    assert (logger.level, logger.handlers) == before

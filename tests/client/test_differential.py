@@ -33,11 +33,17 @@ TEXT = "Subject: differential\n\n.leading dot\nline two\n"
 
 
 def message(**headers: str) -> email.message.EmailMessage:
-    """A small message; header names use ``_`` for ``-`` (``Resent_To``)."""
+    """A small message; header names use ``_`` for ``-`` (``Resent_To``).
+
+    It has its Date and Message-ID: asmtp adds them to a message without, smtplib does not
+    (tested on its own in test_send_message.py).
+    """
     msg = email.message.EmailMessage()
     for name, value in headers.items():
         msg[name.replace("_", "-")] = value
     msg["Subject"] = "differential"
+    msg["Date"] = "Mon, 1 Jan 2024 00:00:00 +0000"
+    msg["Message-ID"] = "<differential@x.test>"
     msg.set_content("a body line\n.a dot line\n")
     return msg
 

@@ -268,10 +268,18 @@ async def test_cancelled_batch_closes_the_connection(
         assert client.last_outcome is not None
 
 
-async def test_unconnected_client_reports_every_message_unsent() -> None:
-    results = await asmtp.SMTP().sendmail_many([outgoing(1), outgoing(2)])
-    assert [outcome_of(result).accepted for result in results] == [False, False]
-    assert all("please run connect() first" in str(result) for result in results)
+async def test_unconnected_client_raises_before_taking_any_message() -> None:
+    """As every other method: nothing can have been sent, so no per-message results."""
+    taken: list[int] = []
+
+    def messages() -> Iterator[Outgoing]:
+        for n in (1, 2):
+            taken.append(n)
+            yield outgoing(n)
+
+    with pytest.raises(asmtp.SMTPServerDisconnected, match=r"please run connect\(\) first"):
+        await asmtp.SMTP().sendmail_many(messages())
+    assert taken == []
 
 
 # -- aiosmtpd, end to end ----------------------------------------------------------------------

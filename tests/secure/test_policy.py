@@ -94,6 +94,7 @@ async def test_auto_refuses_to_send_credentials_without_starttls(
             "a@x.test", ["b@x.test"], MESSAGE, **one_shot(server, **CREDENTIALS[credentials])
         )
     assert isinstance(info.value, asmtp.SMTPNotSupportedError)
+    assert info.value.reason == "credentials-in-clear"
     assert verbs(handler.commands) == ["EHLO", "QUIT"]
     assert handler.attempts == []
     assert handler.deliveries == []
@@ -114,10 +115,12 @@ async def test_starttls_mode_fails_closed_when_the_server_does_not_offer_it(
     handler = AuthHandler()
     server = start_auth_server(smtpd_server_factory, handler)
     extra = CREDENTIALS[credentials] if credentials else {}
-    with pytest.raises(asmtp.TLSRequiredError):
+    with pytest.raises(asmtp.TLSRequiredError) as info:
         await asmtp.sendmail(
             "a@x.test", ["b@x.test"], MESSAGE, **one_shot(server, tls="starttls", **extra)
         )
+    assert info.value.reason == "no-starttls"
+    assert f"{server.host}:{server.port} does not offer STARTTLS" in str(info.value)
     assert verbs(handler.commands) == ["EHLO", "QUIT"]
     assert handler.deliveries == []
 

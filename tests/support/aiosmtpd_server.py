@@ -399,7 +399,10 @@ class ThreadedSMTPServer:
             server.close()
             for session in list(self._sessions):
                 if isinstance(session.transport, asyncio.Transport):
-                    session.transport.abort()  # no TLS close_notify wait
+                    # Python 3.11.2's TLS transport raises AttributeError once its
+                    # connection is gone.
+                    with contextlib.suppress(AttributeError):
+                        session.transport.abort()  # no TLS close_notify wait
             with contextlib.suppress(asyncio.TimeoutError):  # not builtin before 3.11
                 await asyncio.wait_for(server.wait_closed(), WAIT)
             # asyncio.run() then cancels the session tasks and closes the loop.
