@@ -11,13 +11,16 @@ from __future__ import annotations
 import ssl
 from typing import Final
 
+from ..errors import SMTPProtocolError
 from ._settings import SMTP_SSL_PORT
 
 __all__ = [
     "NEVER_CONNECTED",
     "NOT_CONNECTED",
+    "check_greeting",
     "implicit_tls_advice",
     "is_tls_record",
+    "no_greeting_advice",
     "plain_text_advice",
 ]
 
@@ -51,6 +54,22 @@ def implicit_tls_advice(port: int, *, received: bool) -> str:
         f"; {where} TLS from the first byte (implicit TLS, RFC 8314): "
         "use asmtp.SMTP_SSL, or tls='implicit'"
     )
+
+
+def check_greeting(data: bytes, where: str, port: int, encrypted: bool) -> None:
+    """Raise at once when the first bytes of a plain connection start a TLS record."""
+    if is_tls_record(data) and not encrypted:
+        raise SMTPProtocolError(
+            f"{where} answered with a TLS record, not an SMTP greeting"
+            + implicit_tls_advice(port, received=True)
+        )
+
+
+def no_greeting_advice(greeting: bool, port: int, encrypted: bool) -> str:
+    """What to add when no greeting came on a plain connection to ``port``."""
+    if not greeting or encrypted:
+        return ""
+    return implicit_tls_advice(port, received=False)
 
 
 def plain_text_advice(exc: ssl.SSLError, where: str) -> ssl.SSLError:

@@ -6,7 +6,6 @@ smtplib uses the host's fully qualified name; a name without a dot is no FQDN (R
 
 from __future__ import annotations
 
-import functools
 import socket
 
 import anyio
@@ -14,14 +13,19 @@ import anyio
 __all__ = ["default_local_hostname"]
 
 
-@functools.cache
-def _fqdn() -> str:
+_fqdn: str | None = None
+
+
+def _lookup() -> str:
     return socket.getfqdn()
 
 
 async def default_local_hostname(local_address: str | None) -> str:
     """This host's FQDN (looked up once, in a worker thread), else ``[address]``."""
-    fqdn = await anyio.to_thread.run_sync(_fqdn)
+    global _fqdn  # one lookup per process, as smtplib does one per connection
+    fqdn = _fqdn
+    if fqdn is None:  # the lookup may block on DNS: a worker thread, once
+        fqdn = _fqdn = await anyio.to_thread.run_sync(_lookup)
     if "." in fqdn:
         return fqdn
     if local_address and ":" in local_address:

@@ -175,7 +175,7 @@ async def _send_once(session: Session, item: Outgoing, deadline: float | None) -
     with session.deadlines.send(deadline):
         await open_session(session)
         try:
-            result = await session.run(_transaction.send, session, item)
+            result = await session.run(_transaction.send, session, item, quit_after=True)
         except Exception:
             await session.run(_commands.quit_politely, session)
             raise

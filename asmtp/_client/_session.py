@@ -35,14 +35,15 @@ from ..protocol import (
     Rcpt,
     RemoteProtocolError,
     Reply,
+    Sentinel,
     State,
     command_line,
 )
 from ._advice import (
     NEVER_CONNECTED,
     NOT_CONNECTED,
-    implicit_tls_advice,
-    is_tls_record,
+    check_greeting,
+    no_greeting_advice,
     plain_text_advice,
 )
 from ._deadlines import Deadlines
@@ -380,10 +381,39 @@ class Session:
         For the ``greeting``, first bytes that start a TLS record raise at once, and the
         errors for no greeting say when the port expects implicit TLS.
         """
-        core, transport = self._core, self._transport
-        if core is None or transport is None:
+        core = self._core
+        if core is None or self._transport is None:
             raise self.not_connected()
         event = core.next_event()
+        if event.__class__ is not Reply:
+            return await self._await_reply(core, event, greeting)
+        return await self._took(event)
+
+    async def read_pending(self, leave: int = 0) -> list[Reply]:
+        """Read the replies owed until ``leave`` commands still wait, or the server closes.
+
+        Replies already received are taken straight from the core; only a missing one is
+        waited for.
+        """
+        core = self._core
+        if core is None:
+            raise self.not_connected()
+        replies: list[Reply] = []
+        while core.pending_count > leave:
+            event = core.next_event()
+            if event.__class__ is not Reply:
+                replies.append(await self._await_reply(core, event, False))
+            else:
+                replies.append(await self._took(event))
+        return replies
+
+    async def _await_reply(
+        self, core: ClientConnection, event: Reply | Sentinel, greeting: bool
+    ) -> Reply:
+        """Read until the core has a whole reply (``event`` said it has none yet)."""
+        transport = self._transport
+        if transport is None:
+            raise self.not_connected()
         if event is NEED_DATA:
             # One deadline for the whole reply, so a server dribbling bytes (slowloris)
             # cannot stretch it: the reply must be complete within `timeout`.
@@ -393,45 +423,27 @@ class Session:
                     data = await transport.receive(deadline)
                     if greeting and data:
                         greeting = False
-                        self._check_greeting(data)
+                        check_greeting(data, self.where, self.port, self.is_encrypted)
                     core.receive_data(data)
                     event = core.next_event()
             except TimeoutError:
                 what = "greeting" if greeting else "complete reply"
-                raise TimeoutError(
-                    f"no {what} from {self.where} within {why}" + self._tls_advice(greeting)
-                ) from None
+                advice = no_greeting_advice(greeting, self.port, self.is_encrypted)
+                raise TimeoutError(f"no {what} from {self.where} within {why}" + advice) from None
         if event is PEER_CLOSED:
             await self.close()
-            raise SMTPServerDisconnected(
-                "Connection unexpectedly closed" + self._tls_advice(greeting)
-            )
+            advice = no_greeting_advice(greeting, self.port, self.is_encrypted)
+            raise SMTPServerDisconnected("Connection unexpectedly closed" + advice)
         assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
-        self._note(event)
-        if event.code == 421:
-            await self.close()  # RFC 5321 §3.8: the server is closing the channel; so do we
-        return event
+        return await self._took(event)
 
-    async def read_pending(self, leave: int = 0) -> list[Reply]:
-        """Read the replies owed until ``leave`` commands still wait, or the server closes.
-
-        Replies already received are taken straight from the core; only a missing one
-        goes through :meth:`reply`, which waits for it.
-        """
-        core = self._core
-        if core is None:
-            raise self.not_connected()
-        replies: list[Reply] = []
-        while core.pending_count > leave:
-            event = core.next_event()
-            if not isinstance(event, Reply):
-                replies.append(await self.reply())  # NEED_DATA or PEER_CLOSED: it decides
-                continue
-            self._note(event)
-            replies.append(event)
-            if event.code == 421:
-                await self.close()
-        return replies
+    async def _took(self, reply: Reply) -> Reply:
+        """``reply`` noted; a 421 closes the connection (RFC 5321 §3.8: the server is
+        closing the channel; so do we)."""
+        self._note(reply)
+        if reply.code == 421:
+            await self.close()
+        return reply
 
     async def replies_arrived(self) -> list[Reply]:
         """The owed replies that have already arrived, without waiting for more.
@@ -454,19 +466,6 @@ class Session:
             self._note(event)
             replies.append(event)
         return replies
-
-    def _check_greeting(self, data: bytes) -> None:
-        if is_tls_record(data) and not self.is_encrypted:
-            raise SMTPProtocolError(
-                f"{self.where} answered with a TLS record, not an SMTP greeting"
-                + implicit_tls_advice(self.port, received=True)
-            )
-
-    def _tls_advice(self, greeting: bool) -> str:
-        """Advice for a greeting that never came on a plain connection."""
-        if not greeting or self.is_encrypted:
-            return ""
-        return implicit_tls_advice(self.port, received=False)
 
     def _note(self, reply: Reply) -> None:
         """Log ``reply``; tell the send in flight it was answered, and record a RCPT verdict."""

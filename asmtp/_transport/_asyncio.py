@@ -11,6 +11,7 @@ connecting and the TLS handshake by ``asyncio.wait_for``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import socket
 import ssl
@@ -305,6 +306,8 @@ async def _connected_socket(
     loop = asyncio.get_running_loop()
     if host.startswith("/"):
         targets: list[tuple[int, Any]] = [(socket.AF_UNIX, host)]
+    elif (literal := _ip_literal(host)) is not None:
+        targets = [(literal, (host, port))]  # nothing to resolve: no worker thread
     else:
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -328,6 +331,18 @@ async def _connected_socket(
         else:
             return sock
     raise connect_failed(host, port, errors) from (errors[0] if errors else None)
+
+
+def _ip_literal(host: str) -> int | None:
+    """The address family of ``host`` if it is an IP address (as asyncio checks, so that
+    ``getaddrinfo`` and its worker thread are not needed), else ``None``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.version == 6 and not socket.has_ipv6:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
 def _closed_during_handshake() -> ssl.SSLEOFError:

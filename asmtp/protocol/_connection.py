@@ -17,23 +17,18 @@ from ._body import BdatEncoder, DataEncoder
 from ._commands import command_line, redacted_line
 from ._errors import BadArgument, LocalProtocolError, RemoteProtocolError, quote
 from ._events import (
-    Auth,
     AuthResponse,
     Bdat,
     Command,
-    Data,
     Ehlo,
     EndOfData,
     Helo,
     Lhlo,
     Mail,
     MessageData,
-    Quit,
     Raw,
     Rcpt,
     Reply,
-    Rset,
-    StartTLS,
 )
 from ._extensions import Extensions
 from ._replies import (
@@ -44,12 +39,13 @@ from ._replies import (
 )
 from ._state import (
     GROUP_ENDERS,
+    MOVE_CHECKS,
+    RAW_VERBS,
     TRANSITIONS,
     BdatLast,
     Kind,
     Reopen,
     State,
-    reply_moves_by_kind,
     transition_key,
 )
 
@@ -57,8 +53,14 @@ __all__ = ["NEED_DATA", "PEER_CLOSED", "ClientConnection", "Sentinel"]
 
 DEFAULT_MAX_PENDING = 1000
 
-_MOVES_BY_KIND: Final = reply_moves_by_kind()
+# Commands whose order checks go beyond the transition table (LMTP's greeting, CHUNKING,
+# raw lines); message content is checked by the body writer.
+_CHECKED: Final = frozenset({Ehlo, Helo, Lhlo, Bdat, Raw})
+_CONTENT: Final = frozenset({MessageData, EndOfData})
+
 _HELLO: Final[tuple[Kind, ...]] = (Ehlo, Helo, Lhlo)
+_ENDS_OF_DATA: Final[tuple[Kind, ...]] = (EndOfData, BdatLast)
+_VERDICT_KINDS: Final[frozenset[Kind]] = frozenset({Ehlo, Helo, Lhlo, Mail, Rcpt})
 
 
 class Sentinel(enum.Enum):
@@ -72,20 +74,6 @@ class Sentinel(enum.Enum):
 
 NEED_DATA = Sentinel.NEED_DATA
 PEER_CLOSED = Sentinel.PEER_CLOSED
-
-# A raw line is classified by its verb so that docmd() keeps the state in step with the server.
-_RAW_VERBS: dict[bytes, Kind] = {
-    b"EHLO": Ehlo,
-    b"HELO": Helo,
-    b"LHLO": Lhlo,
-    b"MAIL": Mail,
-    b"RCPT": Rcpt,
-    b"DATA": Data,
-    b"RSET": Rset,
-    b"QUIT": Quit,
-    b"STARTTLS": StartTLS,
-    b"AUTH": Auth,
-}
 
 
 @dataclass(eq=False, slots=True)
@@ -197,38 +185,48 @@ class ClientConnection:
         from the server are buffered: paired with this command, they would shift every
         later reply by one.
         """
-        kind = transition_key(command)
-        problem = self._order_problem(command, kind)
-        if problem is not None:
-            raise LocalProtocolError(problem)
-        if isinstance(command, MessageData):
-            if not isinstance(command.data, bytes):
-                raise BadArgument(f"message data must be bytes, got {type(command.data).__name__}")
-            return self._encoder.encode(command.data)
+        cls = command.__class__
+        if cls is MessageData:
+            return self._body(command)  # type: ignore[arg-type]  # cls says so
+        kind: Kind = BdatLast if cls is Bdat and command.last else cls  # type: ignore[union-attr]
+        # The checks that apply to every command cost one lookup; the rest only matter for
+        # a few kinds, or while replies are pending (pipelining).
+        if kind not in TRANSITIONS[self._state] or cls in _CHECKED or self._pending:
+            problem = self._order_problem(command, kind)
+            if problem is not None:
+                raise LocalProtocolError(problem)
         if not self._pending and self._reader.in_reply:
             self._fail(
                 "server sent data while no command awaited a reply (unsolicited): "
                 + quote(self._reader.unconsumed)
             )
-        if isinstance(command, EndOfData):
+        if cls is EndOfData:
             data = self._encoder.finish()
-        elif isinstance(command, Bdat):
-            framed = self._bdat.chunk(command.data, last=command.last)
+        elif cls is Bdat:
+            framed = self._bdat.chunk(command.data, last=command.last)  # type: ignore[union-attr]
             if framed is None:
                 # Held until more content follows: the body has begun, no reply is awaited.
                 self._state = TRANSITIONS[self._state][kind]
                 return b""
             data = framed
-        elif isinstance(command, Raw) and self._state is State.AUTH_CHALLENGE:
+        elif cls is Raw and self._state is State.AUTH_CHALLENGE:
             # A raw line answering a challenge is a credential: serialise it as one, so
             # that a CR, LF or NUL in it is reported without quoting it, and record it as
             # sensitive, so that the Reply naming it never shows it.
-            data = command_line(AuthResponse(command.line))
-            command = Raw(command.line, sensitive=True)
+            line = command.line  # type: ignore[union-attr]
+            data = command_line(AuthResponse(line))
+            command = Raw(line, sensitive=True)
         else:
             data = command_line(command)
-        self._record(command, kind)
+        self._record(command, cls, kind)
         return data
+
+    def _body(self, command: MessageData) -> bytes:
+        if self._state is not State.BODY:
+            raise LocalProtocolError(self._order_problem(command, MessageData) or "")
+        if not isinstance(command.data, bytes):
+            raise BadArgument(f"message data must be bytes, got {type(command.data).__name__}")
+        return self._encoder.encode(command.data)
 
     def send_all(self, commands: Sequence[Command]) -> bytes:
         """The bytes for several commands written together (a pipelined group), all or none.
@@ -237,12 +235,18 @@ class ClientConnection:
         :class:`LocalProtocolError`) none is recorded and the state is as before the call:
         a bad argument in the last recipient cannot leave the first ones half-sent.
         """
-        if any(isinstance(command, (MessageData, EndOfData)) for command in commands):
-            raise LocalProtocolError("send_all() takes commands; send message content alone")
         state, txn, queued = self._state, self._txn, len(self._pending)
         rcpts_pending = txn.rcpts_pending if txn is not None else 0
+        send = self.send
         try:
-            return b"".join([self.send(command) for command in commands])
+            data = []
+            for command in commands:
+                if command.__class__ in _CONTENT:
+                    raise LocalProtocolError(
+                        "send_all() takes commands; send message content alone"
+                    )
+                data.append(send(command))
+            return b"".join(data)
         except LocalProtocolError:
             while len(self._pending) > queued:
                 self._pending.pop()
@@ -286,19 +290,22 @@ class ClientConnection:
                 return f"{self.max_pending} commands already await replies"
         return None
 
-    def _record(self, command: Command, table_key: Kind) -> None:
+    def _record(self, command: Command, cls: type[Command], table_key: Kind) -> None:
         kind = table_key
-        if isinstance(command, Raw):
-            kind = self._raw_kind(command)
         txn = self._txn
-        if isinstance(command, Mail):
-            txn = self._txn = _Transaction(binary=_declares_binary(b" ".join(command.params)))
+        if cls is Mail:
+            params = command.params  # type: ignore[union-attr]  # cls says so
+            txn = self._txn = _Transaction(binary=bool(params) and _declares_binary(params))
             self._bdat = BdatEncoder(binary=txn.binary)
-        elif isinstance(command, Rcpt) and txn is not None:
-            txn.rcpts_pending += 1
+        elif cls is Rcpt:
+            if txn is not None:
+                txn.rcpts_pending += 1
+        elif cls is Raw:
+            kind = self._raw_kind(command)  # type: ignore[arg-type]  # cls says so
         self._pending.append(_Pending(command, kind, txn))
-        next_state = TRANSITIONS[self._state][table_key]
-        if next_state is State.READY and self._state is not State.READY:
+        state = self._state
+        next_state = TRANSITIONS[state][table_key]
+        if next_state is State.READY and state is not State.READY:
             # Leaving a transaction (RSET, end of data, BDAT LAST): replies still arrive for
             # the queued commands, which keep their own reference to the transaction.
             self._txn = None
@@ -308,7 +315,7 @@ class ClientConnection:
         if self._state is State.AUTH_CHALLENGE:
             return AuthResponse
         verb = command.line.split(b" ", 1)[0].upper()
-        return _RAW_VERBS.get(verb, Raw)
+        return RAW_VERBS.get(verb, Raw)
 
     # -- receiving --------------------------------------------------------------------
 
@@ -355,51 +362,59 @@ class ClientConnection:
         if self._state is State.AWAIT_GREETING:
             self._state = State.GREETED
             return Reply(code, lines)
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             if code in (221, 421):
                 # RFC 5321 §3.8, §4.2.2: the server is closing the channel. Postfix says 221
                 # to a command line it would not take, such as body bytes read as commands.
                 self._state = State.CLOSED
                 return Reply(code, lines)
             self._fail(f"unsolicited reply {code} {quote(b' '.join(lines))}")
-        entry = self._pending[0]
-        reply = Reply(code, lines, entry.command, self._lmtp_recipient(entry))
-        entry.answered += 1
-        if entry.answered >= self._replies_expected(entry):
-            self._pending.popleft()
+        entry = pending[0]
+        if self.lmtp and entry.kind in _ENDS_OF_DATA:
+            # RFC 2033 §4.2: one reply per recipient accepted, each naming it.
+            reply = Reply(code, lines, entry.command, self._lmtp_recipient(entry))
+            entry.answered += 1
+            if entry.answered >= self._replies_expected(entry):
+                pending.popleft()
+        else:
+            reply = Reply(code, lines, entry.command)
+            pending.popleft()
         self._apply_reply(entry, reply)
         if code == 421:
             # RFC 5321 §3.8: the server is closing; nothing queued will be answered.
             self._state = State.CLOSED
-            self._pending.clear()
+            pending.clear()
         return reply
 
     def _replies_expected(self, entry: _Pending) -> int:
-        if self.lmtp and entry.kind in (EndOfData, BdatLast) and entry.txn is not None:
+        if self.lmtp and entry.kind in _ENDS_OF_DATA and entry.txn is not None:
             return max(1, len(entry.txn.accepted))
         return 1
 
     def _lmtp_recipient(self, entry: _Pending) -> bytes | None:
-        if not (self.lmtp and entry.kind in (EndOfData, BdatLast)):
-            return None
         if entry.txn is None or entry.answered >= len(entry.txn.accepted):
             return None
         return entry.txn.accepted[entry.answered]
 
     def _apply_reply(self, entry: _Pending, reply: Reply) -> None:
         """Record what ``reply`` says of its command, then make the move the table gives."""
-        raw = isinstance(entry.command, Raw)
-        if not raw or entry.kind in _HELLO:
+        kind = entry.kind
+        raw = entry.command.__class__ is Raw
+        if kind in _VERDICT_KINDS and (not raw or kind in _HELLO):
             self._record_verdict(entry, reply)
-        state, txn = self._state, entry.txn
-        for move in _MOVES_BY_KIND.get(entry.kind, ()):
+        moves = MOVE_CHECKS.get(kind)
+        if moves is None:
+            return
+        state, txn, code = self._state, entry.txn, reply.code
+        for move_raw, sources, codes, own_transaction, target in moves:
             if (
-                (move.raw is None or move.raw is raw)
-                and state in move.sources
-                and move.on.matches(reply.code)
-                and (not move.own_transaction or (txn is not None and self._txn is txn))
+                (move_raw is None or move_raw is raw)
+                and state in sources
+                and code in codes
+                and (not own_transaction or (txn is not None and self._txn is txn))
             ):
-                self._arrive(move.target, entry)
+                self._arrive(target, entry)
                 return
 
     def _record_verdict(self, entry: _Pending, reply: Reply) -> None:
@@ -416,10 +431,12 @@ class ClientConnection:
             return
         elif kind is Mail:
             txn.mail_accepted, txn.mail_refused = ok, not ok
-        elif kind is Rcpt and isinstance(entry.command, Rcpt):
+        elif kind is Rcpt:
+            command = entry.command
+            assert isinstance(command, Rcpt)  # noqa: S101 - raw lines do not get here
             txn.rcpts_pending -= 1
             if ok:
-                txn.accepted.append(entry.command.address)
+                txn.accepted.append(command.address)
 
     def _arrive(self, target: State | Reopen, entry: _Pending) -> None:
         """Enter ``target`` with what entering it implies."""
@@ -476,6 +493,7 @@ class ClientConnection:
         raise RemoteProtocolError(message)
 
 
-def _declares_binary(params: bytes) -> bool:
-    """Whether MAIL parameters declare BODY=BINARYMIME (RFC 3030 §3)."""
-    return b"BODY=BINARYMIME" in params.upper()
+def _declares_binary(params: bytes | tuple[bytes, ...]) -> bool:
+    """Whether MAIL parameters (or a raw MAIL line) declare BODY=BINARYMIME (RFC 3030 §3)."""
+    text = params if isinstance(params, bytes) else b" ".join(params)
+    return b"BODY=BINARYMIME" in text.upper()

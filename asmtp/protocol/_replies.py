@@ -25,6 +25,8 @@ DEFAULT_MAX_LINE_LENGTH = 8192
 DEFAULT_MAX_REPLY_LINES = 1000
 DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
 
+_SEPARATORS = (b"", b" ", b"-")
+
 
 class ReplyReader:
     """Splits a byte stream into replies.
@@ -101,19 +103,19 @@ class ReplyReader:
 
     def next_reply(self) -> tuple[int, tuple[bytes, ...]] | None:
         """Return the next complete ``(code, lines)``, or ``None`` if more bytes are needed."""
+        buffer = self._buffer
         while True:
-            end = self._buffer.find(b"\n", self._scanned)
+            end = buffer.find(b"\n", self._scanned)
             if end == -1:
-                self._scanned = len(self._buffer)
+                self._scanned = len(buffer)
                 return None
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
+            line = bytes(buffer[: end - 1 if end and buffer[end - 1] == 13 else end])
+            del buffer[: end + 1]
             self._scanned = 0
-            if line.endswith(b"\r"):
-                line = line[:-1]
             done = self._take_line(line)
             if done is not None:
-                self._check_unterminated()
+                if buffer:
+                    self._check_unterminated()
                 return done
 
     def _take_line(self, line: bytes) -> tuple[int, tuple[bytes, ...]] | None:
@@ -126,8 +128,13 @@ class ReplyReader:
             raise RemoteProtocolError(f"malformed reply code in line {quote(line)}")
         code = int(code_bytes)
         separator = line[3:4]
-        if separator not in (b"", b" ", b"-"):
+        if separator not in _SEPARATORS:
             raise RemoteProtocolError(f"missing separator after reply code in line {quote(line)}")
+        if self._code is None and separator != b"-":
+            # A single-line reply, the usual case: nothing to collect.
+            if len(line) + 2 > self.max_reply_bytes:
+                raise RemoteProtocolError(f"reply is longer than {self.max_reply_bytes} bytes")
+            return code, (line[4:],)
         if self._code is not None and code != self._code:
             raise RemoteProtocolError(
                 f"multiline reply changed its code from {self._code} to {code} in line {quote(line)}"

@@ -39,7 +39,9 @@ from ._events import (
 
 __all__ = [
     "GROUP_ENDERS",
+    "MOVE_CHECKS",
     "OTHER_MOVES",
+    "RAW_VERBS",
     "REPLY_MOVES",
     "TRANSITIONS",
     "BdatLast",
@@ -378,3 +380,34 @@ def mermaid_diagram() -> str:
         lines.append(f"    {source.name} --> {target.name}: on {label}")
     lines.append("    ERROR: ERROR (after any protocol error; terminal)")
     return "\n".join(lines) + "\n"
+
+
+# REPLY_MOVES as ClientConnection matches them: per command kind, each move's conditions,
+# with the reply codes that make it as a set (the reply reader lets through 200 to 599).
+MOVE_CHECKS: Final = {
+    kind: tuple(
+        (
+            move.raw,
+            move.sources,
+            frozenset(code for code in range(200, 600) if move.on.matches(code)),
+            move.own_transaction,
+            move.target,
+        )
+        for move in moves
+    )
+    for kind, moves in reply_moves_by_kind().items()
+}
+
+# A raw line is classified by its verb so that docmd() keeps the state in step with the server.
+RAW_VERBS: Final[dict[bytes, Kind]] = {
+    b"EHLO": Ehlo,
+    b"HELO": Helo,
+    b"LHLO": Lhlo,
+    b"MAIL": Mail,
+    b"RCPT": Rcpt,
+    b"DATA": Data,
+    b"RSET": Rset,
+    b"QUIT": Quit,
+    b"STARTTLS": StartTLS,
+    b"AUTH": Auth,
+}
