@@ -1,0 +1,85 @@
+"""What the journal records of a :class:`~asmtp.SendOutcome`: a state, the server's words.
+
+- ``accepted``: the server took the message (for at least one recipient);
+- ``refused``: the server refused it for good (5xx): resuming does not send it again;
+- ``failed``: not sent, and sending again is safe (a 4xx, a connection failure before the
+  end of the data, a row that could not be rendered): resuming tries again;
+- ``unknown``: the end of the data went out and no reply came: it may have arrived.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Final
+
+from asmtp import SendOutcome
+from asmtp.errors import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPHeloError,
+    SMTPServerDisconnected,
+    TLSRequiredError,
+)
+
+__all__ = ["Verdict", "error_text", "unreachable", "verdict"]
+
+_UNREACHABLE: Final = (
+    OSError,
+    ssl.SSLError,
+    SMTPConnectError,
+    SMTPAuthenticationError,
+    SMTPHeloError,
+    SMTPServerDisconnected,
+    TLSRequiredError,
+)
+_MAX_TEXT: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    state: str
+    code: int | None
+    reply: str | None
+    recipients: dict[str, tuple[int, str]]
+    error: str | None
+
+
+def _text(reply: bytes) -> str:
+    return " ".join(reply.decode("utf-8", "replace").split())[:_MAX_TEXT]
+
+
+def error_text(error: BaseException | None) -> str | None:
+    """An exception as one line for the journal: its class and its words."""
+    if error is None:
+        return None
+    words = " ".join(str(error).split())
+    return f"{type(error).__name__}: {words}"[:_MAX_TEXT] if words else type(error).__name__
+
+
+def verdict(outcome: SendOutcome) -> Verdict:
+    """The journal's record of ``outcome`` (see the module for the states)."""
+    per_recipient: dict[str, tuple[int, str]] = {}
+    final = outcome.reply
+    for address in outcome.recipients:
+        reply = outcome.replies.get(address, final)
+        if reply is not None:
+            per_recipient[address] = (reply[0], _text(reply[1]))
+    for address, (refusal, text) in outcome.refused.items():
+        per_recipient[address] = (refusal, _text(text))
+    code, reply_text = (final[0], _text(final[1])) if final is not None else (None, None)
+    if outcome.accepted:
+        state = "accepted"
+    elif outcome.accepted is None:
+        state = "unknown"
+    else:
+        codes = [c for c, _ in outcome.refused.values()] + ([code] if code is not None else [])
+        state = "refused" if codes and all(500 <= c < 600 for c in codes) else "failed"
+    error = None if outcome.accepted else error_text(outcome.error)
+    return Verdict(state, code, reply_text, per_recipient, error)
+
+
+def unreachable(outcome: SendOutcome) -> bool:
+    """Whether ``outcome`` says the server cannot be reached or logged into (as opposed to
+    a refusal of this one message)."""
+    return outcome.accepted is False and isinstance(outcome.error, _UNREACHABLE)
