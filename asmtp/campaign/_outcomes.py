@@ -67,6 +67,8 @@ def verdict(outcome: SendOutcome) -> Verdict:
             per_recipient[address] = (reply[0], _text(reply[1]))
     for address, (refusal, text) in outcome.refused.items():
         per_recipient[address] = (refusal, _text(text))
+    if final is None and outcome.refused:  # every recipient refused: the first refusal
+        final = next(iter(outcome.refused.values()))
     code, reply_text = (final[0], _text(final[1])) if final is not None else (None, None)
     if outcome.accepted:
         state = "accepted"
@@ -75,7 +77,8 @@ def verdict(outcome: SendOutcome) -> Verdict:
     else:
         codes = [c for c, _ in outcome.refused.values()] + ([code] if code is not None else [])
         state = "refused" if codes and all(500 <= c < 600 for c in codes) else "failed"
-    error = None if outcome.accepted else error_text(outcome.error)
+    # The server's words are in code and reply; the exception is kept when it said nothing.
+    error = None if outcome.accepted or code is not None else error_text(outcome.error)
     return Verdict(state, code, reply_text, per_recipient, error)
 
 

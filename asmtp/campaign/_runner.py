@@ -106,6 +106,11 @@ class Campaign:
             if self._consuming is not None:
                 self._give_grace(self._consuming)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` (or :meth:`abort`) was called."""
+        return self._stopping
+
     def abort(self, reason: str = "aborted") -> None:
         """Stop now: the messages in flight are cancelled (their outcome is recorded as far
         as it is known: ``unknown`` when the end of the data went out)."""
