@@ -17,6 +17,7 @@ from asmtp import SendOutcome
 from asmtp.errors import (
     SMTPAuthenticationError,
     SMTPConnectError,
+    SMTPException,
     SMTPHeloError,
     SMTPServerDisconnected,
     TLSRequiredError,
@@ -24,8 +25,9 @@ from asmtp.errors import (
 
 __all__ = ["Verdict", "error_text", "unreachable", "verdict"]
 
+# No session, or none to be had: the server's trouble, not this message's. (Every
+# smtplib exception is an OSError; a refusal of one message is not among these.)
 _UNREACHABLE: Final = (
-    OSError,
     ssl.SSLError,
     SMTPConnectError,
     SMTPAuthenticationError,
@@ -85,4 +87,9 @@ def verdict(outcome: SendOutcome) -> Verdict:
 def unreachable(outcome: SendOutcome) -> bool:
     """Whether ``outcome`` says the server cannot be reached or logged into (as opposed to
     a refusal of this one message)."""
-    return outcome.accepted is False and isinstance(outcome.error, _UNREACHABLE)
+    error = outcome.error
+    if outcome.accepted is not False or error is None:
+        return False
+    return isinstance(error, _UNREACHABLE) or (
+        isinstance(error, OSError) and not isinstance(error, SMTPException)
+    )

@@ -4,7 +4,9 @@ Built on :meth:`asmtp.SMTPPool.send_each`, whose ``on_start`` hook marks each ro
 (committed) before the first byte of its message is written. Stopping is the runner's: a
 stop takes no further row and starts no further message, and lets those in flight finish
 within ``grace`` seconds; an abort (or the end of the grace) cancels them at once. Either
-way every message's outcome is in the journal when :meth:`Campaign.run` returns.
+way every message's outcome is in the journal when :meth:`Campaign.run` returns. The rows
+already handed to the pool (at most its window) count as in flight: they are sent during
+the grace period too.
 """
 
 from __future__ import annotations
@@ -35,13 +37,6 @@ __all__ = ["Campaign", "Problem"]
 _UNREACHABLE_IN_A_ROW: Final = 10
 _UNKNOWN_LISTED: Final = 100
 _NOT_IN_MSGID: Final = re.compile(r"[^A-Za-z0-9!#$&'*+/=?^_`{|}~-]")
-
-
-class _Stopped(Exception):
-    """Raised by ``on_start`` once the campaign stops: the message is not sent."""
-
-    def __init__(self) -> None:
-        super().__init__("the campaign stopped before this message started")
 
 
 @dataclass(eq=False, slots=True)
@@ -99,8 +94,8 @@ class Campaign:
     # -- stopping -----------------------------------------------------------------------
 
     def stop(self, reason: str = "stopped") -> None:
-        """Take no further row and start no further message; those in flight finish within
-        the run's ``grace``. Safe to call from a signal handler's task, more than once."""
+        """Take no further row; the rows in flight (handed to the pool) finish within the
+        run's ``grace``. Safe to call from a signal handler's task, more than once."""
         if not self._stopping:
             self._stopping, self._stop_reason = True, reason
             if self._consuming is not None:
@@ -309,8 +304,8 @@ class Campaign:
                 yield _Sending(row.id, before), outgoing
 
         def on_start(sending: _Sending) -> None:
-            if self._stopping:
-                raise _Stopped
+            # Never raises, not even once stopping: a hook failure inside a pool's batch
+            # abandons the message before it, whose end of data is then unknown.
             journal.mark_in_flight(sending.id)
             if not sending.started:
                 sending.started = True
@@ -320,11 +315,8 @@ class Campaign:
             nonlocal unreachable
             if sending.started:
                 tally.in_flight -= 1
-            if isinstance(outcome.error, _Stopped):
-                if sending.started:  # a retry that was not made: the first try failed
-                    journal.record(sending.id, "failed", error="stopped before a retry")
-                    tally.moved(sending.before, "failed")
-                return
+            if not sending.started and outcome.accepted is False and self._stopping:
+                return  # cancelled before its first byte: the row is as it was
             found = _outcomes.verdict(outcome)
             journal.record(
                 sending.id,
