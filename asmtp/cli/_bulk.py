@@ -22,7 +22,7 @@ import asmtp
 from asmtp.campaign import Campaign, CampaignError, Journal, Progress, Rows, Template
 
 from ._bulk_display import Display, counts_table, listed, print_table, summary_line
-from ._common import ExitCode, UsageFailure, parse_address
+from ._common import ExitCode, SubGroup, UsageFailure, parse_address
 from ._deliver import Server, failure
 from ._server_options import server_from, server_options
 
@@ -44,7 +44,7 @@ _CSV_FIELDS: Final = (
 )
 
 
-@click.group("bulk")
+@click.group("bulk", cls=SubGroup)
 def bulk_group() -> None:
     """Send a message to every row of a list, journaled, and report on it."""
 

@@ -36,7 +36,9 @@ def _arrived(maildir: Path, campaign: str, expected: set[str], wait: float = 30.
         found = delivered(raw, campaign)
         if expected <= set(found) or time.monotonic() > deadline:
             time.sleep(0.5)  # and anything Postfix was still delivering twice
-            raw = (path.read_bytes() for sub in ("new", "cur") for path in (maildir / sub).iterdir())
+            raw = (
+                path.read_bytes() for sub in ("new", "cur") for path in (maildir / sub).iterdir()
+            )
             return delivered(raw, campaign)
         time.sleep(0.2)
 
