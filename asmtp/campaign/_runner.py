@@ -283,6 +283,7 @@ class Campaign:
     ) -> str:
         campaign, domain = str(settings["campaign"]), str(settings["message_id_domain"])
         unreachable = 0
+        fresh = tally.counts["pending"] == tally.total
 
         async def messages() -> AsyncIterator[tuple[_Sending, asmtp.Outgoing]]:
             for number, row in enumerate(self.rows):
@@ -290,7 +291,8 @@ class Campaign:
                     return
                 if number % 512 == 511:
                     await anyio.lowlevel.checkpoint()  # a long run of rows already done
-                before = journal.state(row.id)
+                # A first run needs no look-up: every row is pending.
+                before = "pending" if fresh else journal.state(row.id)
                 if before is None:
                     raise InputError(f"{self.rows.path} changed while the campaign ran")
                 if before not in todo:

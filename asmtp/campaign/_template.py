@@ -30,20 +30,20 @@ import asmtp
 
 from . import _mime
 from ._errors import RenderError, TemplateError
+from ._fill import Fill
 
 __all__ = ["Template"]
 
 _GENERATED: Final = frozenset(
     {"message-id", "date", "mime-version", "content-type", "content-transfer-encoding"}
 )
-_RENDERED: Final = (jinja2.exceptions.TemplateError, ArithmeticError, LookupError, TypeError)
 
 
 @dataclass(frozen=True)
 class _Header:
     name: str
     static: str | None  # the value, when it has no markup
-    template: jinja2.Template | None
+    template: Fill | None
     line: str = ""  # a static value's encoded line
     addresses: tuple[str, ...] = ()  # a static address header's addr-specs
 
@@ -52,7 +52,7 @@ class _Header:
 class _Text:
     subtype: str
     extra: bytes  # the part's other header lines (Content-Disposition, ...), CRLF-ended
-    template: jinja2.Template
+    template: Fill
 
 
 @dataclass(frozen=True)
@@ -164,14 +164,14 @@ class Template:
 
     # -- compiling ----------------------------------------------------------------------
 
-    def _compile(self, source: str, where: str, html: bool = False) -> jinja2.Template:
+    def _compile(self, source: str, where: str, html: bool = False) -> Fill:
         env = self._html_env if html else self._text_env
         try:
-            parsed = env.parse(source)
-            self._variables |= jinja2.meta.find_undeclared_variables(parsed) - set(env.globals)
-            return env.from_string(source)
+            fill = Fill(env, source, where)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{self.name}: {where}, line {exc.lineno}: {exc.message}") from exc
+        self._variables |= fill.variables
+        return fill
 
     def _header(self, key: str, raw: str) -> _Header:
         try:
@@ -283,7 +283,7 @@ class Template:
         if header.template is None:
             assert header.static is not None  # noqa: S101 - one or the other
             return header.static
-        value = _rendered(header.template, fields, f"header {header.name}")
+        value = header.template.render(fields)
         _mime.check_header_value(header.name, value)
         return value.strip()
 
@@ -291,7 +291,7 @@ class Template:
         if isinstance(node, _Static):
             return node.headers, node.body
         if isinstance(node, _Text):
-            text = _rendered(node.template, fields, f"text/{node.subtype} part")
+            text = node.template.render(fields)
             headers, body = _mime.text_part(text, node.subtype)
             return headers + node.extra, body
         boundary = node.boundary.encode("ascii")
@@ -310,15 +310,6 @@ def _address(name: object, address: object) -> str:
     """``address(name, email)`` in a template: a mailbox with its display name quoted as
     needed (``"O'Brien, Pat" <pat@example.com>``)."""
     return email.utils.formataddr((str(name), str(address)))
-
-
-def _rendered(template: jinja2.Template, fields: Mapping[str, Any], where: str) -> str:
-    try:
-        return template.render(fields)
-    except jinja2.UndefinedError as exc:
-        raise RenderError(f"{where}: {exc.message}") from None
-    except _RENDERED as exc:
-        raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from None
 
 
 def _boundary() -> str:
