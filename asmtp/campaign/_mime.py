@@ -33,7 +33,6 @@ _FOLDING: Final = re.compile(r"\r?\n(?=[ \t])")
 # RFC 5322 §3.4: an addr-spec alone, or after a display name of plain words, in <>.
 _ADDR_SPEC: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
 _SIMPLE_MAILBOX: Final = re.compile(rf"(?:[A-Za-z0-9 ]*<({_ADDR_SPEC})>|({_ADDR_SPEC}))")
-_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 
 
 def unfold(value: str) -> str:
@@ -98,18 +97,28 @@ def text_part(text: str, subtype: str) -> tuple[bytes, bytes]:
     is (7bit); anything else as quoted-printable UTF-8 (RFC 2045 §6.7), which every server
     takes, with or without 8BITMIME.
     """
-    lines = _LINE_BREAK.split(text)
-    if lines and lines[-1] == "":
-        lines.pop()
-    if text.isascii() and all(len(line) <= _MAX_LINE for line in lines):
-        body = ("\r\n".join(lines) + "\r\n").encode("ascii") if lines else b""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if text.isascii() and (len(text) <= _MAX_LINE or _longest_line(text) <= _MAX_LINE):
+        body = text.replace("\n", "\r\n").encode("ascii")
         encoding = "7bit"
     else:
-        raw = "\n".join(lines).encode("utf-8") + b"\n"
-        body = binascii.b2a_qp(raw, istext=True).replace(b"\n", b"\r\n")
+        body = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
         encoding = "quoted-printable"
-    headers = (
+    return _CONTENT_HEADERS[subtype, encoding], body
+
+
+def _longest_line(text: str) -> int:
+    return max(map(len, text.split("\n")))
+
+
+_CONTENT_HEADERS: Final = {
+    (subtype, encoding): (
         f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
         f"Content-Transfer-Encoding: {encoding}\r\n"
     ).encode("ascii")
-    return headers, body
+    for subtype in ("plain", "html")
+    for encoding in ("7bit", "quoted-printable")
+}

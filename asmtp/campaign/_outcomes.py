@@ -61,17 +61,18 @@ def error_text(error: BaseException | None) -> str | None:
 
 def verdict(outcome: SendOutcome) -> Verdict:
     """The journal's record of ``outcome`` (see the module for the states)."""
-    per_recipient: dict[str, tuple[int, str]] = {}
     final = outcome.reply
-    for address in outcome.recipients:
-        reply = outcome.replies.get(address, final)
-        if reply is not None:
-            per_recipient[address] = (reply[0], _text(reply[1]))
-    for address, (refusal, text) in outcome.refused.items():
-        per_recipient[address] = (refusal, _text(text))
     if final is None and outcome.refused:  # every recipient refused: the first refusal
         final = next(iter(outcome.refused.values()))
     code, reply_text = (final[0], _text(final[1])) if final is not None else (None, None)
+    per_recipient: dict[str, tuple[int, str]] = {}
+    for address in outcome.recipients:
+        reply = outcome.replies.get(address, outcome.reply)
+        if reply is not None:
+            text = reply_text if reply is final and reply_text is not None else _text(reply[1])
+            per_recipient[address] = (reply[0], text)
+    for address, (refusal, words) in outcome.refused.items():
+        per_recipient[address] = (refusal, _text(words))
     if outcome.accepted:
         state = "accepted"
     elif outcome.accepted is None:
