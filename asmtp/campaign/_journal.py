@@ -28,6 +28,7 @@ from ._errors import InputError, JournalError, JournalLocked, JournalMismatch
 __all__ = ["STATES", "Durability", "Journal", "RowRecord"]
 
 Durability = Literal["process", "power"]
+"""``"process"``: commits survive the process being killed; ``"power"``: a power cut too."""
 STATES: Final = ("pending", "in_flight", "accepted", "refused", "failed", "unknown")
 """Every row is in one of these states."""
 APPLICATION_ID: Final = 0x61736D74  # "asmt": `PRAGMA application_id`, so a stray file is told apart
@@ -138,6 +139,7 @@ class Journal:
         return {key: json.loads(value) for key, value in found}
 
     def save_settings(self, settings: Mapping[str, Any]) -> None:
+        """Keep ``settings`` (JSON values) with the journal, replacing those of the same key."""
         with self._errors():
             self._db.executemany(
                 "INSERT OR REPLACE INTO campaign (key, value) VALUES (?, ?)",
@@ -263,6 +265,7 @@ class Journal:
     # -- runs and reports ---------------------------------------------------------------
 
     def start_run(self) -> int:
+        """Record that a run starts now; its number."""
         with self._errors():
             cursor = self._db.execute("INSERT INTO runs (started) VALUES (?)", (time.time(),))
             self.commit()
@@ -270,6 +273,7 @@ class Journal:
         return cursor.lastrowid
 
     def end_run(self, run: int, how: str) -> None:
+        """Record that run ``run`` ended now, and ``how`` (completed, interrupted, ...)."""
         with self._errors():
             self._db.execute(
                 "UPDATE runs SET ended = ?, how = ? WHERE run = ?", (time.time(), how, run)
@@ -285,6 +289,7 @@ class Journal:
         return {state: int(found.get(state, 0)) for state in STATES}
 
     def runs(self) -> list[tuple[int, float, float | None, str | None]]:
+        """Every run: its number, start and end (Unix times; no end if it was killed), how."""
         with self._errors():
             return list(self._db.execute("SELECT run, started, ended, how FROM runs ORDER BY run"))
 

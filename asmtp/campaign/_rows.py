@@ -21,6 +21,7 @@ from ._errors import InputError
 __all__ = ["MAX_ID_LENGTH", "Row", "Rows", "RowsFormat"]
 
 RowsFormat = Literal["csv", "jsonl"]
+"""``"csv"`` (a header line names the fields) or ``"jsonl"`` (a JSON object per line)."""
 MAX_ID_LENGTH: Final = 200
 """Longest row id: it goes into the Message-ID header, whose line must stay short."""
 _SUFFIXES: Final[dict[str, RowsFormat]] = {
@@ -53,7 +54,7 @@ class Rows:
 
     Iterating reads the file again from the start, one row at a time, and raises
     :class:`InputError` (naming the file and line) for a malformed line, a row without an
-    id, or an id longer than :data:`MAX_ID_LENGTH`.
+    id, or an id longer than 200 characters (it goes into the Message-ID).
     """
 
     def __init__(

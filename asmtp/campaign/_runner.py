@@ -158,7 +158,7 @@ class Campaign:
         ``force``. ``on_progress`` is called every ``progress_interval`` seconds and at
         the end. :meth:`stop` ends the run early, leaving ``grace`` seconds to the
         messages in flight. Raises :class:`CampaignError` subclasses before anything is
-        sent, and what :meth:`SMTPPool.connect` raises when the server cannot be reached.
+        sent, and what :meth:`asmtp.SMTPPool.connect` raises when the server cannot be reached.
         """
         self._grace = grace
         journal = Journal(self.journal_path, durability=self.durability)

@@ -94,7 +94,7 @@ class Template:
     Build it with :meth:`from_file` (an RFC 5322 message file, UTF-8) or
     :meth:`from_message` (an :class:`~email.message.EmailMessage` built in code). Header
     values and ``text/plain`` and ``text/html`` parts are Jinja2 templates rendered in a
-    sandbox, with :class:`jinja2.StrictUndefined` (a field the row lacks is an error, not
+    sandbox, with ``StrictUndefined`` (a field the row lacks is an error, not
     an empty string) and autoescaping in HTML parts. Other parts, and ``attachments``
     (paths of files added to every message), are read and encoded once.
 

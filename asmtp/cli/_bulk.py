@@ -299,8 +299,9 @@ def _conclude(campaign: Campaign, progress: Progress, server: Server, quiet: boo
             )
         if progress.unknown_rows:
             click.echo(
-                f"unknown (may have arrived; not sent again without --resend-unknown): "
-                f"{listed(list(progress.unknown_rows))}"
+                "unknown (may have arrived; not sent again without --resend-unknown; "
+                f"'asmtp bulk report --csv' lists them all): "
+                f"{listed(list(progress.unknown_rows), progress.unknown)}"
             )
     if progress.stopped == "server unavailable":
         error = campaign.server_error

@@ -121,7 +121,7 @@ def print_table(table: Table, stream: TextIO | None = None) -> None:
     Console(file=stream or sys.stdout, highlight=False).print(table)
 
 
-def listed(ids: Sequence[str], limit: int = 20) -> str:
-    """``a, b, c`` (and ``... and N more``)."""
+def listed(ids: Sequence[str], total: int, limit: int = 20) -> str:
+    """``a, b, c`` (and ``... and N more`` of ``total``)."""
     shown = ", ".join(ids[:limit])
-    return shown + (f" ... and {len(ids) - limit} more" if len(ids) > limit else "")
+    return shown + (f" ... and {total - limit} more" if total > limit else "")
