@@ -188,12 +188,16 @@ class Campaign:
         how = "completed"
         try:
             if tally.to_send and not self._stopping:
-                await pool.connect()
+                try:
+                    await pool.connect()  # a wrong host, port, certificate or password: now
+                except BaseException:
+                    how = "server unavailable"
+                    raise
                 how = await self._send(journal, pool, settings, todo, tally)
             elif self._stopping:
                 how = self._stop_reason or "stopped"
         except BaseException:
-            how = "aborted"
+            how = "aborted" if how == "completed" else how
             raise
         finally:
             journal.commit()

@@ -22,7 +22,7 @@ import asmtp
 from asmtp.campaign import Campaign, CampaignError, Journal, Progress, Rows, Template
 
 from ._bulk_display import Display, counts_table, listed, print_table, summary_line
-from ._common import ExitCode, SubGroup, UsageFailure, parse_address
+from ._common import ConnectionFailure, ExitCode, SubGroup, UsageFailure, parse_address
 from ._deliver import Server, failure
 from ._server_options import server_from, server_options
 
@@ -306,7 +306,7 @@ def _conclude(campaign: Campaign, progress: Progress, server: Server, quiet: boo
     if progress.stopped == "server unavailable":
         error = campaign.server_error
         reason = failure(error, "connect", server).format_message() if error else str(server)
-        raise click.ClickException(f"stopped: {reason}; run the same command to resume")
+        raise ConnectionFailure(f"stopped: {reason}; run the same command to resume")
     if progress.stopped is not None:
         if not quiet:
             click.echo("stopped: run the same command to resume", err=True)
