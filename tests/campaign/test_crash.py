@@ -9,6 +9,7 @@ once called it unknown, and the journal's accepted rows are exactly those that a
 
 from __future__ import annotations
 
+import functools
 import random
 import signal
 import time
@@ -26,6 +27,10 @@ PLAN = Plan(
     refused=lambda n: f"reader{n}@refused.example",
     busy=lambda n: f"reader{n}@busy.example",
 )
+
+
+def _reached(server: CaptureServer, count: int) -> bool:
+    return len(server.messages) >= count
 
 
 def _runs(tmp_path: Path, server: CaptureServer, *extra: str) -> Runs:
@@ -52,7 +57,7 @@ def test_interrupted_campaign_resumes_and_delivers_every_row_once(
         unknown_ever: set[str] = set()
         for how in signals_for(seed):
             target = len(server.messages) + rng.randint(300, 2500)
-            code = runs.interrupt(how, lambda t=target: len(server.messages) >= t)
+            code = runs.interrupt(how, functools.partial(_reached, server, target))
             states = runs.states()
             in_flight = {row for row, state in states.items() if state == "in_flight"}
             if how == signal.SIGKILL:

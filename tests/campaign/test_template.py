@@ -82,7 +82,8 @@ def test_html_parts_escape_the_row_and_text_parts_do_not() -> None:
     assert _text(plain) == "Hi <script>x</script> Jürgen\n"
     assert _text(html) == "<p>Hi &lt;script&gt;x&lt;/script&gt; Jürgen</p>\n"
     assert message["Subject"] == "Hi <script>x</script> Jürgen"
-    assert b"=?utf-8?" in outgoing.msg.split(b"\r\n\r\n")[0]  # type: ignore[union-attr]
+    assert isinstance(outgoing.msg, bytes)
+    assert b"=?utf-8?" in outgoing.msg.split(b"\r\n\r\n")[0]
 
 
 @pytest.mark.parametrize(
