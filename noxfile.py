@@ -37,8 +37,9 @@ def interop(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against Postfix's smtp-sink, side by side with aiosmtplib, smtplib and
-    smtp-source; ``-- --quick`` for a smoke run, ``-- --write-docs`` to update the docs."""
-    session.install("-e", ".", "aiosmtplib", "trio", "uvloop")
+    smtp-source; ``-- --quick`` for a smoke run, ``-- --write-docs`` to update the docs;
+    ``-- campaign`` for a bulk campaign with its journal against the bare pool."""
+    session.install("-e", ".[bulk]", "aiosmtplib", "trio", "uvloop")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -1,5 +1,8 @@
 """Run asmtp's benchmark suite: ``python benchmarks/run.py [--quick] [--write-docs]``.
 
+``python benchmarks/run.py campaign`` measures a bulk campaign with its journal against
+the bare pool instead (``benchmarks/_campaign.py``).
+
 Starts Postfix's ``smtp-sink`` on 127.0.0.1, measures asmtp, aiosmtplib, smtplib and
 ``smtp-source`` side by side, prints the tables and, with ``--write-docs``, writes them to
 ``docs/performance.md``. ``--help`` lists the options.
@@ -13,7 +16,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import _campaign
 from benchmarks._suite import main
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["campaign"]:
+        sys.exit(_campaign.main(sys.argv[2:]))
     sys.exit(main())

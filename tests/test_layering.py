@@ -42,8 +42,9 @@ LAYERS: Final[dict[str, frozenset[str]]] = {
     ),
     # The optional extras sit on the public API only.
     "asmtp.testing": frozenset({"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp.auth"}),
+    "asmtp.campaign": frozenset({"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp.auth"}),
     "asmtp.cli": frozenset(
-        {"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp.auth", "asmtp.testing"}
+        {"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp.auth", "asmtp.testing", "asmtp.campaign"}
     ),
 }
 TOP: Final = frozenset({"asmtp", "asmtp.__main__"})

@@ -1,4 +1,4 @@
-"""The ``asmtp`` command: ``send``, ``unpack`` and ``sink`` (``pip install 'asmtp[cli]'``).
+"""The ``asmtp`` command: ``send``, ``bulk``, ``unpack`` and ``sink`` (``pip install 'asmtp[cli]'``).
 
 :func:`main` is the console script and ``python -m asmtp``. It imports click only when
 run, so that without the ``cli`` extra it says what to install instead of failing with a
@@ -19,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         from ._app import cli
     except ImportError as exc:
-        if exc.name not in ("click", "aiosmtpd", "trustme"):
+        if exc.name not in ("click", "aiosmtpd", "trustme", "jinja2", "markupsafe", "rich"):
             raise
         print(
             f"asmtp: the command line needs {exc.name}: pip install 'asmtp[cli]'",

@@ -16,6 +16,7 @@ __all__ = [
     "ExitCode",
     "MainGroup",
     "Refused",
+    "SubGroup",
     "UsageFailure",
     "parse_address",
     "parse_host_port",
@@ -84,7 +85,7 @@ class MainGroup(click.Group):
             click.echo("asmtp: interrupted", err=True)
             code = ExitCode.INTERRUPTED
         except click.ClickException as exc:
-            click.echo(_one_line(exc, self._running), err=True)
+            click.echo(_one_line(exc, self.running), err=True)
             code = exc.exit_code
         except BrokenPipeError:  # e.g. `asmtp sink | head`: the reader left
             sys.stdout = None  # no flush error at exit
@@ -97,10 +98,24 @@ class MainGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
-        self._running = f"{ctx.command_path} {name}"  # names the command in error lines
+        self.running = f"{ctx.command_path} {name}"  # names the command in error lines
         return name, command, rest
 
-    _running = "asmtp"
+    running = "asmtp"
+    """The command running, as error lines name it."""
+
+
+class SubGroup(click.Group):
+    """A group inside :class:`MainGroup` (``asmtp bulk``): errors name the whole command."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        root = ctx.find_root().command
+        if isinstance(root, MainGroup):
+            root.running = f"{ctx.command_path} {name}"
+        return name, command, rest
 
 
 def _one_line(exc: click.ClickException, command: str) -> str:

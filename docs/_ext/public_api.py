@@ -15,6 +15,7 @@ PUBLIC_MODULES: Final = (
     "asmtp.errors",
     "asmtp.auth",
     "asmtp.protocol",
+    "asmtp.campaign",
     "asmtp.testing",
     "asmtp.testing.plugin",
     "asmtp.cli",

@@ -13,6 +13,7 @@ from typing import Final
 from interop._daemon import HOST, MAIL_GID, MAIL_UID
 
 __all__ = [
+    "BUSY",
     "DOMAIN",
     "DOVECOT_AUTH_SERVICES",
     "POSTFIX_MASTER_CF",
@@ -21,6 +22,7 @@ __all__ = [
     "dovecot_conf",
     "dovecot_users",
     "postfix_main_cf",
+    "postfix_recipient_access",
     "postfix_vmailbox",
 ]
 
@@ -98,6 +100,8 @@ virtual_uid_maps = static:{MAIL_UID}
 virtual_gid_maps = static:{MAIL_GID}
 smtpd_banner = $myhostname ESMTP asmtp-interop
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+# BUSY answers 450 at RCPT, for ever: a recipient whose refusals are transient.
+smtpd_recipient_restrictions = check_recipient_access texthash:{root}/postfix/recipient_access
 smtpd_tls_security_level = may
 smtpd_tls_cert_file = {root}/tls/server.pem
 smtpd_tls_key_file = {root}/tls/server.key
@@ -238,6 +242,15 @@ def dovecot_users(root: Path) -> str:
             f"{user.address}:{{PLAIN}}{user.password}:{MAIL_UID}:{MAIL_GID}::{home}::{extra}"
         )
     return "\n".join(lines) + "\n"
+
+
+BUSY: Final = f"busy@{DOMAIN}"
+"""An address Postfix refuses with ``450 4.2.1`` at RCPT: a transient refusal that lasts."""
+
+
+def postfix_recipient_access() -> str:
+    """Postfix's recipient access table: :data:`BUSY` gets a 4xx."""
+    return f"{BUSY} 450 4.2.1 Mailbox busy, try again later\n"
 
 
 def postfix_vmailbox() -> str:

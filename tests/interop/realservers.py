@@ -19,7 +19,8 @@ written. Servers listen on 127.0.0.1 only, on free ports picked at start:
 
 - ``smtp_port``: Postfix smtpd as an MX: STARTTLS offered, PIPELINING, SIZE, 8BITMIME,
   SMTPUTF8, DSN, ENHANCEDSTATUSCODES, CHUNKING; delivers to the Maildirs of the virtual
-  users of ``example.test`` (no system users), refusing unknown users at RCPT.
+  users of ``example.test`` (no system users), refusing unknown users at RCPT (550)
+  and ``busy@example.test`` with a transient 450.
 - ``trace_port``: the same MX with verbose logging of each session (``debug_peer_list``),
   whose reads, commands and replies show PIPELINING and CHUNKING at work.
 - ``submission_port``: STARTTLS required, then AUTH through Dovecot's SASL socket.
@@ -63,6 +64,7 @@ from interop._postfix_dovecot import (
     dovecot_conf,
     dovecot_users,
     postfix_main_cf,
+    postfix_recipient_access,
     postfix_vmailbox,
 )
 
@@ -270,11 +272,12 @@ def start(
         ),
     )
     _daemon.write(postfix_dir / "vmailbox", postfix_vmailbox())
+    _daemon.write(postfix_dir / "recipient_access", postfix_recipient_access())
     # Postfix re-reads a configuration file or table modified less than a second or two
     # before it was read (it may have been half written). These are complete and closed,
     # so date them back instead of sleeping.
     backdated = time.time() - 10
-    for name in ("main.cf", "master.cf", "vmailbox"):
+    for name in ("main.cf", "master.cf", "vmailbox", "recipient_access"):
         os.utime(postfix_dir / name, (backdated, backdated))
 
     ca_file = _daemon.write_certificates(tls, names=(f"mx.{DOMAIN}",))
