@@ -146,7 +146,17 @@ async def _run(
                 del in_flight[key]
                 continue
             progress.addresses = envelope.addresses()
-            progress.starting()
+            try:
+                progress.starting()
+            except Exception:
+                # The hook refused this message: the one before it still ends and is
+                # answered, so its outcome is known rather than reported as unknown.
+                if unanswered is not None:
+                    await session.write(unwritten)
+                    unwritten = b""
+                    await _conclude_unanswered(session, unanswered, 0, report, in_flight)
+                    unanswered = None
+                raise
             commands = envelope.commands(Data())
             await session.write(unwritten + session.send_all(commands))
             unwritten = b""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from asmtp import Outgoing
+from asmtp import Outgoing, SMTPTransactionInterrupted
 from asmtp._client import Session, client_settings, open_session, send_batch, send_one
 from client._kit import HOST, ME
 from support.aiosmtpd_server import RecordingHandler
@@ -106,3 +106,30 @@ async def test_on_start_in_a_batch_comes_before_each_message_reaches_the_server(
     assert sorted(seen) == [1, 2, 3, 4, 5]
     assert all(seen[n] <= n - 1 for n in seen)  # the server had seen at most the earlier ones
     assert all(results[n] == {} for n in range(1, 6))
+
+
+async def test_a_hook_that_raises_in_a_batch_leaves_the_message_before_it_answered(
+    smtpd_server_factory: SMTPDServerFactory,
+) -> None:
+    """Message 2's end of data rides with message 3's envelope; when 3's hook raises, 2 is
+    still ended and its reply read, so its outcome is known, not unknown."""
+    handler = RecordingHandler(advertise_pipelining=True)
+    server = smtpd_server_factory(handler)
+    session = await _session(server.port)
+    results: dict[int, object] = {}
+
+    def started(n: int) -> None:
+        if n == 3:
+            raise LookupError("row 3 is locked")
+
+    items = iter([(n, _message(n)) for n in range(1, 6)])
+    try:
+        with pytest.raises(LookupError):
+            await send_batch(session, items, results.__setitem__, started)
+    finally:
+        await session.close()
+    assert results[1] == {} and results[2] == {}
+    interrupted = results[3]
+    assert isinstance(interrupted, SMTPTransactionInterrupted)
+    assert interrupted.outcome.accepted is False  # not begun: safe to send again
+    assert len(handler.deliveries) == 2

@@ -209,6 +209,7 @@ async def test_a_hook_that_raises_fails_its_own_message_before_any_byte(
     assert "3@pool.test" not in delivered
     assert "RCPT r3@pool.test" not in handler.commands
     assert all(outcomes[n].accepted is not False for n in (0, 1, 2, 4, 5))
+    assert outcomes[2].accepted is True  # the message before it was ended and answered
 
 
 # -- stopping early ------------------------------------------------------------------------
