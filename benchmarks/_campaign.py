@@ -34,7 +34,7 @@ from typing import Final
 import asmtp
 
 from ._jobs import LOCAL_HOSTNAME
-from ._report import ROOT
+from ._page import ROOT
 from ._servers import SmtpSink, ensure_postfix
 
 __all__ = ["main"]

@@ -141,6 +141,33 @@ async def asmtp_pool(w: Workload) -> None:
                 group.start_soon(send_one)
 
 
+async def asmtp_send(w: Workload) -> None:
+    """``asmtp.sendmail()`` (a connection per message), ``concurrency`` at a time, as
+    ``aiosmtplib_send`` runs aiosmtplib's one-shot ``send()``."""
+    limit = anyio.Semaphore(w.concurrency)
+
+    async def send_one() -> None:
+        async with limit:
+            _refused(
+                await asmtp.sendmail(
+                    SENDER,
+                    w.recipients,
+                    w.payload,
+                    host=w.host,
+                    port=w.port,
+                    tls="none",
+                    local_hostname=LOCAL_HOSTNAME,
+                )
+            )
+
+    if _on_asyncio():
+        await asyncio.gather(*(send_one() for _ in range(w.messages)))
+        return
+    async with anyio.create_task_group() as group:
+        for _ in range(w.messages):
+            group.start_soon(send_one)
+
+
 def _on_asyncio() -> bool:
     try:
         asyncio.get_running_loop()
@@ -195,6 +222,74 @@ async def aiosmtplib_send(w: Workload) -> None:
             _refused(errors)
 
     await asyncio.gather(*(send_one() for _ in range(w.messages)))
+
+
+# -- a raw asyncio client: the Python floor ------------------------------------------------
+
+
+class _RawProtocol(asyncio.Protocol):
+    """Just enough SMTP for smtp-sink: counts reply lines, wakes the sender per step."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.want = 0
+        self.got: list[bytes] = []
+        self.ready: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if line[3:4] != b"-":  # the last line of a reply
+                self.got.append(line[:3])
+        if len(self.got) >= self.want and self.ready is not None and not self.ready.done():
+            self.ready.set_result(None)
+
+    async def replies(self, count: int) -> list[bytes]:
+        self.want = count
+        if len(self.got) < count:
+            self.ready = asyncio.get_running_loop().create_future()
+            await self.ready
+        got, self.got = self.got[:count], self.got[count:]
+        return got
+
+
+async def raw_workers(w: Workload) -> None:
+    """A minimal pipelined SMTP client on asyncio's protocols: MAIL, RCPTs and DATA in one
+    write, the dot-stuffed body in a second; no checks beyond the reply codes. What any
+    asyncio client must spend at least, to compare asmtp's overhead with."""
+    work = WorkCounter(w.messages)
+    body = w.payload.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n"
+    envelope = (
+        f"MAIL FROM:<{SENDER}>\r\n".encode()
+        + b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in w.recipients)
+        + b"DATA\r\n"
+    )
+    loop = asyncio.get_running_loop()
+
+    async def worker() -> None:
+        transport, protocol = await loop.create_connection(_RawProtocol, w.host, w.port)
+        assert transport is not None
+        await protocol.replies(1)
+        transport.write(f"EHLO {LOCAL_HOSTNAME}\r\n".encode())
+        await protocol.replies(1)
+        while work.take():
+            transport.write(envelope)
+            codes = await protocol.replies(2 + len(w.recipients))
+            if codes[-1] != b"354":
+                raise RuntimeError(f"refused: {codes!r}")
+            transport.write(body)
+            if (await protocol.replies(1))[0] != b"250":
+                raise RuntimeError("message refused")
+        transport.write(b"QUIT\r\n")
+        await protocol.replies(1)
+        transport.close()
+
+    await asyncio.gather(*(worker() for _ in range(w.concurrency)))
 
 
 # -- smtplib (threads) -----------------------------------------------------------------------
@@ -277,6 +372,8 @@ ASYNC_CLIENTS: Final[dict[tuple[str, str], AsyncClient]] = {
     ("asmtp", "batch"): asmtp_batched,
     ("asmtp", "workers"): asmtp_workers,
     ("asmtp", "pool"): asmtp_pool,
+    ("asmtp", "send"): asmtp_send,
+    ("raw", "workers"): raw_workers,
     ("aiosmtplib", "single"): aiosmtplib_single,
     ("aiosmtplib", "workers"): aiosmtplib_workers,
     ("aiosmtplib", "send"): aiosmtplib_send,

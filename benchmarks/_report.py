@@ -1,7 +1,7 @@
-"""Turn measurements into the tables: medians, ratios against each peer, the issue's targets.
+"""Turn measurements into the tables: medians, ratios against each peer, the targets.
 
 The same Markdown is printed and, with ``--write-docs``, written into
-``docs/performance.md`` between two markers (the page's explanatory text is kept).
+``docs/performance.md`` by :mod:`._page`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from ._jobs import SHAPES, Measurement, Shape
+from ._page import ROOT
 
 __all__ = [
     "Case",
@@ -28,13 +29,7 @@ __all__ = [
     "machine_info",
     "render",
     "working_tree",
-    "write_docs",
 ]
-
-ROOT: Final = Path(__file__).resolve().parent.parent
-DOCS_PAGE: Final = ROOT / "docs" / "performance.md"
-START_MARK: Final = "<!-- benchmark results: start (written by benchmarks/run.py --write-docs) -->"
-END_MARK: Final = "<!-- benchmark results: end -->"
 
 
 @dataclass(frozen=True)
@@ -261,13 +256,20 @@ PAIRS: Final = (
     ("asmtp/batch/uvloop", "aiosmtplib/single/uvloop"),
     ("asmtp/pool/asyncio", "aiosmtplib/workers/asyncio"),
     ("asmtp/pool/uvloop", "aiosmtplib/workers/uvloop"),
-    ("asmtp/pool/asyncio", "aiosmtplib/send/asyncio"),
     ("asmtp/pool/asyncio", "smtplib/threads/threads"),
     ("asmtp/pool/uvloop", "smtp-source/sessions/C"),
     ("asmtp/workers/asyncio", "aiosmtplib/workers/asyncio"),
     ("asmtp/workers/uvloop", "aiosmtplib/workers/uvloop"),
     ("asmtp/workers/asyncio", "smtplib/threads/threads"),
     ("asmtp/workers/uvloop", "smtp-source/sessions/C"),
+    ("asmtp/workers/asyncio", "raw/workers/asyncio"),
+    ("asmtp/workers/uvloop", "raw/workers/uvloop"),
+    ("asmtp/send/asyncio", "aiosmtplib/send/asyncio"),
+    # asmtp on another event loop against itself on asyncio
+    ("asmtp/workers/uvloop", "asmtp/workers/asyncio"),
+    ("asmtp/workers/trio", "asmtp/workers/asyncio"),
+    ("asmtp/pool/uvloop", "asmtp/pool/asyncio"),
+    ("asmtp/pool/trio", "asmtp/pool/asyncio"),
 )
 
 
@@ -354,17 +356,12 @@ class Target:
 
 
 def targets(results: Results) -> list[Target]:
-    """The targets from issue #6, measured."""
-    pool = "asmtp/pool/asyncio"
-    if not any(key == pool for key, _ in results.throughput):
-        pool = "asmtp/workers/asyncio"
-    peer50, single, peer1 = (
+    """The speed, round-trip and memory targets, measured."""
+    workers, pool, peer50 = (
+        "asmtp/workers/asyncio",
+        "asmtp/pool/asyncio",
         "aiosmtplib/workers/asyncio",
-        "asmtp/single/asyncio",
-        "aiosmtplib/single/asyncio",
     )
-    name = "SMTPPool(50)" if pool.endswith("pool/asyncio") else "asmtp 50 workers"
-    uvpool = pool.replace("asyncio", "uvloop")
     pipelined = results.round_trips("asmtp/sink", 1)
     chunked = results.round_trips("asmtp/chunking", 1)
     overlapped = results.round_trips("asmtp-many/sink", 1)
@@ -372,45 +369,53 @@ def targets(results: Results) -> list[Target]:
     as_bytes = results.growth("asmtp/bytes", "rss")
     large = f"{results.memory_size / 2**20:.0f} MiB message"
 
-    def rate_ratio(mine: str, peer: str, shape: str) -> float | None:
-        return _div(results.rate(mine, shape), results.rate(peer, shape))
+    def faster(text: str, mine: str, peer: str, goal: float, shape: str = "1k") -> Target:
+        return Target(text, _div(results.rate(mine, shape), results.rate(peer, shape)), goal, True)
 
+    def leaner(text: str, mine: str, peer: str, goal: float, shape: str = "1k") -> Target:
+        return Target(text, _div(results.cpu(mine, shape), results.cpu(peer, shape)), goal, False)
+
+    aio50 = "aiosmtplib 50 connections"
     return [
-        Target(
-            f"{name} msg/s ≥ 2x aiosmtplib 50 connections (1 KB)",
-            rate_ratio(pool, peer50, "1k"),
-            2.0,
-            True,
-        ),
-        Target(
-            f"{name} CPU/msg ≤ 0.5x aiosmtplib 50 connections (1 KB)",
-            _div(results.cpu(pool, "1k"), results.cpu(peer50, "1k")),
-            0.5,
-            False,
-        ),
-        Target(
-            f"{name} msg/s ≥ 5x aiosmtplib 50 connections (10 recipients)",
-            rate_ratio(pool, peer50, "1k-10rcpt"),
-            5.0,
-            True,
-        ),
-        Target(
-            f"{name} msg/s ≥ 3x aiosmtplib 50 connections (100 KB)",
-            rate_ratio(pool, peer50, "100k"),
-            3.0,
-            True,
-        ),
-        Target(
+        faster(f"50 connections msg/s ≥ 2x {aio50} (1 KB)", workers, peer50, 2.0),
+        leaner(f"50 connections CPU/msg ≤ 0.5x {aio50} (1 KB)", workers, peer50, 0.5),
+        faster(f"SMTPPool(50) msg/s ≥ 2.5x {aio50} (1 KB)", pool, peer50, 2.5),
+        leaner(f"SMTPPool(50) CPU/msg ≤ 0.4x {aio50} (1 KB)", pool, peer50, 0.4),
+        faster(
             "1 connection msg/s ≥ 2x aiosmtplib 1 connection (1 KB)",
-            rate_ratio(single, peer1, "1k"),
+            "asmtp/single/asyncio",
+            "aiosmtplib/single/asyncio",
             2.0,
-            True,
         ),
-        Target(
-            f"{name} on uvloop ≥ 0.8x smtp-source 50 sessions (1 KB)",
-            rate_ratio(uvpool, "smtp-source/sessions/C", "1k"),
+        faster(
+            f"50 connections msg/s ≥ 5x {aio50} (10 recipients)", workers, peer50, 5.0, "1k-10rcpt"
+        ),
+        faster(f"SMTPPool(50) msg/s ≥ 5x {aio50} (10 recipients)", pool, peer50, 5.0, "1k-10rcpt"),
+        faster(f"SMTPPool(50) msg/s ≥ 3x {aio50} (100 KB)", pool, peer50, 3.0, "100k"),
+        faster(
+            "asmtp.sendmail() msg/s ≥ 1.3x aiosmtplib.send() (1 KB)",
+            "asmtp/send/asyncio",
+            "aiosmtplib/send/asyncio",
+            1.3,
+        ),
+        leaner(
+            "asmtp.sendmail() CPU/msg ≤ 0.8x aiosmtplib.send() (1 KB)",
+            "asmtp/send/asyncio",
+            "aiosmtplib/send/asyncio",
             0.8,
-            True,
+        ),
+        faster("50 connections on trio ≥ 1x on asyncio (1 KB)", "asmtp/workers/trio", workers, 1.0),
+        faster(
+            "50 connections on uvloop ≥ 1.5x on asyncio (1 KB)",
+            "asmtp/workers/uvloop",
+            workers,
+            1.5,
+        ),
+        faster(
+            "50 connections on uvloop ≥ 0.6x smtp-source 50 sessions (1 KB)",
+            "asmtp/workers/uvloop",
+            "smtp-source/sessions/C",
+            0.6,
         ),
         Target("round trips per message with PIPELINING = 2", pipelined, 2.25, False, " RT"),
         Target("round trips per message with CHUNKING = 1", chunked, 1.25, False, " RT"),
@@ -460,7 +465,7 @@ def render(results: Results, machine: Sequence[str]) -> str:
         f"Run on {when} in {results.wall_seconds:.0f} s.",
         "",
         *(f"- {line}" for line in machine),
-        f"- Messages per measurement: {counts} (smtp-source x4, aiosmtplib.send() x0.25); "
+        f"- Messages per measurement: {counts} (smtp-source x4, one-shot sends x0.25); "
         f"{results.repetitions} repetitions, medians reported.",
         *(f"- {note}" for note in results.notes),
         "",
@@ -481,80 +486,7 @@ def render(results: Results, machine: Sequence[str]) -> str:
         "### Peak memory for one large message",
         *_memory_section(results),
         "",
-        "### Targets (issue #6)",
+        "### Targets",
         *_targets_section(results),
     ]
     return "\n".join(lines) + "\n"
-
-
-_PAGE_TEMPLATE: Final = """# Performance
-
-How fast asmtp sends, how much CPU and memory it needs doing so, and how many network
-round trips each message costs, measured side by side with
-[aiosmtplib](https://aiosmtplib.readthedocs.io/), the standard library's `smtplib`, and
-Postfix's own C load generator `smtp-source` as the ceiling.
-
-## Method
-
-- **Server**: Postfix's `smtp-sink` on 127.0.0.1 (an ephemeral port), which accepts and
-  discards mail in a single C process and advertises PIPELINING. Its CPU use is reported
-  next to every figure to show it is not the bottleneck, and its message counter is checked
-  after every measurement: every message sent arrived.
-- **Clients**, each in a fresh process per measurement, sending the same bytes (the same
-  message file for `smtp-source -F`), with every reply checked:
-  - asmtp on one connection, sending one message after another, and in batches of 100
-    with `sendmail_many` (asyncio and uvloop); asmtp's `SMTPPool(max_connections=50)`
-    with one task per message (started with `asyncio.gather` under asyncio and uvloop,
-    as for `aiosmtplib.send()`; an anyio task group under trio); asmtp with 50
-    connections each owned by a worker task pulling from a shared queue; under asyncio,
-    uvloop and trio;
-  - aiosmtplib on one connection and with 50 worker connections (asyncio and uvloop), and
-    `aiosmtplib.send()` (a new connection per message) under a semaphore of 50;
-  - `smtplib` on one connection, and 50 threads each with its own connection;
-  - `smtp-source -d` with 1 and with 50 sessions (it does not pipeline).
-- **Shapes**: 1 KB to 1 recipient, 100 KB to 1 recipient, 1 KB to 10 recipients.
-- **Figures**: messages per second (connection set-up and QUIT included) and client CPU
-  seconds per message (`time.process_time()`, or `RUSAGE_CHILDREN` for `smtp-source`);
-  median of several repetitions, interleaved so drift affects every case alike.
-- **Round trips**: a loopback proxy adds a fixed delay in each direction; the time per
-  message on an open connection divided by the round-trip time. `smtp-sink` has no
-  CHUNKING, so the CHUNKING figure uses a small scripted server that advertises PIPELINING
-  and CHUNKING.
-- **Memory**: one large message sent once, in a fresh process; the peak resident set size
-  (`VmHWM`, reset just before the send) and, in a separate process, the tracemalloc peak,
-  above the baseline taken once the message is in memory or its file is open.
-- **Interference**: on a shared machine, a sample during which other processes used more
-  than 15% of a CPU (machine user time minus ours and the sink's) is taken again, up to 3
-  times; how many were kept anyway is reported with the results.
-
-The figures depend on the machine; compare ratios, not absolute numbers, across machines.
-
-## Running it
-
-```sh
-python benchmarks/run.py            # full run, about 10 minutes on 2 cores
-python benchmarks/run.py --quick    # a smoke run in under a minute
-python benchmarks/run.py --write-docs   # also replace the results below
-python benchmarks/run.py --asmtp-ref HEAD   # measure a commit, not the working tree
-```
-
-It needs Postfix's `smtp-sink` and `smtp-source` (Debian: `apt-get install postfix`,
-choosing "No configuration"; as root on Debian the script installs them itself), plus
-aiosmtplib, uvloop and trio.
-
-## Latest results
-
-"""
-
-
-def write_docs(report: str, page: Path = DOCS_PAGE) -> None:
-    """Put ``report`` between the markers of the docs page, creating the page if needed."""
-    block = f"{START_MARK}\n\n{report}\n{END_MARK}\n"
-    text = page.read_text(encoding="utf-8") if page.exists() else _PAGE_TEMPLATE
-    if START_MARK in text and END_MARK in text:
-        head, rest = text.split(START_MARK, 1)
-        tail = rest.split(END_MARK, 1)[1].lstrip("\n")
-        text = head + block + (f"\n{tail}" if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    page.write_text(text, encoding="utf-8")

@@ -20,9 +20,8 @@ from typing import Final
 import asmtp
 
 from ._jobs import SHAPES, Job, Measurement, make_message, write_message_files
+from ._page import DOCS_PAGE, ROOT, write_docs
 from ._report import (
-    DOCS_PAGE,
-    ROOT,
     Case,
     MemoryCase,
     Results,
@@ -31,7 +30,6 @@ from ._report import (
     machine_info,
     render,
     working_tree,
-    write_docs,
 )
 from ._servers import Helpers, SmtpSink, ensure_postfix, machine_user_seconds
 
@@ -78,6 +76,18 @@ def throughput_cases(pool: bool) -> list[Case]:
         *(
             Case("aiosmtplib", "workers", loop, n, f"aiosmtplib {n} connections (workers)")
             for loop in ("asyncio", "uvloop")
+        ),
+        *(
+            Case("raw", "workers", loop, n, f"raw asyncio client (Python floor), {n} connections")
+            for loop in ("asyncio", "uvloop")
+        ),
+        Case(
+            "asmtp",
+            "send",
+            "asyncio",
+            n,
+            f"asmtp.sendmail() per message, {n} at once",
+            scale=0.25,
         ),
         Case(
             "aiosmtplib",
