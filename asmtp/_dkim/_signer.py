@@ -57,6 +57,7 @@ _LABELS: Final = re.compile(
 )
 # RFC 5322 §3.6.8: field-name = 1*ftext.
 _FIELD_NAME: Final = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+_FIELD_START: Final = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 _PEM: Final = re.compile(rb"-----BEGIN ([A-Z ]+)-----\s+(.*?)\s+-----END \1-----", re.DOTALL)
 # RFC 8410 §7: a PKCS#8 Ed25519 private key is this DER prefix and the 32-byte seed.
 _ED25519_PKCS8_PREFIX: Final = bytes.fromhex("302e020100300506032b657004220420")
@@ -134,11 +135,9 @@ class DKIMSigner:
         import dkim  # the asmtp[dkim] extra, checked when the signer was built
         from dkim.canonicalization import CanonicalizationPolicy
 
+        _check_header_block(header_block)
         algorithm = self.algorithm.encode("ascii")
-        try:
-            message = dkim.DKIM(header_block + b"\r\n", signature_algorithm=algorithm)
-        except dkim.MessageFormatError as exc:
-            raise ValueError(f"the message cannot be DKIM-signed: {exc}") from None
+        message = dkim.DKIM(header_block + b"\r\n", signature_algorithm=algorithm)
         names = [name.lower().decode("ascii", "replace") for name, _ in message.headers]
         if "from" not in names:
             raise ValueError("the message has no From field, which DKIM must sign (RFC 6376 §5.4)")
@@ -171,6 +170,16 @@ class DKIMSigner:
             key = nacl.signing.SigningKey(key)
         value = message.gen_header(fields, signed, policy, b"DKIM-Signature", key)
         return b"DKIM-Signature: " + bytes(value)
+
+
+def _check_header_block(header_block: bytes) -> None:
+    """Each line starts a field or folds one (RFC 5322 §2.2), as dkimpy's parser needs."""
+    for number, line in enumerate(header_block.split(b"\r\n")[:-1], 1):
+        if not (_FIELD_START.match(line) or (number > 1 and line[:1] in (b" ", b"\t"))):
+            raise ValueError(
+                f"the message cannot be DKIM-signed: line {number} of its header block is "
+                f"not a field: {line[:60]!r}"
+            )
 
 
 def _checked_name(name: str, value: object) -> str:

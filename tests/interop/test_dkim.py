@@ -45,9 +45,7 @@ def signer(milter: OpenDKIM, selector: str) -> asmtp.DKIMSigner:
 def verdicts(stored: bytes) -> list[tuple[bytes, bytes]]:
     """OpenDKIM's ``(result, selector)`` pairs from the stored message's header block."""
     unfolded = re.sub(rb"\n[ \t]+", b" ", _kit.headers_of(stored))
-    fields = [
-        line for line in unfolded.split(b"\n") if line.startswith(b"Authentication-Results:")
-    ]
+    fields = [line for line in unfolded.split(b"\n") if line.startswith(b"Authentication-Results:")]
     assert fields, f"no Authentication-Results in {unfolded[:600]!r}"
     assert all(AUTHSERV_ID.encode() in field for field in fields)
     return [(m[1], m[2]) for field in fields for m in _VERDICT.finditer(field)]
@@ -160,7 +158,9 @@ async def test_a_message_changed_after_signing_fails(
     signed = sign_bytes(signer(opendkim, selector), _kit.message(marker, b"pay 10 EUR\r\n"))
     changed = signed.replace(b"pay 10 EUR", b"pay 99 EUR")
     async with asmtp.SMTP(servers.host, servers.dkim_port, _kit.ME, timeout=_kit.TIMEOUT) as smtp:
-        assert await smtp.sendmail(servers.address("sender"), servers.address("user"), changed) == {}
+        assert (
+            await smtp.sendmail(servers.address("sender"), servers.address("user"), changed) == {}
+        )
     stored = await _kit.delivered(servers.maildir("user"), marker)
     assert verdicts(stored) == [(b"fail", selector.encode())]
     assert not dkimpy_verifies(opendkim, stored)
@@ -169,15 +169,23 @@ async def test_a_message_changed_after_signing_fails(
 async def test_every_entry_point_signs(servers: Servers, opendkim: OpenDKIM) -> None:
     """The one-shot functions, the pool and sendmail_many carry the setting too."""
     key = signer(opendkim, RSA_SELECTOR)
-    where = {"host": servers.host, "port": servers.dkim_port, "tls": "none", "dkim": key}
+    host, port = servers.host, servers.dkim_port
     sender, user = servers.address("sender"), servers.address("user")
     markers = [_kit.token() for _ in range(5)]
-    await asmtp.sendmail(sender, user, _kit.message(markers[0], b"one-shot\r\n"), **where)
+    await asmtp.sendmail(
+        sender,
+        user,
+        _kit.message(markers[0], b"one-shot\r\n"),
+        host=host,
+        port=port,
+        tls="none",
+        dkim=key,
+    )
     msg = email.message.EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, user, f"interop {markers[1]}"
     msg.set_content("one-shot send_message\n")
-    await asmtp.send_message(msg, **where)
-    async with asmtp.SMTPPool(**where) as pool:
+    await asmtp.send_message(msg, host=host, port=port, tls="none", dkim=key)
+    async with asmtp.SMTPPool(host=host, port=port, tls="none", dkim=key) as pool:
         await pool.sendmail(sender, user, _kit.message(markers[2], b"pool\r\n"))
     smtp = asmtp.SMTP(servers.host, servers.dkim_port, _kit.ME, timeout=_kit.TIMEOUT, dkim=key)
     async with smtp:
