@@ -12,11 +12,14 @@ import os
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, BinaryIO, Final
+from unittest import mock
 
+import anyio.to_thread
 import pytest
 from client._kit import HOST, ME, TIMEOUT, verbs
 
 import asmtp
+from asmtp._dkim._apply import IN_LOOP_LIMIT
 from signing._keys import DOMAIN, ed25519_key, rsa_key, verify
 
 if TYPE_CHECKING:
@@ -78,6 +81,18 @@ async def test_sendmail_and_send_message_sign(
     assert b"bare LF\r\n..dot\r\nno end\r\n" not in contents[0]  # aiosmtpd unstuffs
     assert contents[0].endswith(b"\r\nbare LF\r\n.dot\r\nno end\r\n")
     assert b"hidden@example.net" not in contents[4]
+
+
+async def test_a_message_larger_than_the_in_loop_limit_is_signed_off_the_loop(
+    smtpd_server: ThreadedSMTPServer, signer: asmtp.DKIMSigner, key: bytes
+) -> None:
+    large = RAW + b"\n" + (b"z" * 75 + b"\n") * (IN_LOOP_LIMIT // 76 + 10)
+    with mock.patch.object(anyio.to_thread, "run_sync", wraps=anyio.to_thread.run_sync) as hop:
+        async with client(smtpd_server, signer) as smtp:
+            assert await smtp.sendmail(SENDER, RECIPIENT, large) == {}
+            assert await smtp.sendmail(SENDER, RECIPIENT, RAW) == {}
+    assert hop.call_count == 1  # the large one only
+    assert all(verify(content, "sel", key) for content in delivered(smtpd_server, 2))
 
 
 async def test_sendmail_many_signs_each_message(
