@@ -153,7 +153,7 @@ class DKIMSigner:
             (b"a", algorithm),
             (b"c", canonicalization),
             (b"d", domain),
-            (b"i", (self.identity or f"@{self.domain}").encode("utf-8")),
+            (b"i", (self.identity or f"@{self.domain}").encode("ascii")),
             (b"q", b"dns/txt"),
             (b"s", self.selector.encode("ascii")),
             (b"t", str(int(time.time())).encode("ascii")),
@@ -219,7 +219,9 @@ def _check_identity(identity: object, domain: str) -> None:
         raise TypeError(f"identity must be a str or None, not {type(identity).__name__}")
     local, at, where = identity.rpartition("@")
     where = where.lower()
-    if not at or any(c in local for c in " \r\n;") or not _LABELS.fullmatch(where):
+    # ASCII only: the signature field must not need SMTPUTF8 of its own.
+    bad_local = not local.isascii() or any(c in local for c in " \t\r\n;=")
+    if not at or bad_local or not _LABELS.fullmatch(where):
         raise ValueError(f"identity {identity!r} is not [local-part]@domain (RFC 6376 §3.5)")
     if where != domain.lower() and not where.endswith("." + domain.lower()):
         raise ValueError(f"identity {identity!r} must be at {domain} or a subdomain of it")

@@ -206,6 +206,7 @@ RSA_PUBLIC = (
         ({"canonicalization": "relaxed"}, ValueError, "canonicalization must be one of"),
         ({"identity": "a@example.com"}, ValueError, "must be at example.org or a subdomain"),
         ({"identity": "no-at-sign"}, ValueError, "not \\[local-part\\]@domain"),
+        ({"identity": "jösé@example.org"}, ValueError, "not \\[local-part\\]@domain"),
         ({"identity": b"@example.org"}, TypeError, "identity must be a str"),
     ],
 )
