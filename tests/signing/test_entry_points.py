@@ -76,7 +76,8 @@ async def test_sendmail_and_send_message_sign(
             assert await smtp.send_message(message()) == {}
     contents = delivered(smtpd_server, 5)
     assert all(verify(content, "sel", key) for content in contents)
-    assert contents[0] == contents[1] == contents[2] == contents[3]
+    # The same message four ways: the same bytes after the signature (whose t= may differ).
+    assert len({content.split(b"\r\nFrom: ", 1)[1] for content in contents[:4]}) == 1
     assert contents[0].startswith(b"DKIM-Signature: v=1; a=")
     assert b"bare LF\r\n..dot\r\nno end\r\n" not in contents[0]  # aiosmtpd unstuffs
     assert contents[0].endswith(b"\r\nbare LF\r\n.dot\r\nno end\r\n")
