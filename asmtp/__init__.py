@@ -21,6 +21,7 @@ from ._client import (
     send_message,
     sendmail,
 )
+from ._dkim import DKIMSigner
 from ._results import SendOutcome, SendResult
 from ._transport import Proxy
 from .errors import (
@@ -54,6 +55,7 @@ __all__ = [
     "SMTP_SSL",
     "SMTP_SSL_PORT",
     "BadArgument",
+    "DKIMSigner",
     "EightBitNotSupportedError",
     "MalformedHeaderError",
     "Outgoing",

@@ -34,11 +34,27 @@ LAYERS: Final[dict[str, frozenset[str]]] = {
     "asmtp.errors": frozenset({"asmtp.protocol", "asmtp._results", "asmtp._transport"}),
     # Only for Secret, which keeps a proxy's password.
     "asmtp._transport": frozenset({"asmtp.auth"}),
+    # DKIM signing: the setting and the body hash, below the client that applies it.
+    "asmtp._dkim": frozenset(),
     "asmtp._client": frozenset(
-        {"asmtp.protocol", "asmtp.auth", "asmtp._results", "asmtp.errors", "asmtp._transport"}
+        {
+            "asmtp.protocol",
+            "asmtp.auth",
+            "asmtp._results",
+            "asmtp.errors",
+            "asmtp._transport",
+            "asmtp._dkim",
+        }
     ),
     "asmtp._bulk": frozenset(
-        {"asmtp.protocol", "asmtp.auth", "asmtp._results", "asmtp.errors", "asmtp._client"}
+        {
+            "asmtp.protocol",
+            "asmtp.auth",
+            "asmtp._results",
+            "asmtp.errors",
+            "asmtp._client",
+            "asmtp._dkim",
+        }
     ),
     # The optional extras sit on the public API only.
     "asmtp.testing": frozenset({"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp.auth"}),

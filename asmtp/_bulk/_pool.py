@@ -30,6 +30,7 @@ from .._client import (
     send_batch,
     send_one,
 )
+from .._dkim import DKIMSigner
 from .._results import SendOutcome, SendResult
 from ..auth import Mechanism, Secret
 from ..errors import SMTPTransactionInterrupted
@@ -66,6 +67,7 @@ class SMTPPool:
     one. ``chunking=False`` keeps DATA even where the server offers CHUNKING. ``proxy``
     (a URL or :class:`~asmtp.Proxy`) opens every connection through a SOCKS or HTTP
     CONNECT proxy; a failing proxy is a failure to connect (:class:`~asmtp.ProxyError`).
+    ``dkim`` (an :class:`~asmtp.DKIMSigner`) signs every message sent.
 
     While every connection is busy, sends queue; a caller whose turn comes sends its own
     message and then up to ``max_batch - 1`` queued ones back to back on its connection,
@@ -122,6 +124,7 @@ class SMTPPool:
         max_batch: int = 16,
         lmtp: bool = False,
         proxy: str | Proxy | None = None,
+        dkim: DKIMSigner | None = None,
     ) -> None:
         secret = Secret(password) if isinstance(password, str) else password
         del password  # tracebacks keep every frame's locals: only the Secret stays
@@ -143,6 +146,7 @@ class SMTPPool:
             source_address=source_address,
             chunking=chunking,
             proxy=proxy,
+            dkim=dkim,
         )
         del url  # it may hold the password
         self._settings = dataclasses.replace(settings, lmtp=True) if lmtp else settings

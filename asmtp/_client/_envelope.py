@@ -13,6 +13,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .._dkim import signed
 from ..errors import EightBitNotSupportedError, SMTPNotSupportedError
 from ..protocol import (
     Command,
@@ -161,12 +162,15 @@ class Envelope:
         return {rcpt.address: each for rcpt, each in zip(self.rcpts, self.recipients, strict=True)}
 
 
-def resolve(session: Session, item: Outgoing) -> Envelope:
+async def resolve(session: Session, item: Outgoing) -> Envelope:
     """The envelope ``item`` has on ``session`` (after EHLO).
 
     Raises, before anything is sent: :class:`TypeError` for a body that cannot be sent,
     :class:`ValueError` (:class:`~asmtp.protocol.BadArgument`) for CR, LF or NUL in an
     address, :class:`SMTPNotSupportedError` for SMTPUTF8 or BINARYMIME the server lacks.
+    With a DKIM signer in the session's settings, the body is signed as it will go out
+    (CRLF line endings, CRLF-terminated): :class:`TypeError` for a body that can be read
+    only once, :class:`ValueError` for a message that cannot be signed.
     """
     from_addr, to_addrs, msg = item.from_addr, item.to_addrs, item.msg
     mail_options = list(item.mail_options)
@@ -187,6 +191,9 @@ def resolve(session: Session, item: Outgoing) -> Envelope:
     else:
         source = _source.to_source(msg)
         eight_bit = _source.eight_bit(msg, source)
+    if session.settings.dkim is not None:
+        # After Bcc removal and flattening: the signed bytes are the bytes sent.
+        source = await signed(session.settings.dkim, source)
     assert from_addr is not None and to_addrs is not None  # noqa: S101 - Outgoing checks it
     recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
     binary = body_type(mail_options) == "BINARYMIME"

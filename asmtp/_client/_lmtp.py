@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .._dkim import DKIMSigner
 from .._transport import Connector, PreConnected, Proxy, connect
 from ..protocol._connection import DEFAULT_MAX_PENDING
 from ..protocol._replies import (
@@ -49,6 +50,7 @@ class LMTP(SMTP):
         connector: Connector = connect,
         proxy: str | Proxy | None = None,
         sock: PreConnected | None = None,
+        dkim: DKIMSigner | None = None,
     ) -> None:
         super().__init__(
             host,
@@ -63,6 +65,7 @@ class LMTP(SMTP):
             connector=connector,
             proxy=proxy,
             sock=sock,
+            dkim=dkim,
         )
         self._session.settings = dataclasses.replace(self._session.settings, lmtp=True)
 

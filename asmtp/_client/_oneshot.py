@@ -8,6 +8,7 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
+from .._dkim import DKIMSigner
 from .._results import SendResult
 from .._transport import PreConnected, Proxy
 from ..auth import Mechanism, Secret
@@ -41,6 +42,7 @@ async def connect(
     source_address: tuple[str, int] | None = None,
     proxy: str | Proxy | None = None,
     sock: PreConnected | None = None,
+    dkim: DKIMSigner | None = None,
 ) -> AsyncIterator[SMTP]:
     """Open a ready-to-send :class:`SMTP` under the TLS policy ``tls``; QUIT on exit.
 
@@ -57,6 +59,7 @@ async def connect(
     :class:`asmtp.Proxy`) reaches the server through a SOCKS or HTTP CONNECT proxy, and
     ``sock`` over a connection the caller opened (``host`` is then only the name TLS
     checks), as for :class:`SMTP`; a failing proxy raises :class:`asmtp.ProxyError`.
+    ``dkim`` (an :class:`asmtp.DKIMSigner`) signs every message sent.
     """
     settings = _settings(locals())
     del password, url
@@ -85,6 +88,7 @@ async def sendmail(
     source_address: tuple[str, int] | None = None,
     proxy: str | Proxy | None = None,
     sock: PreConnected | None = None,
+    dkim: DKIMSigner | None = None,
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
     deadline: float | None = None,
@@ -93,8 +97,8 @@ async def sendmail(
 
     Raises what :meth:`SMTP.sendmail` raises, :class:`TLSRequiredError` (see :func:`connect`)
     and :class:`smtplib.SMTPConnectError` for a greeting other than ``220``. ``deadline``
-    bounds the whole call, connecting included, in seconds; ``proxy`` and ``sock`` as in
-    :func:`connect`.
+    bounds the whole call, connecting included, in seconds; ``proxy``, ``sock`` and ``dkim``
+    as in :func:`connect`.
     """
     item = Outgoing.checked(from_addr, to_addrs, msg, mail_options, rcpt_options)
     settings = _settings(locals())
@@ -120,6 +124,7 @@ async def send_message(
     source_address: tuple[str, int] | None = None,
     proxy: str | Proxy | None = None,
     sock: PreConnected | None = None,
+    dkim: DKIMSigner | None = None,
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
     deadline: float | None = None,
@@ -128,8 +133,8 @@ async def send_message(
     """Connect, send an :class:`email.message.Message` as :meth:`SMTP.send_message`, QUIT.
 
     ``Date`` and ``Message-ID`` are added when missing unless ``add_missing_headers`` is
-    false. ``deadline`` bounds the whole call, connecting included, in seconds; ``proxy``
-    and ``sock`` as in :func:`connect`.
+    false. ``deadline`` bounds the whole call, connecting included, in seconds; ``proxy``,
+    ``sock`` and ``dkim`` as in :func:`connect`.
     """
     item = Outgoing.message(
         msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
@@ -152,6 +157,7 @@ _CONNECTION: Final = (
     "source_address",
     "proxy",
     "sock",
+    "dkim",
 )
 """The connection keywords the three one-shot functions share, besides ``mechanism``."""
 

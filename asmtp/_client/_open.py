@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Callable
 from typing import Final
 
+from .._dkim import DKIMSigner
 from .._transport import Connector, PreConnected, Proxy, connect, connector_for
 from ..auth import Mechanism, Secret
 from ..errors import SMTPConnectError, TLSRequiredError
@@ -44,6 +45,7 @@ def client_settings(
     connector: Connector = connect,
     proxy: str | Proxy | None = None,
     sock: PreConnected | None = None,
+    dkim: DKIMSigner | None = None,
 ) -> ClientSettings:
     """The settings the public keyword arguments (and ``url``, see ``_url``) describe, checked.
 
@@ -97,6 +99,7 @@ def client_settings(
         lmtp=lmtp,
         chunking=chunking,
         connector=connector,
+        dkim=dkim,
     )
 
 

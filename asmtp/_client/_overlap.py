@@ -129,7 +129,7 @@ async def _run(
             None if on_start is None else functools.partial(on_start, key)
         )
         try:
-            envelope = resolve(session, item)
+            envelope = await resolve(session, item)
         except (TypeError, *_VERDICTS) as exc:  # bad input, found before any byte of it
             del in_flight[key]
             report(key, exc)

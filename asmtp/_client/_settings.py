@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
+from .._dkim import DKIMSigner
 from .._transport import Connector, connect
 from ..auth import Mechanism, Secret
 from ..protocol._connection import DEFAULT_MAX_PENDING
@@ -92,7 +93,8 @@ class ClientSettings:
     connection in TLS from the first byte; ``tls`` is the policy the one-shot functions and
     the pool apply after connecting (:data:`TLSMode`). ``mechanism`` is a factory because
     SASL mechanisms hold per-exchange state. ``connector`` opens the byte stream (tests use
-    an in-memory one).
+    an in-memory one). ``dkim`` signs every message sent (after Bcc removal, on the bytes
+    as they go out).
     """
 
     host: str = "localhost"
@@ -111,6 +113,7 @@ class ClientSettings:
     chunking: bool = True
     limits: Limits = Limits()
     connector: Connector = connect
+    dkim: DKIMSigner | None = None
 
     def __post_init__(self) -> None:
         check_text("host", self.host)
@@ -127,3 +130,7 @@ class ClientSettings:
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"timeout must be positive or None, not {self.timeout!r}")
         check_source_address(self.source_address)
+        if self.dkim is not None and not isinstance(self.dkim, DKIMSigner):
+            raise TypeError(
+                f"dkim must be an asmtp.DKIMSigner or None, not {type(self.dkim).__name__}"
+            )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TypeVar
 
+from .._dkim import DKIMSigner
 from .._results import SendResult
 from .._transport import Connector, PreConnected, Proxy, connect, connector_for
 from ..auth import Mechanism, Secret
@@ -63,7 +64,8 @@ class SMTP(SessionView):
     a connection opened by the caller (a connected :class:`socket.socket` or an anyio
     ``ByteStream``), used for one connect, with ``host`` (default ``localhost``) as the
     name TLS checks. Failures of the proxy raise :class:`asmtp.ProxyError`. See
-    ``docs/proxies.md``.
+    ``docs/proxies.md``. ``dkim`` (an :class:`asmtp.DKIMSigner`) signs every message
+    sent (``docs/dkim.md``).
     """
 
     default_port: int = 25
@@ -84,6 +86,7 @@ class SMTP(SessionView):
         connector: Connector = connect,
         proxy: str | Proxy | None = None,
         sock: PreConnected | None = None,
+        dkim: DKIMSigner | None = None,
     ) -> None:
         connector = connector_for(connector, proxy=proxy, sock=sock)
         self._session = Session(
@@ -95,6 +98,7 @@ class SMTP(SessionView):
                 source_address=source_address,
                 limits=Limits(max_line_length, max_reply_lines, max_reply_bytes, max_pending),
                 connector=connector,
+                dkim=dkim,
             )
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ssl
 
+from .._dkim import DKIMSigner
 from .._transport import Connector, PreConnected, Proxy, connect, new_ssl_context
 from ..protocol._connection import DEFAULT_MAX_PENDING
 from ..protocol._replies import (
@@ -45,6 +46,7 @@ class SMTP_SSL(SMTP):
         connector: Connector = connect,
         proxy: str | Proxy | None = None,
         sock: PreConnected | None = None,
+        dkim: DKIMSigner | None = None,
     ) -> None:
         super().__init__(
             host,
@@ -59,6 +61,7 @@ class SMTP_SSL(SMTP):
             connector=connector,
             proxy=proxy,
             sock=sock,
+            dkim=dkim,
         )
         self._session.settings = dataclasses.replace(
             self._session.settings,

@@ -70,7 +70,9 @@ async def send(
     with session.deadlines.send(deadline):
         progress = session.start_send(on_start)
         await ehlo_or_helo_if_needed(session)
-        return await transact(session, resolve(session, item), progress, quit_after=quit_after)
+        return await transact(
+            session, await resolve(session, item), progress, quit_after=quit_after
+        )
 
 
 async def transact(

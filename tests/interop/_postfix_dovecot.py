@@ -136,6 +136,10 @@ POSTFIX_MASTER_CF: Final = """\
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_sasl_path={oauth_sasl_socket}
   -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+{host}:{dkim} inet  n       -       n       -       -       smtpd
+  -o syslog_name=postfix/dkim
+  -o smtpd_milters=unix:{dkim_milter_socket}
+  -o milter_default_action=tempfail
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr

@@ -23,7 +23,7 @@ from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
-from interop import _exim, _oauth, _opensmtpd, _proxies, realservers
+from interop import _exim, _oauth, _opendkim, _opensmtpd, _proxies, realservers
 from interop._daemon import StartError, Unavailable
 
 HERE = Path(__file__).parent
@@ -190,3 +190,18 @@ def proxies(
         return _proxies.start(servers, log=log)
 
     yield from _running(request, "the proxies", start, _proxies.stop)
+
+
+@pytest.fixture(scope="session")
+def opendkim(
+    request: pytest.FixtureRequest, servers: realservers.Servers
+) -> Iterator[_opendkim.OpenDKIM]:
+    """OpenDKIM verifying what Postfix's ``dkim_port`` receives (see ``_opendkim.py``).
+
+    Its files live in the Postfix instance's directory, which that fixture cleans up.
+    """
+
+    def start(log: Log) -> _opendkim.OpenDKIM:
+        return _opendkim.start(servers.dkim_milter_socket, servers.domain, log=log)
+
+    yield from _running(request, "OpenDKIM", start, _opendkim.stop, keep_dir=True)

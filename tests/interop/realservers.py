@@ -30,6 +30,10 @@ written. Servers listen on 127.0.0.1 only, on free ports picked at start:
   refused for it after DATA while other recipients get it.
 - ``oauth_submission_port``: submission again, its AUTH answered through
   ``oauth_sasl_socket`` by the OAuth stack's own Dovecot, which ``_oauth.py`` starts.
+- ``dkim_port``: the MX again, each message passed to the OpenDKIM milter on
+  ``dkim_milter_socket`` (started by ``_opendkim.py``), which adds its verdict as an
+  Authentication-Results field; without the milter the port answers 451, never delivers
+  unverified.
 
 Certificates come from a throwaway trustme CA whose PEM (``ca_file``) clients trust. The
 configuration files are ``_postfix_dovecot.py``'s templates; ports, probes and PIDs are
@@ -110,6 +114,9 @@ class Servers(_daemon.Instance):
     oauth_submission_port: int
     """Submission whose SASL socket is ``oauth_sasl_socket`` (served by ``_oauth.py``)."""
     oauth_sasl_socket: str
+    dkim_port: int
+    dkim_milter_socket: str
+    """Where Postfix's ``dkim_port`` finds the OpenDKIM milter (``_opendkim.py``)."""
     logs: dict[str, str]
     """``postfix`` (maillog_file), ``dovecot`` (log_path), ``dovecot_stderr``, ``postfix_start``."""
     postfix_config_dir: str
@@ -243,7 +250,7 @@ def start(
     root = _state_dir(state_dir)
     root.chmod(0o755)  # postfix (SASL socket) and nobody (Maildirs) must traverse it
     _check_socket_paths(root)
-    smtp, trace, submission, submissions, lmtp, oauth_submission = _daemon.free_ports(6)
+    smtp, trace, submission, submissions, lmtp, oauth_submission, dkim = _daemon.free_ports(7)
 
     postfix_dir, dovecot_dir, mail, logs, tls = (
         root / name for name in ("postfix", "dovecot", "mail", "log", "tls")
@@ -258,6 +265,7 @@ def start(
 
     sasl_socket = root / "dv" / "auth-postfix"
     oauth_sasl_socket = root / "oa" / "auth-postfix"  # the OAuth stack's Dovecot (_oauth.py)
+    dkim_milter_socket = root / "dk" / "milter"  # OpenDKIM (_opendkim.py)
     _daemon.write(postfix_dir / "main.cf", postfix_main_cf(root, sasl_socket))
     _daemon.write(
         postfix_dir / "master.cf",
@@ -269,6 +277,8 @@ def start(
             submissions=submissions,
             oauth_submission=oauth_submission,
             oauth_sasl_socket=oauth_sasl_socket,
+            dkim=dkim,
+            dkim_milter_socket=dkim_milter_socket,
         ),
     )
     _daemon.write(postfix_dir / "vmailbox", postfix_vmailbox())
@@ -301,6 +311,8 @@ def start(
         lmtp_socket=str(root / "dv" / "lmtp"),
         oauth_submission_port=oauth_submission,
         oauth_sasl_socket=str(oauth_sasl_socket),
+        dkim_port=dkim,
+        dkim_milter_socket=str(dkim_milter_socket),
         ca_file=str(ca_file),
         users={
             user.name: {
@@ -380,6 +392,7 @@ def _probes(servers: Servers) -> dict[str, _daemon.Probe]:
         "postfix smtp": lambda: _daemon.probe_tcp(servers.smtp_port),
         "postfix smtp trace": lambda: _daemon.probe_tcp(servers.trace_port),
         "postfix submission": lambda: _daemon.probe_tcp(servers.submission_port),
+        "postfix smtp dkim": lambda: _daemon.probe_tcp(servers.dkim_port),
         "postfix submissions": lambda: _daemon.probe_tcp(servers.submissions_port, context),
         "dovecot lmtp tcp": lambda: _daemon.probe_tcp(servers.lmtp_port),
         "dovecot lmtp unix": lambda: _daemon.probe_unix(servers.lmtp_socket),
