@@ -14,6 +14,7 @@ user asked for that.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from .._results import SendResult
@@ -104,6 +105,12 @@ cost less than a check at each)."""
 
 class SendWatch(Protocol):
     """One message, from the moment it is taken to its result."""
+
+    def active(self) -> AbstractContextManager[object]:
+        """Entered around a single send, in the caller's task: what the observer makes of
+        the send (a span) is the current one meanwhile, so a connection opened for it is
+        seen as part of it."""
+        ...
 
     def finished(
         self, result: SendResult | BaseException, connection: ConnectionWatch | None

@@ -34,7 +34,8 @@ async def observed(
     ``connection`` gives the watch of the connection it went out on, once it is over."""
     watch = watch_send(observer, peer, item)
     try:
-        result = await send
+        with watch.active():
+            result = await send
     except BaseException as exc:
         watch.finished(exc, connection())
         raise

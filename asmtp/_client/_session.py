@@ -437,9 +437,11 @@ class Session:
                 advice = no_greeting_advice(greeting, self.port, self.is_encrypted)
                 raise TimeoutError(f"no {what} from {self.where} within {why}" + advice) from None
         if event is PEER_CLOSED:
-            await self.close()
             advice = no_greeting_advice(greeting, self.port, self.is_encrypted)
-            raise SMTPServerDisconnected("Connection unexpectedly closed" + advice)
+            closed = SMTPServerDisconnected("Connection unexpectedly closed" + advice)
+            self._watching.failed(closed)
+            await self.close()
+            raise closed
         assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
         return await self._took(event)
 

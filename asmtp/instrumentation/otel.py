@@ -33,6 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 try:
@@ -277,6 +278,11 @@ class _Send:
             f"{protocol} send", kind=trace.SpanKind.CLIENT, attributes=attributes
         )
         self._started = time.perf_counter()
+
+    def active(self) -> AbstractContextManager[object]:
+        return trace.use_span(
+            self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
 
     def finished(
         self, result: SendResult | BaseException, connection: ConnectionWatch | None
