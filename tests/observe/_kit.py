@@ -41,10 +41,11 @@ class Telemetry:
                     if each.name != metric:
                         continue
                     for point in each.data.data_points:
-                        value = (
-                            point.count if isinstance(point, HistogramDataPoint) else point.value
-                        )
-                        assert isinstance(point, (HistogramDataPoint, NumberDataPoint))
+                        if isinstance(point, HistogramDataPoint):
+                            value: float = point.count
+                        else:
+                            assert isinstance(point, NumberDataPoint)
+                            value = point.value
                         found.append((dict(point.attributes or {}), value))
         return found
 
@@ -109,6 +110,8 @@ def event_names(span: ReadableSpan) -> list[str]:
 
 def event(span: ReadableSpan, name: str) -> dict[str, object]:
     """The attributes of ``span``'s only event named ``name``."""
-    found = [dict(event.attributes or {}) for event in span.events if event.name == name]
+    found: list[dict[str, object]] = [
+        dict(event.attributes or {}) for event in span.events if event.name == name
+    ]
     assert len(found) == 1, (name, event_names(span))
     return found[0]
