@@ -243,7 +243,7 @@ class Session:
             reply = await self._open()
         except BaseException as exc:
             self._watching.failed(exc)
-            await self.close()
+            await self.abort()
             raise
         self._watching.greeted(reply.code)
         return reply
@@ -264,11 +264,7 @@ class Session:
                 self.local_hostname = await default_local_hostname(address)
             return await self.reply(greeting=True)
         except RemoteProtocolError as exc:
-            await self.abort()
             raise SMTPProtocolError(str(exc)) from exc
-        except BaseException:
-            await self.abort()
-            raise
 
     async def close(self) -> None:
         """Close the connection without QUIT."""

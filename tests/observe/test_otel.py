@@ -369,3 +369,17 @@ def test_the_instrumentor_is_one_per_process_and_instruments_once(telemetry: Tel
     instrumentor.instrument(tracer_provider=TracerProvider())  # ignored: already on
     instrumentor.uninstrument()
     assert not instrumentor.is_instrumented_by_opentelemetry
+
+
+async def test_a_malformed_greeting_fails_the_connection_span(
+    memory_server_factory: MemoryServerFactory, telemetry: Telemetry
+) -> None:
+    server = memory_server_factory(smtp_script([], greeting=b"garbage\r\n"))
+    smtp = asmtp.SMTP(timeout=WAIT, connector=server.connector)
+    with pytest.raises(asmtp.SMTPProtocolError):
+        await smtp.connect(server.host, server.port)
+    assert not smtp.is_connected
+    [connection] = telemetry.spans("smtp connection")
+    assert connection.status.status_code is StatusCode.ERROR
+    assert (connection.attributes or {})["error.type"] == "SMTPProtocolError"
+    assert telemetry.points("smtp.client.connections") == []
