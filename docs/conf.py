@@ -81,4 +81,6 @@ nitpick_ignore_regex = [
     ("py:.*", r"asmtp(\.\w+)*\._\w+(\.\w+)*"),
     # anyio publishes no inventory that works offline: its stream types are shown as text.
     ("py:class", r"anyio(\.\w+)*"),
+    # Nor does OpenTelemetry's API (asmtp.instrumentation.otel's provider arguments).
+    ("py:class", r"opentelemetry(\.\w+)*"),
 ]

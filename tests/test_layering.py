@@ -59,6 +59,10 @@ LAYERS: Final[dict[str, frozenset[str]]] = {
     # The optional extras sit on the public API only.
     "asmtp.testing": frozenset({"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp.auth"}),
     "asmtp.campaign": frozenset({"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp.auth"}),
+    # An instrumentation plugs into the client's observer interface (``_client._hooks``).
+    "asmtp.instrumentation": frozenset(
+        {"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp._client"}
+    ),
     "asmtp.cli": frozenset(
         {"asmtp", "asmtp.protocol", "asmtp.errors", "asmtp.auth", "asmtp.testing", "asmtp.campaign"}
     ),

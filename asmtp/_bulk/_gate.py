@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import anyio
 
-from .._client import Outgoing, Session
+from .._client import ConnectionWatch, OnProgress, Outgoing, Session
 from .._results import SendOutcome, SendResult
 
 __all__ = ["Gate", "Job", "Tracker"]
@@ -33,6 +33,7 @@ class Job:
         "fresh",
         "hook_error",
         "item",
+        "on_progress",
         "on_start",
         "promoted",
         "result",
@@ -52,12 +53,14 @@ class Job:
         expires: float,
         on_start: Callable[[], object] | None = None,
         fresh: bool = False,
+        on_progress: OnProgress | None = None,
     ) -> None:
         self.item = item
         self.batchable = batchable
         self.deadline = deadline
         self.expires = expires  # time.monotonic() past which the send waits no longer
         self.on_start = on_start
+        self.on_progress = on_progress  # the caller's upload progress callback
         self.fresh = fresh  # must run on a newly opened connection, not an idle one
         self.wake = anyio.Event()
         self.promoted = False  # handed a place at the gate: it runs a connection itself
@@ -126,6 +129,11 @@ class Tracker:
     def __init__(self) -> None:
         self.attempts = 0
         self.job: Job | None = None
+
+    def connection_watch(self) -> ConnectionWatch | None:
+        """The observer's watch of the connection the latest attempt ran on, if known."""
+        session = self.job.session if self.job is not None else None
+        return session.watch if session is not None else None
 
     def known_outcome(self) -> SendOutcome:
         """What is known of the send now (see :meth:`Job.known_outcome`)."""

@@ -23,10 +23,13 @@ from anyio.abc import TaskGroup
 
 from .._client import (
     DEFAULT_TIMEOUT,
+    OnProgress,
     Outgoing,
     Proxy,
     TLSMode,
     client_settings,
+    current_observer,
+    observed,
     send_batch,
     send_one,
 )
@@ -267,14 +270,16 @@ class SMTPPool:
         rcpt_options: Sequence[Param] = (),
         *,
         deadline: float | None = None,
+        on_progress: OnProgress | None = None,
     ) -> SendResult:
         """:meth:`~asmtp.SMTP.sendmail` on a pooled connection, retried while safe.
 
         A message given as a file or an iterator is read once, so it is retried only
-        when none of its body had been read.
+        when none of its body had been read. With ``on_progress`` the message runs alone
+        on its connection, and a retry reports its body from zero again.
         """
         item = Outgoing.checked(from_addr, to_addrs, msg, mail_options, rcpt_options)
-        return await self._with_retries(item, deadline=deadline)
+        return await self._with_retries(item, deadline=deadline, on_progress=on_progress)
 
     async def send_message(
         self,
@@ -286,12 +291,13 @@ class SMTPPool:
         *,
         deadline: float | None = None,
         add_missing_headers: bool = True,
+        on_progress: OnProgress | None = None,
     ) -> SendResult:
         """:meth:`~asmtp.SMTP.send_message` on a pooled connection, retried while safe."""
         item = Outgoing.message(
             msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
         )
-        return await self._with_retries(item, deadline=deadline)
+        return await self._with_retries(item, deadline=deadline, on_progress=on_progress)
 
     def send_each(
         self,
@@ -350,15 +356,30 @@ class SMTPPool:
         deadline: float | None,
         on_start: Callable[[], object] | None = None,
         tracker: Tracker | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> SendResult:
+        tracker = tracker or Tracker()
+        send = self._retried(item, deadline, on_start, tracker, on_progress)
+        observer = current_observer()
+        if observer is None:
+            return await send
+        # One watch for the caller's send: its wait for a connection and all its attempts.
+        return await observed(observer, self, item, send, tracker.connection_watch)
+
+    async def _retried(
+        self,
+        item: Outgoing,
+        deadline: float | None,
+        on_start: Callable[[], object] | None,
+        tracker: Tracker,
+        on_progress: OnProgress | None,
     ) -> SendResult:
         replayable = item.replayable
-        # A deadline or a one-shot stream belongs to its own caller's connection turn.
-        batchable = (
-            replayable and deadline is None and self.max_batch > 1 and not self._rate.limited
-        )
+        # A deadline, a one-shot stream or a progress callback belongs to its own caller's turn.
+        batchable = replayable and deadline is None and on_progress is None
+        batchable = batchable and self.max_batch > 1 and not self._rate.limited
         expires = time.monotonic() + deadline if deadline is not None else math.inf
         failures_before = self._connections.backoff.failed_total
-        tracker = tracker or Tracker()
         replaced = 0  # dead idle connections replaced without counting an attempt
         fresh = False
         while True:
@@ -371,6 +392,7 @@ class SMTPPool:
                 expires=expires,
                 on_start=on_start,
                 fresh=fresh,
+                on_progress=on_progress,
             )
             try:
                 result = await self._attempt(job)
@@ -426,7 +448,12 @@ class SMTPPool:
                 slot.sent += 1
                 try:
                     return await slot.session.run(
-                        send_one, slot.session, job.item, deadline=job.deadline, on_start=job.start
+                        send_one,
+                        slot.session,
+                        job.item,
+                        deadline=job.deadline,
+                        on_start=job.start,
+                        on_progress=job.on_progress,
                     )
                 except Exception as exc:
                     slot.worn = slot.worn or wants_fresh_connection(exc)

@@ -72,7 +72,7 @@ class SessionView:
     @property
     def debuglevel(self) -> int:
         """The transcript level set by :meth:`set_debuglevel`."""
-        return self._session.debuglevel
+        return self._session.transcript.debuglevel
 
     @property
     def does_esmtp(self) -> bool:
@@ -141,7 +141,7 @@ class SessionView:
         it gets every connection's transcript). AUTH data is always redacted.
         """
         check_int("debuglevel", debuglevel)
-        self._session.set_debuglevel(debuglevel)
+        self._session.transcript.debuglevel = debuglevel
 
     def has_extn(self, opt: str) -> bool:
         """Whether the server advertised the extension ``opt`` (case-insensitive)."""

@@ -61,6 +61,7 @@ async def helo(session: Session, name: str = "") -> Answer:
     """HELO; sets ``helo_resp``."""
     reply = await session.exchange(Helo(hostname_of(session, name)))
     session.helo_resp = reply.message
+    session.watch.hello("HELO", reply.code)
     return reply.code, reply.message
 
 
@@ -78,6 +79,7 @@ async def ehlo(session: Session, name: str = "") -> Answer:
     session.esmtp_features = {}
     reply = await session.exchange(Lhlo(hostname) if session.lmtp else Ehlo(hostname))
     session.ehlo_resp = reply.message
+    session.watch.hello("LHLO" if session.lmtp else "EHLO", reply.code)
     if reply.code == 250:
         session.does_esmtp = True
         extensions = session.extensions

@@ -68,6 +68,7 @@ async def auth(
             )
         await _write_secret(session, await _answer(session, name, mech, reply))
         reply = await session.reply()
+    session.watch.authenticated(name, reply.code)
     if reply.code not in (235, 503):
         raise SMTPAuthenticationError(reply.code, reply.message)
     try:

@@ -15,13 +15,16 @@ from ..auth import Mechanism, Secret
 from ..protocol import Param
 from . import _commands, _transaction
 from ._envelope import Outgoing
+from ._hooks import current as current_observer
 from ._lmtp import LMTP
+from ._observed import observed
 from ._open import DEFAULT_HOST, client_settings, open_session
 from ._sasl import is_mechanism
 from ._session import Session
 from ._settings import DEFAULT_TIMEOUT, ClientSettings, TLSMode
 from ._smtp import SMTP, showing
 from ._smtp_ssl import SMTP_SSL
+from ._upload import OnProgress
 
 __all__ = ["connect", "send_message", "sendmail"]
 
@@ -92,18 +95,19 @@ async def sendmail(
     mail_options: Sequence[Param] = (),
     rcpt_options: Sequence[Param] = (),
     deadline: float | None = None,
+    on_progress: OnProgress | None = None,
 ) -> SendResult:
     """Connect, secure, authenticate, send one message and QUIT; returns the refused dict.
 
     Raises what :meth:`SMTP.sendmail` raises, :class:`TLSRequiredError` (see :func:`connect`)
     and :class:`smtplib.SMTPConnectError` for a greeting other than ``220``. ``deadline``
     bounds the whole call, connecting included, in seconds; ``proxy``, ``sock`` and ``dkim``
-    as in :func:`connect`.
+    as in :func:`connect`; ``on_progress`` as in :meth:`SMTP.sendmail`.
     """
     item = Outgoing.checked(from_addr, to_addrs, msg, mail_options, rcpt_options)
     settings = _settings(locals())
     del password, url
-    return await _send_once(Session(settings), item, deadline)
+    return await _send_once(Session(settings), item, deadline, on_progress)
 
 
 async def send_message(
@@ -129,19 +133,20 @@ async def send_message(
     rcpt_options: Sequence[Param] = (),
     deadline: float | None = None,
     add_missing_headers: bool = True,
+    on_progress: OnProgress | None = None,
 ) -> SendResult:
     """Connect, send an :class:`email.message.Message` as :meth:`SMTP.send_message`, QUIT.
 
     ``Date`` and ``Message-ID`` are added when missing unless ``add_missing_headers`` is
     false. ``deadline`` bounds the whole call, connecting included, in seconds; ``proxy``,
-    ``sock`` and ``dkim`` as in :func:`connect`.
+    ``sock`` and ``dkim`` as in :func:`connect`; ``on_progress`` as in :meth:`SMTP.sendmail`.
     """
     item = Outgoing.message(
         msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
     )
     settings = _settings(locals())
     del password, url
-    return await _send_once(Session(settings), item, deadline)
+    return await _send_once(Session(settings), item, deadline, on_progress)
 
 
 _CONNECTION: Final = (
@@ -176,12 +181,26 @@ def _settings(arguments: dict[str, Any]) -> ClientSettings:
     )
 
 
-async def _send_once(session: Session, item: Outgoing, deadline: float | None) -> SendResult:
+async def _send_once(
+    session: Session, item: Outgoing, deadline: float | None, on_progress: OnProgress | None
+) -> SendResult:
     """Open ``session``, send ``item``, QUIT; ``deadline`` bounds it all."""
+    send = _connect_and_send(session, item, deadline, on_progress)
+    observer = current_observer()
+    if observer is None:
+        return await send
+    return await observed(observer, session, item, send, lambda: session.watch)
+
+
+async def _connect_and_send(
+    session: Session, item: Outgoing, deadline: float | None, on_progress: OnProgress | None
+) -> SendResult:
     with session.deadlines.send(deadline):
         await open_session(session)
         try:
-            result = await session.run(_transaction.send, session, item, quit_after=True)
+            result = await session.run(
+                _transaction.send, session, item, quit_after=True, on_progress=on_progress
+            )
         except Exception:
             await session.run(_commands.quit_politely, session)
             raise

@@ -36,6 +36,9 @@ from ..protocol import Data, State
 from ._commands import ehlo_or_helo_if_needed, rset_quietly
 from ._envelope import Envelope, Framing, Outgoing, resolve
 from ._failures import message_failure
+from ._hooks import SendWatch
+from ._hooks import current as current_observer
+from ._observed import watch_send
 from ._progress import Progress
 from ._session import Session
 from ._transaction import (
@@ -74,22 +77,39 @@ async def send_many(session: Session, messages: Iterable[Outgoing]) -> list[Send
     """
     items = list(messages)
     results: list[SendResult | Exception | None] = [None] * len(items)
+    observer = current_observer()
+    watches: dict[int, SendWatch] = {}
+
+    def taken() -> Iterator[tuple[int, Outgoing]]:
+        for index, item in enumerate(items):
+            if observer is not None:
+                watches[index] = watch_send(observer, session, item)
+            yield index, item
 
     def report(index: int, result: SendResult | Exception) -> None:
         results[index] = result
+        watch = watches.pop(index, None)
+        if watch is not None:
+            watch.finished(result, session.watch)
 
     reason = "the connection was closed first"
     try:
-        await send_batch(session, iter(enumerate(items)), report)
-    except Exception as exc:  # every message in flight is reported; say why the rest wait
+        await send_batch(session, taken(), report)
+    except BaseException as exc:  # every message in flight is reported; say why the rest wait
+        for watch in watches.values():  # taken, but cancelled before its first byte
+            watch.finished(exc, session.watch)
+        if not isinstance(exc, Exception):
+            raise
         reason = str(exc) or type(exc).__name__
     not_begun = SendOutcome(accepted=False)
-    return [
-        result
-        if result is not None
-        else SMTPTransactionInterrupted(f"not sent: {reason}", not_begun)
-        for result in results
-    ]
+    final: list[SendResult | Exception] = []
+    for index, result in enumerate(results):
+        if result is None:
+            result = SMTPTransactionInterrupted(f"not sent: {reason}", not_begun)
+            if observer is not None:  # asked for and never sent: a failed send too
+                watch_send(observer, session, items[index]).finished(result, None)
+        final.append(result)
+    return final
 
 
 async def send_batch(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 from .._results import SendOutcome
+from ._upload import Upload
 
 __all__ = ["Progress"]
 
@@ -30,6 +31,7 @@ class Progress:
         "replies",
         "reply",
         "succeeded",
+        "upload",
     )
 
     def __init__(self, on_start: Callable[[], object] | None = None) -> None:
@@ -48,6 +50,8 @@ class Progress:
         self.succeeded = False
         self.reply: tuple[int, bytes] | None = None
         self.replies: dict[str, tuple[int, bytes]] = {}
+        self.upload: Upload | None = None
+        """The caller's upload progress callback, if any."""
 
     def starting(self) -> None:
         """The message's first byte is about to be written: tell whoever asked."""

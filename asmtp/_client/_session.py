@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, ParamSpec, TypeVar
 
@@ -44,10 +45,11 @@ from ._advice import (
     NOT_CONNECTED,
     check_greeting,
     no_greeting_advice,
-    plain_text_advice,
 )
 from ._deadlines import Deadlines
+from ._dial import new_core, open_transport
 from ._failures import Cleanup, translate
+from ._hooks import UNWATCHED, ConnectionWatch, watch_connection
 from ._hostname import default_local_hostname
 from ._progress import Progress
 from ._settings import ClientSettings
@@ -103,6 +105,9 @@ class Session:
         self.ehlo_after_tls: tuple[bytes, tuple[int, bytes]] | None = None
         """The name and reply of the EHLO STARTTLS just said, until another command goes out."""
         self.last_progress: Progress | None = None
+        self.watch: ConnectionWatch = UNWATCHED
+        """The observer's view of this connection (kept after the close, for the last send)."""
+        self._watching: ConnectionWatch = UNWATCHED
         self._core: ClientConnection | None = None
         self._transport: Transport | None = None
         self._owner: object | None = None
@@ -202,9 +207,13 @@ class Session:
             return await operation(*args, **kwargs)
         except BaseException as exc:
             translated, cleanup = translate(exc, self.progress)
-            if cleanup is Cleanup.CLOSE or (
+            closing = cleanup is Cleanup.CLOSE or (
                 cleanup is Cleanup.CLOSE_IF_OUT_OF_STEP and not self.between_commands()
-            ):
+            )
+            # A send's failure is the send's to report, unless it costs the connection.
+            if closing or self.progress is None:
+                self._watching.failed(translated)
+            if closing:
                 await self.abort()
             if translated is exc:
                 raise
@@ -227,35 +236,27 @@ class Session:
         greeting."""
         await self.close()
         self.host, self.port = host, port
-        settings = self.settings
-        context = None
-        if settings.implicit_tls:
-            context = settings.context or default_ssl_context()
-        self.log("connect:", self.where.encode())
-        deadline, why = self.deadlines.step()
+        self.watch = self._watching = watch_connection(self)
+        # As smtplib raises it, before connecting (for a Unix socket too: port 0).
+        sys.audit("smtplib.connect", self, host, port)
         try:
-            self._transport = await settings.connector(
-                host,
-                port,
-                tls_context=context,
-                server_hostname=settings.server_hostname or host,
-                source_address=self.source_address,
-                deadline=deadline,
-            )
-        except TimeoutError as exc:
-            if exc.errno is not None:  # the system's own (ETIMEDOUT), named by the transport
-                raise
-            raise TimeoutError(f"connecting to {self.where} took longer than {why}") from None
-        except ssl.SSLError as exc:
-            raise plain_text_advice(exc, self.where) from exc
-        limits = settings.limits
-        self._core = ClientConnection(
-            lmtp=settings.lmtp,
-            max_line_length=limits.max_line_length,
-            max_reply_lines=limits.max_reply_lines,
-            max_reply_bytes=limits.max_reply_bytes,
-            max_pending=limits.max_pending,
+            reply = await self._open()
+        except BaseException as exc:
+            self._watching.failed(exc)
+            await self.abort()
+            raise
+        self._watching.greeted(reply.code)
+        return reply
+
+    async def _open(self) -> Reply:
+        if self.transcript.wanted():
+            self.transcript.line("connect: %r", self.where.encode())
+        self._transport = await open_transport(
+            self.settings, self.host, self.port, self.source_address, self.deadlines, self.where
         )
+        if self._transport.is_tls:
+            self._watching.secured(self._transport.tls_version)
+        self._core = new_core(self.settings)
         self.reset_session()
         try:
             if self.local_hostname is None:
@@ -263,11 +264,7 @@ class Session:
                 self.local_hostname = await default_local_hostname(address)
             return await self.reply(greeting=True)
         except RemoteProtocolError as exc:
-            await self.abort()
             raise SMTPProtocolError(str(exc)) from exc
-        except BaseException:
-            await self.abort()
-            raise
 
     async def close(self) -> None:
         """Close the connection without QUIT."""
@@ -275,6 +272,8 @@ class Session:
         if transport is not None:
             with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 await transport.aclose()
+        watching, self._watching = self._watching, UNWATCHED
+        watching.closed()
 
     async def abort(self) -> None:
         """Mark the conversation unusable and close it."""
@@ -302,6 +301,7 @@ class Session:
             raise TimeoutError(f"the TLS handshake took longer than {why}") from None
         core.tls_established()
         self.reset_session()
+        self._watching.secured(transport.tls_version)
 
     # -- sending ----------------------------------------------------------------------
 
@@ -362,6 +362,8 @@ class Session:
         transport = self._transport
         if transport is None:
             raise self.not_connected()
+        # smtplib raises it for each write too; ours may hold several pipelined commands.
+        sys.audit("smtplib.send", self, data)
         deadline, why = self.deadlines.step()
         try:
             await transport.send(data, deadline)
@@ -431,9 +433,11 @@ class Session:
                 advice = no_greeting_advice(greeting, self.port, self.is_encrypted)
                 raise TimeoutError(f"no {what} from {self.where} within {why}" + advice) from None
         if event is PEER_CLOSED:
-            await self.close()
             advice = no_greeting_advice(greeting, self.port, self.is_encrypted)
-            raise SMTPServerDisconnected("Connection unexpectedly closed" + advice)
+            closed = SMTPServerDisconnected("Connection unexpectedly closed" + advice)
+            self._watching.failed(closed)
+            await self.close()
+            raise closed
         assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
         return await self._took(event)
 
@@ -477,19 +481,3 @@ class Session:
         progress.answered = True
         if isinstance(reply.command, Rcpt):
             progress.rcpt_reply(reply.command.address, reply.code, reply.message)
-
-    # -- the transcript ----------------------------------------------------------------
-
-    @property
-    def debuglevel(self) -> int:
-        """smtplib's transcript level (see :meth:`set_debuglevel`)."""
-        return self.transcript.debuglevel
-
-    def set_debuglevel(self, debuglevel: int) -> None:
-        """This conversation's transcript on stderr when ``debuglevel`` > 0 (2: timed)."""
-        self.transcript.debuglevel = debuglevel
-
-    def log(self, direction: str, text: bytes) -> None:
-        """Add a line to the transcript."""
-        if self.transcript.wanted():
-            self.transcript.line("%s %r", direction, text)

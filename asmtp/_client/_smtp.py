@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.message
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -37,10 +37,13 @@ from ._checks import (
     check_text,
 )
 from ._envelope import Outgoing, mail_command, rcpt_command
+from ._hooks import current as current_observer
+from ._observed import observed
 from ._progress import Progress
 from ._sasl import is_mechanism
 from ._session import Session
 from ._settings import DEFAULT_TIMEOUT, ClientSettings, Limits
+from ._upload import OnProgress
 
 __all__ = ["SMTP", "showing"]
 
@@ -343,6 +346,7 @@ class SMTP(SessionView):
         rcpt_options: Sequence[Param] = (),
         *,
         deadline: float | None = None,
+        on_progress: OnProgress | None = None,
     ) -> SendResult:
         """Send one message; returns the refused-recipients dict, as smtplib.
 
@@ -360,9 +364,26 @@ class SMTP(SessionView):
         :class:`~asmtp.errors.SMTPTransactionTimeout`, whose ``outcome`` tells whether the
         server can have accepted the message; :attr:`last_outcome` tells it after a
         cancellation.
+
+        ``on_progress(sent, total)`` is called as the body goes out: bytes of the message
+        written so far and its size (``None`` while unknown, for a stream), at most once
+        per 64 KiB and once more, with ``sent == total``, when the whole message is written.
         """
         item = Outgoing.checked(from_addr, to_addrs, msg, mail_options, rcpt_options)
-        return await self._run(_transaction.send, self._session, item, deadline=deadline)
+        return await self._send(item, deadline, on_progress)
+
+    def _send(
+        self, item: Outgoing, deadline: float | None, on_progress: OnProgress | None
+    ) -> Awaitable[SendResult]:
+        # A plain function: an unobserved send costs no coroutine more than before.
+        session = self._session
+        send = self._run(
+            _transaction.send, session, item, deadline=deadline, on_progress=on_progress
+        )
+        observer = current_observer()
+        if observer is None:
+            return send
+        return observed(observer, session, item, send, lambda: session.watch)
 
     async def send_message(
         self,
@@ -374,13 +395,14 @@ class SMTP(SessionView):
         *,
         deadline: float | None = None,
         add_missing_headers: bool = True,
+        on_progress: OnProgress | None = None,
     ) -> SendResult:
         """Send an :class:`email.message.Message`, taking the envelope from its headers.
 
         As smtplib: Sender or From (Resent-* when the message has one Resent block),
         To/Cc/Bcc as recipients, Bcc and Resent-Bcc removed from what is sent, SMTPUTF8 used
-        when an address needs it (else :class:`SMTPNotSupportedError`). ``deadline`` as
-        in :meth:`sendmail`.
+        when an address needs it (else :class:`SMTPNotSupportedError`). ``deadline``
+        and ``on_progress`` as in :meth:`sendmail`.
 
         Unlike smtplib, a message without ``Date`` or ``Message-ID`` is sent with them
         (RFC 5322 §3.6; the Message-ID names the sender's domain); ``msg`` itself is left
@@ -389,7 +411,7 @@ class SMTP(SessionView):
         item = Outgoing.message(
             msg, from_addr, to_addrs, mail_options, rcpt_options, add_missing_headers
         )
-        return await self._run(_transaction.send, self._session, item, deadline=deadline)
+        return await self._send(item, deadline, on_progress)
 
     async def sendmail_many(self, messages: Iterable[Outgoing]) -> list[SendResult | Exception]:
         """Send several messages back to back; one entry per message, in order.

@@ -30,6 +30,7 @@ from ._commands import ehlo_or_helo_if_needed, rset_quietly
 from ._envelope import Envelope, Framing, Outgoing, check_arguments, resolve
 from ._progress import Progress
 from ._session import Session
+from ._upload import OnProgress, Upload
 
 __all__ = [
     "PIPELINE_GROUP",
@@ -59,6 +60,7 @@ async def send(
     deadline: float | None = None,
     on_start: Callable[[], object] | None = None,
     quit_after: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> SendResult:
     """Send one message on ``session``: EHLO if needed, then one whole transaction.
 
@@ -66,9 +68,12 @@ async def send(
     first byte of the message is written (after EHLO, and only if its envelope resolved).
     ``quit_after`` ends the session: with PIPELINING, QUIT goes out with the end of the
     data (RFC 2920 §3.1 lets it end a group), a round trip saved for one-shot sends.
+    ``on_progress(sent, total)`` is told how much of the body went out (``_upload``).
     """
     with session.deadlines.send(deadline):
         progress = session.start_send(on_start)
+        if on_progress is not None:
+            progress.upload = Upload(on_progress)
         await ehlo_or_helo_if_needed(session)
         return await transact(
             session, await resolve(session, item), progress, quit_after=quit_after
@@ -81,6 +86,8 @@ async def transact(
     """One whole transaction for a resolved envelope, its replies all read before it returns."""
     progress.addresses = envelope.addresses()
     progress.starting()
+    if progress.upload is not None:
+        progress.upload.begin(envelope.source)
     extensions = session.extensions
     pipelining = bool(extensions and extensions.pipelining and envelope.rcpts)
     if envelope.framing is Framing.BDAT:
@@ -97,13 +104,20 @@ async def transact(
     end = await write_body(session, envelope.source, progress)
     if not (quit_after and pipelining):
         await session.write(end)
+        _uploaded(progress)
         return await conclude(session, envelope, progress, await session.read_pending(), refused)
     await session.write(end + session.send(Quit()))
+    _uploaded(progress)
     # The verdict first: a server that closes without its 221 has still answered the data.
     replies = await session.read_pending(leave=1)
     result = await conclude(session, envelope, progress, replies, refused, reset=False)
     await _goodbye(session)
     return result
+
+
+def _uploaded(progress: Progress) -> None:
+    if progress.upload is not None:
+        progress.upload.done()
 
 
 async def _goodbye(session: Session) -> None:
@@ -213,8 +227,11 @@ async def write_body(session: Session, source: _source.MessageSource, progress: 
     reply, so the send counts as having sent its end.
     """
     progress.body_started = True
+    upload = progress.upload
     if source.__class__ is bytes and len(source) <= _source.CHUNK_SIZE:
         last = session.send(MessageData(source))  # one piece: no chunk iterator
+        if upload is not None:
+            upload.last(len(source))
     else:
         last = b""
         with session.deadlines.bounded("sending the message", per_step=False):
@@ -223,8 +240,13 @@ async def write_body(session: Session, source: _source.MessageSource, progress: 
                     encoded = session.send(MessageData(piece))
                     if is_last:
                         last = encoded
-                    elif encoded:
+                        if upload is not None:
+                            upload.last(len(piece))
+                        continue
+                    if encoded:
                         await session.write(encoded)
+                    if upload is not None:
+                        upload.wrote(len(piece))
     end = session.send(EndOfData())
     progress.end_sent = True
     return last + end
@@ -281,17 +303,24 @@ async def _write_chunks(
     goes out as ``BDAT n LAST`` in the same write as the envelope.
     """
     in_flight = _CHUNKS_IN_FLIGHT if envelope_count else 0
+    upload = progress.upload
+    held = 0  # the core holds the latest chunk until it knows whether it is the last
     if isinstance(source, bytes) and len(source) <= _source.CHUNK_SIZE:
         session.send(Bdat(source))  # held by the core until the last chunk below
+        held = len(source)
     else:
         with session.deadlines.bounded("sending the message", per_step=False):
             async with contextlib.aclosing(_source.chunks(source)) as stream:
                 async for piece in stream:
                     chunk = session.send(Bdat(piece))
+                    written, held = held, held + len(piece)
                     if not chunk:
                         continue
                     await session.write(unsent + chunk)
                     unsent = b""
+                    held -= written
+                    if upload is not None:
+                        upload.wrote(written)
                     # A refusal already in stops the body at once (RFC 3030 §4.2); beyond
                     # the window, wait for the replies owed.
                     replies += await session.replies_arrived()
@@ -302,6 +331,9 @@ async def _write_chunks(
     last = session.send(Bdat(b"", last=True))
     progress.end_sent = True
     await session.write(unsent + last)
+    if upload is not None:
+        upload.last(held)
+        upload.done()
     return True
 
 

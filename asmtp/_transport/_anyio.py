@@ -105,6 +105,10 @@ class AnyioTransport:
     def is_tls(self) -> bool:
         return self._tls is not None
 
+    @property
+    def tls_version(self) -> str | None:
+        return self._tls.version() if self._tls is not None else None
+
     async def send(self, data: bytes, deadline: float) -> None:
         with _before(deadline, "write"):
             if self._tls is None:

@@ -173,6 +173,14 @@ class AsyncioTransport:
     def is_tls(self) -> bool:
         return self._tls
 
+    @property
+    def tls_version(self) -> str | None:
+        # asyncio's and uvloop's TLS layers both expose an object with ssl's version().
+        ssl_object = self._transport.get_extra_info("ssl_object") if self._tls else None
+        version = getattr(ssl_object, "version", None)
+        name = version() if callable(version) else None
+        return name if isinstance(name, str) else None
+
     async def send(self, data: bytes, deadline: float) -> None:
         if self._transport.is_closing():
             raise ConnectionResetError("the connection was lost while sending")

@@ -57,6 +57,12 @@ class Transport(Protocol):
         """True once the stream is encrypted."""
         ...
 
+    @property
+    def tls_version(self) -> str | None:
+        """The TLS version in use as :meth:`ssl.SSLSocket.version` names it (``"TLSv1.3"``),
+        or ``None`` without TLS."""
+        ...
+
 
 class Connector(Protocol):
     """Opens a :class:`Transport`: TCP (with TLS from the first byte when given a context),

@@ -69,6 +69,10 @@ class MemoryTransport:
     def is_tls(self) -> bool:
         return self._tls
 
+    @property
+    def tls_version(self) -> str | None:
+        return "TLSv1.3" if self._tls else None  # what an in-memory peer stands for
+
     async def send(self, data: bytes, deadline: float) -> None:
         await anyio.lowlevel.checkpoint()
         if not self._open or self._peer.closed:

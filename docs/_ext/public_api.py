@@ -16,6 +16,8 @@ PUBLIC_MODULES: Final = (
     "asmtp.auth",
     "asmtp.protocol",
     "asmtp.campaign",
+    "asmtp.instrumentation",
+    "asmtp.instrumentation.otel",
     "asmtp.testing",
     "asmtp.testing.plugin",
     "asmtp.cli",

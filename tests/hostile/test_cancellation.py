@@ -93,6 +93,10 @@ class BlockingTransport:
     def is_tls(self) -> bool:
         return False
 
+    @property
+    def tls_version(self) -> str | None:
+        return None
+
 
 class FakeSMTP(asmtp.SMTP):
     """An SMTP client whose connection is a :class:`BlockingTransport`."""
