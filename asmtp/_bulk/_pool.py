@@ -67,10 +67,9 @@ class SMTPPool:
     tasks; they return a :class:`~asmtp.SendResult` (the refused dict, with ``attempts``)
     and raise what :class:`~asmtp.SMTP` raises, the final exception carrying ``attempts``
     too. ``mechanism`` is a factory: SASL mechanisms are stateful, so each connection gets
-    one. ``chunking=False`` keeps DATA even where the server offers CHUNKING. ``proxy``
-    (a URL or :class:`~asmtp.Proxy`) opens every connection through a SOCKS or HTTP
-    CONNECT proxy; a failing proxy is a failure to connect (:class:`~asmtp.ProxyError`).
-    ``dkim`` (an :class:`~asmtp.DKIMSigner`) signs every message sent.
+    one. ``chunking=False`` keeps DATA where the server offers CHUNKING. ``proxy`` (a URL
+    or :class:`~asmtp.Proxy`) opens every connection through a SOCKS or HTTP CONNECT proxy
+    (failing: :class:`~asmtp.ProxyError`); ``dkim`` (a :class:`~asmtp.DKIMSigner`) signs.
 
     While every connection is busy, sends queue; a caller whose turn comes sends its own
     message and then up to ``max_batch - 1`` queued ones back to back on its connection,
@@ -99,9 +98,8 @@ class SMTPPool:
 
     The pool belongs to the event loop that first uses it until :meth:`aclose`; using it
     from another raises :class:`RuntimeError`. ``async with pool:`` opens it (again, once
-    closed) with a task that closes idle connections after ``idle_timeout``; without it,
-    they are closed when a send finds them expired. :meth:`connect` checks the settings
-    at start-up.
+    closed) with a task that closes idle connections after ``idle_timeout`` (without it, a
+    send that finds one expired closes it). :meth:`connect` checks the settings at start-up.
     """
 
     def __init__(
