@@ -1,0 +1,29 @@
+"""Campaigns beyond one machine: jobs on a Redis stream, sent by taskiq workers.
+
+Needs the ``taskiq`` extra (``pip install asmtp[taskiq]``). :func:`enqueue` turns a
+campaign's rows into jobs, :class:`Worker` sends them (run its ``broker`` with
+``taskiq worker``), :class:`RedisJournal` records every row's fate with the states of the
+SQLite journal, :class:`SharedRateLimit` caps the messages per second of all workers.
+"""
+
+from __future__ import annotations
+
+from ._journal import RedisJournal, redis_client
+from ._producer import Enqueued, enqueue
+from ._queue import STREAM, TASK_NAME, job_payload, make_broker
+from ._rate import SharedRateLimit
+from ._worker import ServerUnavailable, Worker
+
+__all__ = [
+    "STREAM",
+    "TASK_NAME",
+    "Enqueued",
+    "RedisJournal",
+    "ServerUnavailable",
+    "SharedRateLimit",
+    "Worker",
+    "enqueue",
+    "job_payload",
+    "make_broker",
+    "redis_client",
+]

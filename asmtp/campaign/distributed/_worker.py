@@ -1,0 +1,236 @@
+"""The worker: one :class:`~asmtp.SMTPPool` per process, sending the jobs taskiq hands it.
+
+The pool is made in taskiq's worker start-up hook and closed (QUIT) in its shut-down
+hook. For each job (a batch of one campaign's rows) the worker takes the batch's lease
+(a job delivered twice is sent by one worker at a time), then for each row, as the pool
+takes it: waits for the shared rate limit, claims the row in the journal (in flight,
+before its first byte; a row a dead worker left in flight becomes ``unknown``), renders
+it and sends it; each outcome is recorded as the pool reports it. Only then is the job
+acknowledged. A job cut short (the SMTP server unreachable, Redis gone for longer than
+the client's patience, the worker stopping) is not acknowledged and comes back later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anyio
+import redis.asyncio
+from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
+from taskiq_redis import RedisStreamBroker
+
+import asmtp
+
+from .._errors import CampaignError, RenderError
+from .._identity import date_header, message_id
+from .._outcomes import unreachable, verdict
+from .._template import Template
+from ._journal import RedisJournal, redis_client
+from ._queue import STREAM, TASK_NAME, make_broker
+from ._rate import SharedRateLimit
+
+__all__ = ["ServerUnavailable", "Worker"]
+
+logger = logging.getLogger("asmtp.campaign")
+_UNREACHABLE_IN_A_ROW: Final = 10
+_CONTEXT: Final[Any] = TaskiqDepends()  # taskiq fills in the running job's Context
+
+
+class ServerUnavailable(CampaignError):
+    """The SMTP server could not be reached for several messages in a row: the job stops
+    taking rows and is not acknowledged (it comes back after the broker's ``claim_after``)."""
+
+
+@dataclass(frozen=True)
+class _Definition:
+    campaign: str
+    template: Template
+    sender: str | None
+    domain: str
+    recipient_column: str
+    rate: float | None
+    resend_unknown: bool
+
+
+class Worker:
+    """The sending side of distributed campaigns, one per worker process.
+
+    ``pool`` makes the process's :class:`~asmtp.SMTPPool` (called in the start-up hook);
+    ``redis_url`` is the Redis holding the queue and the journals. ``lease`` is how long
+    a batch stays taken by a worker that stopped renewing it (it died); ``claim_after``,
+    ``patience`` and ``batches_at_once`` are :func:`make_broker`'s. :attr:`broker` is the
+    taskiq broker to run: ``taskiq worker module:broker``.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        pool: Callable[[], asmtp.SMTPPool],
+        *,
+        stream: str = STREAM,
+        lease: float = 10.0,
+        claim_after: float = 60.0,
+        patience: float = 30.0,
+        batches_at_once: int = 2,
+    ) -> None:
+        if not 0 < lease < claim_after:
+            raise ValueError("lease must be more than 0 and less than claim_after")
+        self.redis_url = redis_url
+        self.lease = lease
+        self.patience = patience
+        self._make_pool = pool
+        self._pool: asmtp.SMTPPool | None = None
+        self._redis: redis.asyncio.Redis | None = None
+        self._definitions: dict[str, _Definition] = {}
+        self._batches = anyio.Semaphore(batches_at_once)
+        self.broker: RedisStreamBroker = make_broker(
+            redis_url,
+            stream=stream,
+            claim_after=claim_after,
+            patience=patience,
+            batches_at_once=batches_at_once,
+        )
+        self.broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, self._startup)
+        self.broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, self._shutdown)
+
+        async def send_rows(
+            campaign: str,
+            batch: str,
+            rows: list[dict[str, Any]],
+            context: Context = _CONTEXT,
+        ) -> int:
+            sent = await self.send(campaign, batch, rows)
+            await context.ack()  # the outcomes are in the journal: the job is done
+            return sent
+
+        self.broker.register_task(send_rows, task_name=TASK_NAME, ack_type="manual")
+
+    async def _startup(self, state: TaskiqState) -> None:
+        self._redis = redis_client(self.redis_url, patience=self.patience)
+        self._pool = self._make_pool()
+        try:
+            await self._pool.connect()  # a wrong address or password shows now, in the log
+        except (OSError, asmtp.SMTPException) as exc:
+            logger.warning("cannot connect to the SMTP server yet: %s", exc)
+
+    async def _shutdown(self, state: TaskiqState) -> None:
+        try:
+            if self._pool is not None:
+                await self._pool.aclose()  # QUIT on every idle connection
+        finally:
+            if self._redis is not None:
+                await self._redis.aclose()
+
+    async def send(self, campaign: str, batch: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Send the rows of one job; how many were sent. Raises (and the job is not
+        acknowledged) when it could not go through: see the module."""
+        if self._pool is None or self._redis is None:
+            raise RuntimeError("the worker has not started (taskiq's start-up hook)")
+        pool, client = self._pool, self._redis
+        journal = RedisJournal(client, campaign)
+        definition = await self._definition(journal)
+        async with self._batches, journal.lease(batch, ttl=self.lease):
+            return await _Batch(journal, definition, client).send(pool, rows)
+
+    async def _definition(self, journal: RedisJournal) -> _Definition:
+        found = self._definitions.get(journal.name)
+        if found is not None:
+            return found
+        kept = await journal.definition()
+        if not kept:
+            raise CampaignError(f"campaign {journal.name!r} is not in Redis")
+        template = Template(
+            kept["template"].encode("latin-1"),
+            name=kept["template_name"],
+            attachments=kept["attachments"],
+        )
+        if template.digest != kept["digest"]:
+            raise CampaignError(
+                f"campaign {journal.name!r}: the attachments read here differ from the producer's"
+            )
+        found = _Definition(
+            kept["campaign"],
+            template,
+            kept["sender"],
+            kept["message_id_domain"],
+            kept["recipient_column"],
+            kept.get("rate"),
+            bool(kept.get("resend_unknown")),
+        )
+        self._definitions[journal.name] = found
+        return found
+
+
+class _Batch:
+    """One job's rows through the pool, each claimed before it is handed over."""
+
+    def __init__(
+        self, journal: RedisJournal, definition: _Definition, client: redis.asyncio.Redis
+    ) -> None:
+        self.journal = journal
+        self.definition = definition
+        self.limit = (
+            None
+            if definition.rate is None
+            else SharedRateLimit(client, journal.rate_key, definition.rate)
+        )
+        self.unreachable = 0
+        self.sent = 0
+
+    async def send(self, pool: asmtp.SMTPPool, rows: Sequence[Mapping[str, Any]]) -> int:
+        # A small window: a row is claimed (in flight) only shortly before its first byte.
+        stream = pool.send_each(self._messages(rows), window=pool.max_connections, grace=30)
+        try:
+            async with stream as results:
+                async for row_id, outcome in results:
+                    await self._record(row_id, outcome)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for row_id, outcome in stream.unreported:
+                    await self._record(row_id, outcome)
+        if self.unreachable >= _UNREACHABLE_IN_A_ROW:
+            raise ServerUnavailable(f"{pool!r}: unreachable for {self.unreachable} messages")
+        return self.sent
+
+    async def _messages(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> AsyncIterator[tuple[str, asmtp.Outgoing]]:
+        definition = self.definition
+        for row in rows:
+            if self.unreachable >= _UNREACHABLE_IN_A_ROW:
+                return  # the rest stays pending; the job comes back
+            if self.limit is not None:
+                await self.limit.wait()
+            row_id, fields = str(row["id"]), row["fields"]
+            claimed = await self.journal.claim(row_id, resend_unknown=definition.resend_unknown)
+            if claimed != "send":
+                continue
+            recipient = fields.get(definition.recipient_column)
+            try:
+                outgoing = definition.template.render(
+                    fields,
+                    message_id=message_id(definition.campaign, row_id, definition.domain),
+                    sender=definition.sender,
+                    recipient=None if recipient is None else str(recipient),
+                    date=date_header(),
+                )
+            except RenderError as exc:
+                await self.journal.record(row_id, "failed", error=f"cannot render: {exc}")
+                continue
+            yield row_id, outgoing
+
+    async def _record(self, row_id: str, outcome: asmtp.SendOutcome) -> None:
+        found = verdict(outcome)
+        await self.journal.record(
+            row_id,
+            found.state,
+            code=found.code,
+            reply=found.reply,
+            recipients=found.recipients,
+            error=found.error,
+        )
+        self.sent += 1
+        self.unreachable = self.unreachable + 1 if unreachable(outcome) else 0
