@@ -53,6 +53,7 @@ class Run:
                 "ASMTP_REDIS_URL": redis.url,
                 "ASMTP_SMTP_URL": f"smtp://127.0.0.1:{server.port}",
                 "ASMTP_CONNECTIONS": "4",
+                "ASMTP_RETRIES": "1",
                 "ASMTP_LEASE": str(lease),
                 "ASMTP_CLAIM_AFTER": str(claim_after),
                 "ASMTP_PATIENCE": str(patience),

@@ -32,3 +32,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """redis-py's asyncio client: these tests run on asyncio only."""
+    return "asyncio"

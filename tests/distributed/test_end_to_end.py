@@ -80,11 +80,13 @@ def test_a_worker_killed_mid_run_loses_no_row_and_repeats_only_unknown_ones(
             assert victim is not None
             os.kill(victim, signal.SIGKILL)  # taskiq's manager starts a new child
             counts = run.wait_until_done()
+            assert run.workers.child(workers[0]) not in (None, victim)
         finally:
             run.workers.stop()
         states = run.states()
         unknown = {row for row, state in states.items() if state == "unknown"}
         arrived = run.arrived()
+        print(f"after kill -9: {counts}, {sum(arrived.values()) - len(arrived)} repeats")
         twice = {row for row, count in arrived.items() if count > 1}
         assert twice <= unknown
         # The unknown rows were in flight on the killed worker: at most its batches.
@@ -95,3 +97,64 @@ def test_a_worker_killed_mid_run_loses_no_row_and_repeats_only_unknown_ones(
         accepted = {row for row, state in states.items() if state == "accepted"}
         assert accepted <= set(arrived)
         assert set(arrived) - accepted <= unknown
+
+
+@pytest.mark.timeout(60)
+def test_the_rate_limit_holds_across_three_workers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    rate, rows = 100.0, 400
+    plan = Plan(
+        rows,
+        good=PLAN.good,
+        refused=PLAN.good,  # every row to a good address
+        busy=PLAN.good,
+    )
+    with _server() as server:
+        run = Run(tmp_path, plan, server, redis_server)
+        run.enqueue(rate=rate, batch_size=20)
+        for n in range(3):
+            run.workers.start(tmp_path / f"worker{n}.log")
+        try:
+            counts = run.wait_until_done()
+        finally:
+            run.workers.stop()
+        assert counts["accepted"] == rows
+        times = sorted(m.received_at for m in server.messages)
+    measured = (len(times) - 1) / (times[-1] - times[0])
+    assert abs(measured - rate) <= 0.1 * rate, f"{measured:.1f} messages/s"
+    busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+    assert busiest <= 1.1 * rate + 2, f"{busiest} messages in one second"
+
+
+@pytest.mark.timeout(120)
+def test_redis_stopped_mid_run_is_ridden_out(tmp_path: Path, redis_server: RedisServer) -> None:
+    rows = 3000
+    plan = Plan(rows, good=PLAN.good, refused=PLAN.refused, busy=PLAN.busy)
+    with _server() as server:
+        run = Run(tmp_path, plan, server, redis_server)
+        run.enqueue()
+        for n in range(3):
+            run.workers.start(tmp_path / f"worker{n}.log")
+        try:
+            _reached(server, 1000)
+            redis_server.stop()
+            stopped_at = len(server.messages)
+            time.sleep(3)
+            # Nothing is handed to the pool without its claim in Redis: sends stop too.
+            assert len(server.messages) - stopped_at <= 3 * 2 * 16
+            redis_server.start()
+            counts = run.wait_until_done()
+        finally:
+            run.workers.stop()
+        states = run.states()
+        unknown = {row for row, state in states.items() if state == "unknown"}
+        arrived = run.arrived()
+        print(f"after the outage: {counts}, {sum(arrived.values()) - len(arrived)} repeats")
+        assert {row for row, count in arrived.items() if count > 1} <= unknown
+        accepted = {row for row, state in states.items() if state == "accepted"}
+        assert accepted <= set(arrived) and set(arrived) - accepted <= unknown
+        assert not plan.ids("good") - set(arrived) - unknown
+        assert sum(counts.values()) == rows
+        # Unknown: at most the rows in the workers' windows when Redis went away.
+        assert counts["unknown"] <= 3 * 2 * 16

@@ -8,16 +8,18 @@ SQLite journal, :class:`SharedRateLimit` caps the messages per second of all wor
 
 from __future__ import annotations
 
-from ._journal import RedisJournal, redis_client
+from ._journal import Lease, RedisJournal, redis_client
 from ._producer import Enqueued, enqueue
 from ._queue import STREAM, TASK_NAME, job_payload, make_broker
 from ._rate import SharedRateLimit
-from ._worker import ServerUnavailable, Worker
+from ._worker import LeaseLost, ServerUnavailable, Worker
 
 __all__ = [
     "STREAM",
     "TASK_NAME",
     "Enqueued",
+    "Lease",
+    "LeaseLost",
     "RedisJournal",
     "ServerUnavailable",
     "SharedRateLimit",

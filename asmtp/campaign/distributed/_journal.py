@@ -26,7 +26,7 @@ from .._errors import CampaignError
 from .._journal import STATES, RowRecord
 from . import _scripts
 
-__all__ = ["RedisJournal", "redis_client", "redis_options"]
+__all__ = ["Lease", "RedisJournal", "redis_client", "redis_options"]
 
 _SCAN: Final = 1000
 _LEASE_POLL: Final = 0.2
@@ -201,29 +201,50 @@ class RedisJournal:
     # -- leases -------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def lease(self, batch: str, *, ttl: float) -> AsyncIterator[None]:
+    async def lease(self, batch: str, *, ttl: float) -> AsyncIterator[Lease]:
         """Hold batch ``batch`` while the block runs: wait while another live worker holds
-        it (a job delivered twice), keep it alive every ``ttl / 4`` seconds, drop it at the
-        end. A worker that dies stops renewing; after ``ttl`` seconds another may take over."""
-        key, token = self._lease + batch, secrets.token_hex(8)
-        milliseconds = max(1, int(ttl * 1000))
-        while not await self.client.set(key, token, nx=True, px=milliseconds):
-            if await self.client.get(key) == token.encode():
+        it (a job delivered twice), renew it every ``ttl / 4`` seconds, drop it at the
+        end. A worker that dies stops renewing; after ``ttl`` seconds another may take
+        over, and the one that lost it (it was only slow, or Redis was away) sees
+        :attr:`Lease.held` turn False."""
+        lease = Lease(self.client, self._lease + batch, ttl)
+        while not await self.client.set(lease.key, lease.token, nx=True, px=lease.milliseconds):
+            if await lease.ours():
                 break  # our own SET, retried after a lost reply
             await anyio.sleep(_LEASE_POLL)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._renew, key, token, milliseconds)
+            tasks.start_soon(lease.renew, self._keep)
             try:
-                yield
+                yield lease
             finally:
                 tasks.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
-                    await self._drop(keys=[key], args=[token])
+                    await self._drop(keys=[lease.key], args=[lease.token])
 
-    async def _renew(self, key: str, token: str, milliseconds: int) -> None:
-        while True:
-            await anyio.sleep(milliseconds / 4000)
-            await self._keep(keys=[key], args=[token, milliseconds])
+
+class Lease:
+    """A batch held by this worker (see :meth:`RedisJournal.lease`)."""
+
+    def __init__(self, client: redis.asyncio.Redis, key: str, ttl: float) -> None:
+        self.client = client
+        self.key = key
+        self.token = secrets.token_hex(8)
+        self.milliseconds = max(1, int(ttl * 1000))
+        self.held = True
+        """False once a renewal found the lease taken by another worker or expired."""
+
+    async def ours(self) -> bool:
+        """Whether the lease is this holder's now (asked of Redis)."""
+        return await self.client.get(self.key) == self.token.encode()
+
+    async def renew(self, keep: Any) -> None:
+        while self.held:
+            await anyio.sleep(self.milliseconds / 4000)
+            try:
+                renewed = await keep(keys=[self.key], args=[self.token, self.milliseconds])
+            except redis.exceptions.RedisError:
+                continue  # Redis away for longer than the client's patience: try again
+            self.held = bool(renewed)
 
 
 def _text(value: bytes | str) -> str:

@@ -28,15 +28,21 @@ from .._errors import CampaignError, RenderError
 from .._identity import date_header, message_id
 from .._outcomes import unreachable, verdict
 from .._template import Template
-from ._journal import RedisJournal, redis_client
+from ._journal import Lease, RedisJournal, redis_client
 from ._queue import STREAM, TASK_NAME, make_broker
 from ._rate import SharedRateLimit
 
-__all__ = ["ServerUnavailable", "Worker"]
+__all__ = ["LeaseLost", "ServerUnavailable", "Worker"]
 
 logger = logging.getLogger("asmtp.campaign")
 _UNREACHABLE_IN_A_ROW: Final = 10
 _CONTEXT: Final[Any] = TaskiqDepends()  # taskiq fills in the running job's Context
+
+
+class LeaseLost(CampaignError):
+    """The batch's lease expired while this worker sent it (Redis was away, or the worker
+    stalled) and another worker may hold the job now: it is left to that one, not
+    acknowledged here."""
 
 
 class ServerUnavailable(CampaignError):
@@ -132,8 +138,11 @@ class Worker:
         pool, client = self._pool, self._redis
         journal = RedisJournal(client, campaign)
         definition = await self._definition(journal)
-        async with self._batches, journal.lease(batch, ttl=self.lease):
-            return await _Batch(journal, definition, client).send(pool, rows)
+        async with self._batches, journal.lease(batch, ttl=self.lease) as lease:
+            sent = await _Batch(journal, definition, client, lease).send(pool, rows)
+            if not (lease.held and await lease.ours()):
+                raise LeaseLost(f"campaign {campaign!r}: lost the lease of batch {batch}")
+            return sent
 
     async def _definition(self, journal: RedisJournal) -> _Definition:
         found = self._definitions.get(journal.name)
@@ -168,9 +177,14 @@ class _Batch:
     """One job's rows through the pool, each claimed before it is handed over."""
 
     def __init__(
-        self, journal: RedisJournal, definition: _Definition, client: redis.asyncio.Redis
+        self,
+        journal: RedisJournal,
+        definition: _Definition,
+        client: redis.asyncio.Redis,
+        lease: Lease,
     ) -> None:
         self.journal = journal
+        self.lease = lease
         self.definition = definition
         self.limit = (
             None
@@ -182,7 +196,7 @@ class _Batch:
 
     async def send(self, pool: asmtp.SMTPPool, rows: Sequence[Mapping[str, Any]]) -> int:
         # A small window: a row is claimed (in flight) only shortly before its first byte.
-        stream = pool.send_each(self._messages(rows), window=pool.max_connections, grace=30)
+        stream = pool.send_each(self._messages(rows), window=pool.max_connections * 4, grace=30)
         try:
             async with stream as results:
                 async for row_id, outcome in results:
@@ -200,8 +214,8 @@ class _Batch:
     ) -> AsyncIterator[tuple[str, asmtp.Outgoing]]:
         definition = self.definition
         for row in rows:
-            if self.unreachable >= _UNREACHABLE_IN_A_ROW:
-                return  # the rest stays pending; the job comes back
+            if self.unreachable >= _UNREACHABLE_IN_A_ROW or not self.lease.held:
+                return  # the rest stays pending; the job comes back (or is another's)
             if self.limit is not None:
                 await self.limit.wait()
             row_id, fields = str(row["id"]), row["fields"]

@@ -3,7 +3,8 @@
 ``ASMTP_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) names the Redis;
 ``ASMTP_SMTP_URL`` the SMTP server as :class:`~asmtp.SMTPPool`'s ``url`` takes it
 (``smtp://``, ``smtp+starttls://``, ``smtps://``, with ``user:password@``);
-``ASMTP_CONNECTIONS`` (10) the pool's connections per worker process; ``ASMTP_STREAM``
+``ASMTP_CONNECTIONS`` (10) the pool's connections per worker process, ``ASMTP_RETRIES``
+(3) its tries per message; ``ASMTP_STREAM``
 the stream; ``ASMTP_LEASE`` (10), ``ASMTP_CLAIM_AFTER`` (60) and ``ASMTP_PATIENCE`` (30)
 seconds, see :class:`~asmtp.campaign.distributed.Worker`.
 """
@@ -24,6 +25,7 @@ def _pool() -> asmtp.SMTPPool:
     return asmtp.SMTPPool(
         url=os.environ.get("ASMTP_SMTP_URL", "smtp://127.0.0.1:25"),
         max_connections=int(os.environ.get("ASMTP_CONNECTIONS", "10")),
+        retry=asmtp.RetryPolicy(attempts=int(os.environ.get("ASMTP_RETRIES", "3"))),
     )
 
 
