@@ -8,6 +8,8 @@ SQLite journal, :class:`SharedRateLimit` caps the messages per second of all wor
 
 from __future__ import annotations
 
+from redis.exceptions import RedisError as RedisError  # what a client call raises
+
 from ._journal import Lease, RedisJournal, redis_client
 from ._producer import Enqueued, enqueue
 from ._queue import STREAM, TASK_NAME, job_payload, make_broker
