@@ -1,7 +1,8 @@
 """Run asmtp's benchmark suite: ``python benchmarks/run.py [--quick] [--write-docs]``.
 
 ``python benchmarks/run.py campaign`` measures a bulk campaign with its journal against
-the bare pool instead (``benchmarks/_campaign.py``).
+the bare pool instead (``benchmarks/_campaign.py``); ``python benchmarks/run.py distributed``
+a distributed campaign with 1, 2 and 4 taskiq worker processes (``benchmarks/_distributed.py``).
 
 Starts Postfix's ``smtp-sink`` on 127.0.0.1, measures asmtp, aiosmtplib, smtplib and
 ``smtp-source`` side by side, prints the tables and, with ``--write-docs``, writes them to
@@ -16,10 +17,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import _campaign
+from benchmarks import _campaign, _distributed
 from benchmarks._suite import main
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["campaign"]:
         sys.exit(_campaign.main(sys.argv[2:]))
+    if sys.argv[1:2] == ["distributed"]:
+        sys.exit(_distributed.main(sys.argv[2:]))
     sys.exit(main())

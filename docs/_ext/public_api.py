@@ -16,6 +16,8 @@ PUBLIC_MODULES: Final = (
     "asmtp.auth",
     "asmtp.protocol",
     "asmtp.campaign",
+    "asmtp.campaign.distributed",
+    "asmtp.campaign.distributed.app",
     "asmtp.testing",
     "asmtp.testing.plugin",
     "asmtp.cli",

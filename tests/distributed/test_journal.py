@@ -44,10 +44,12 @@ def _campaign(tmp_path: Path, rows: int, subject: str = "Hello") -> tuple[Rows, 
 
 async def _jobs(client: redis.asyncio.Redis) -> list[list[str]]:
     entries = await client.xrange(STREAM)
-    return [
-        [row["id"] for row in json.loads(fields[b"data"])["kwargs"]["rows"]]
-        for _, fields in entries
-    ]
+    assert entries is not None
+    jobs = []
+    for _, fields in entries:
+        assert fields is not None
+        jobs.append([row["id"] for row in json.loads(fields[b"data"])["kwargs"]["rows"]])
+    return jobs
 
 
 async def test_enqueueing_twice_adds_no_row_twice(

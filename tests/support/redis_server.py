@@ -148,8 +148,8 @@ class Workers:
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
         for process in self.processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            while process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
