@@ -81,4 +81,6 @@ nitpick_ignore_regex = [
     ("py:.*", r"asmtp(\.\w+)*\._\w+(\.\w+)*"),
     # anyio publishes no inventory that works offline: its stream types are shown as text.
     ("py:class", r"anyio(\.\w+)*"),
+    # Nor do redis-py and taskiq (the distributed campaigns' client and broker types).
+    ("py:class", r"(redis|taskiq|taskiq_redis)(\.\w+)*"),
 ]

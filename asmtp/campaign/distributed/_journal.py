@@ -45,15 +45,15 @@ def redis_options(patience: float) -> dict[str, Any]:
 
 
 def redis_client(url: str, *, patience: float = 30.0) -> redis.asyncio.Redis:
-    """A client for ``url`` (``redis://host:port/db``) with :func:`redis_options`."""
+    """A client for ``url`` (``redis://host:port/db``) with the options that ride out a Redis outage of ``patience`` seconds (every command retried with backoff)."""
     return redis.asyncio.Redis.from_url(url, **redis_options(patience))
 
 
 class RedisJournal:
     """The journal of campaign ``name`` in Redis, shared by its producer and workers.
 
-    ``client`` is a :class:`redis.asyncio.Redis`; the journal never closes it. Rows are
-    in the states of :data:`asmtp.campaign.STATES`; :class:`CampaignError` when the
+    ``client`` is a ``redis.asyncio.Redis``; the journal never closes it. Rows are
+    in the states of :data:`asmtp.campaign.STATES`; :class:`~asmtp.campaign.CampaignError` when the
     campaign is not in Redis (for reads that need it).
     """
 
@@ -238,6 +238,7 @@ class Lease:
         return await self.client.get(self.key) == self.token.encode()
 
     async def renew(self, keep: Any) -> None:
+        """Renew the lease with the script ``keep`` until it is found lost (or cancelled)."""
         while self.held:
             await anyio.sleep(self.milliseconds / 4000)
             try:

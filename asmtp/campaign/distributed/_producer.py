@@ -55,7 +55,7 @@ async def enqueue(
     ``failed``, or ``unknown`` with ``resend_unknown``) once, ``batch_size`` rows a job.
 
     ``rate`` caps the messages per second of all workers together. A campaign already
-    defined with another template, rows or sender raises :class:`JournalMismatch` unless
+    defined with another template, rows or sender raises :class:`~asmtp.campaign.JournalMismatch` unless
     ``force``; the rows and template raise what :class:`~asmtp.campaign.Campaign` raises.
     """
     if batch_size < 1:

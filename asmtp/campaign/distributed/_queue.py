@@ -1,6 +1,6 @@
 """The queue between producers and workers: a Redis stream read through taskiq.
 
-taskiq-redis's :class:`~taskiq_redis.RedisStreamBroker` reads the stream in a consumer
+taskiq-redis's ``RedisStreamBroker`` reads the stream in a consumer
 group: a job stays in the group's pending list until it is acknowledged, and a job left
 there longer than ``claim_after`` (its worker died) is claimed by another worker's next
 read (``XAUTOCLAIM``). The job's task acknowledges it itself (``ack_type="manual"``),

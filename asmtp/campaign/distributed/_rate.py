@@ -18,7 +18,7 @@ __all__ = ["SharedRateLimit"]
 class SharedRateLimit:
     """At most ``rate`` sends per second, across every holder of the same ``key``.
 
-    ``client`` is a :class:`redis.asyncio.Redis`. :class:`ValueError` unless ``rate`` > 0.
+    ``client`` is a ``redis.asyncio.Redis``. :class:`ValueError` unless ``rate`` > 0.
     """
 
     def __init__(self, client: redis.asyncio.Redis, key: str, rate: float) -> None:

@@ -67,7 +67,7 @@ class Worker:
     ``pool`` makes the process's :class:`~asmtp.SMTPPool` (called in the start-up hook);
     ``redis_url`` is the Redis holding the queue and the journals. ``lease`` is how long
     a batch stays taken by a worker that stopped renewing it (it died); ``claim_after``,
-    ``patience`` and ``batches_at_once`` are :func:`make_broker`'s. :attr:`broker` is the
+    ``patience`` and ``batches_at_once`` are :func:`make_broker`'s. ``broker`` is the
     taskiq broker to run: ``taskiq worker module:broker``.
     """
 

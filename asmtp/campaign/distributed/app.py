@@ -37,4 +37,6 @@ worker = Worker(
     claim_after=float(os.environ.get("ASMTP_CLAIM_AFTER", "60")),
     patience=float(os.environ.get("ASMTP_PATIENCE", "30")),
 )
+"""The :class:`~asmtp.campaign.distributed.Worker` the environment describes."""
 broker = worker.broker
+"""Its taskiq broker: what ``taskiq worker`` runs."""
