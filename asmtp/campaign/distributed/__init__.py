@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from redis.exceptions import RedisError as RedisError  # what a client call raises
 
-from ._journal import Lease, RedisJournal, redis_client
+from ._journal import Lease, Outcome, RedisJournal, redis_client
 from ._producer import Enqueued, enqueue
 from ._queue import STREAM, TASK_NAME, job_payload, make_broker
 from ._rate import SharedRateLimit
@@ -22,6 +22,7 @@ __all__ = [
     "Enqueued",
     "Lease",
     "LeaseLost",
+    "Outcome",
     "RedisJournal",
     "ServerUnavailable",
     "SharedRateLimit",

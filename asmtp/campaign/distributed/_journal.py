@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
@@ -26,10 +27,11 @@ from .._errors import CampaignError
 from .._journal import STATES, RowRecord
 from . import _scripts
 
-__all__ = ["Lease", "RedisJournal", "redis_client", "redis_options"]
+__all__ = ["Lease", "Outcome", "RedisJournal", "redis_client", "redis_options"]
 
 _SCAN: Final = 1000
 _LEASE_POLL: Final = 0.2
+_DIED: Final = "a worker stopped while it was in flight"
 
 
 def redis_options(patience: float) -> dict[str, Any]:
@@ -126,16 +128,19 @@ class RedisJournal:
         """Before the row's first byte: ``"send"`` when it is now in flight (it was
         pending), ``"unknown"`` when a stopped worker left it in flight, else its state
         (nothing to do)."""
-        found = await self._claim(
-            keys=self.keys,
-            args=[
-                row_id,
-                "1" if resend_unknown else "0",
-                repr(time.time()),
-                "a worker stopped while it was in flight",
-            ],
-        )
-        return found.decode() if isinstance(found, bytes) else str(found)
+        return (await self.claim_many([row_id], resend_unknown=resend_unknown))[0]
+
+    async def claim_many(self, ids: Sequence[str], *, resend_unknown: bool = False) -> list[str]:
+        """:meth:`claim` for each of ``ids``, in one round trip."""
+        now = repr(time.time())
+        flag = "1" if resend_unknown else "0"
+        async with self.client.pipeline(transaction=False) as pipe:
+            for row_id in ids:
+                await self._claim(keys=self.keys, args=[row_id, flag, now, _DIED], client=pipe)
+            found = await pipe.execute()
+        return [
+            _text(answer) if isinstance(answer, bytes | str) else str(answer) for answer in found
+        ]
 
     async def record(
         self,
@@ -148,21 +153,19 @@ class RedisJournal:
         error: str | None = None,
     ) -> bool:
         """Write the outcome of a row in flight; False when it was not in flight."""
-        if state not in STATES:
-            raise ValueError(f"not a state: {state!r}")
-        written = await self._record(
-            keys=self.keys,
-            args=[
-                row_id,
-                state,
-                repr(time.time()),
-                "" if code is None else str(code),
-                reply or "",
-                json.dumps(recipients) if recipients else "",
-                error or "",
-            ],
-        )
-        return bool(written)
+        written = await self.record_many([Outcome(row_id, state, code, reply, recipients, error)])
+        return written[0]
+
+    async def record_many(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """:meth:`record` for each of ``outcomes``, in one round trip."""
+        now = repr(time.time())
+        async with self.client.pipeline(transaction=False) as pipe:
+            for outcome in outcomes:
+                if outcome.state not in STATES:
+                    raise ValueError(f"not a state: {outcome.state!r}")
+                await self._record(keys=self.keys, args=outcome.arguments(now), client=pipe)
+            written = await pipe.execute()
+        return [bool(answer) for answer in written]
 
     # -- reports ------------------------------------------------------------------------
 
@@ -220,6 +223,31 @@ class RedisJournal:
                 tasks.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
                     await self._drop(keys=[lease.key], args=[lease.token])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A row's outcome for :meth:`RedisJournal.record_many`, as :meth:`~RedisJournal.record`
+    takes it."""
+
+    row_id: str
+    state: str
+    code: int | None = None
+    reply: str | None = None
+    recipients: Mapping[str, tuple[int, str]] | None = None
+    error: str | None = None
+
+    def arguments(self, now: str) -> list[str]:
+        """The arguments of the ``RECORD`` script."""
+        return [
+            self.row_id,
+            self.state,
+            now,
+            "" if self.code is None else str(self.code),
+            self.reply or "",
+            json.dumps(self.recipients) if self.recipients else "",
+            self.error or "",
+        ]
 
 
 class Lease:

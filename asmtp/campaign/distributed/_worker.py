@@ -5,14 +5,16 @@ hook. For each job (a batch of one campaign's rows) the worker takes the batch's
 (a job delivered twice is sent by one worker at a time), then for each row, as the pool
 takes it: waits for the shared rate limit, claims the row in the journal (in flight,
 before its first byte; a row a dead worker left in flight becomes ``unknown``), renders
-it and sends it; each outcome is recorded as the pool reports it. Only then is the job
-acknowledged. A job cut short (the SMTP server unreachable, Redis gone for longer than
+it and sends it (rows are claimed a few at a time, in one round trip, unless a rate
+limit spaces them); the outcomes are written as the pool reports them, a few at a time.
+Only once every outcome is written is the job acknowledged. A job cut short (the SMTP server unreachable, Redis gone for longer than
 the client's patience, the worker stopping) is not acknowledged and comes back later.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,7 +30,7 @@ from .._errors import CampaignError, RenderError
 from .._identity import date_header, message_id
 from .._outcomes import unreachable, verdict
 from .._template import Template
-from ._journal import Lease, RedisJournal, redis_client
+from ._journal import Lease, Outcome, RedisJournal, redis_client
 from ._queue import STREAM, TASK_NAME, make_broker
 from ._rate import SharedRateLimit
 
@@ -36,6 +38,9 @@ __all__ = ["LeaseLost", "ServerUnavailable", "Worker"]
 
 logger = logging.getLogger("asmtp.campaign")
 _UNREACHABLE_IN_A_ROW: Final = 10
+_CLAIM_AHEAD: Final = 8  # rows claimed in one round trip when no rate limit spaces them
+_RECORD_EVERY: Final = 8  # outcomes written in one round trip ...
+_RECORD_AFTER: Final = 0.2  # ... or once the oldest of them waited this long (seconds)
 _CONTEXT: Final[Any] = TaskiqDepends()  # taskiq fills in the running job's Context
 
 
@@ -193,6 +198,8 @@ class _Batch:
         )
         self.unreachable = 0
         self.sent = 0
+        self._pending: list[Outcome] = []
+        self._oldest = 0.0
 
     async def send(self, pool: asmtp.SMTPPool, rows: Sequence[Mapping[str, Any]]) -> int:
         # A small window: a row is claimed (in flight) only shortly before its first byte.
@@ -205,6 +212,7 @@ class _Batch:
             with anyio.CancelScope(shield=True):
                 for row_id, outcome in stream.unreported:
                     await self._record(row_id, outcome)
+                await self._flush()
         if self.unreachable >= _UNREACHABLE_IN_A_ROW:
             raise ServerUnavailable(f"{pool!r}: unreachable for {self.unreachable} messages")
         return self.sent
@@ -212,39 +220,55 @@ class _Batch:
     async def _messages(
         self, rows: Sequence[Mapping[str, Any]]
     ) -> AsyncIterator[tuple[str, asmtp.Outgoing]]:
-        definition = self.definition
-        for row in rows:
+        # Rows are claimed a few at a time (one round trip), one at a time under a rate
+        # limit, whose slots they must each wait for before their claim.
+        ahead = 1 if self.limit is not None else _CLAIM_AHEAD
+        for start in range(0, len(rows), ahead):
             if self.unreachable >= _UNREACHABLE_IN_A_ROW or not self.lease.held:
                 return  # the rest stays pending; the job comes back (or is another's)
+            group = rows[start : start + ahead]
             if self.limit is not None:
                 await self.limit.wait()
-            row_id, fields = str(row["id"]), row["fields"]
-            claimed = await self.journal.claim(row_id, resend_unknown=definition.resend_unknown)
-            if claimed != "send":
-                continue
-            recipient = fields.get(definition.recipient_column)
-            try:
-                outgoing = definition.template.render(
-                    fields,
-                    message_id=message_id(definition.campaign, row_id, definition.domain),
-                    sender=definition.sender,
-                    recipient=None if recipient is None else str(recipient),
-                    date=date_header(),
-                )
-            except RenderError as exc:
-                await self.journal.record(row_id, "failed", error=f"cannot render: {exc}")
-                continue
-            yield row_id, outgoing
+            ids = [str(row["id"]) for row in group]
+            claimed = await self.journal.claim_many(
+                ids, resend_unknown=self.definition.resend_unknown
+            )
+            for row_id, row, answer in zip(ids, group, claimed, strict=True):
+                if answer != "send":
+                    continue
+                try:
+                    outgoing = self._render(row_id, row["fields"])
+                except RenderError as exc:
+                    self._pending.append(Outcome(row_id, "failed", error=f"cannot render: {exc}"))
+                    continue
+                yield row_id, outgoing
+
+    def _render(self, row_id: str, fields: Mapping[str, Any]) -> asmtp.Outgoing:
+        definition = self.definition
+        recipient = fields.get(definition.recipient_column)
+        return definition.template.render(
+            fields,
+            message_id=message_id(definition.campaign, row_id, definition.domain),
+            sender=definition.sender,
+            recipient=None if recipient is None else str(recipient),
+            date=date_header(),
+        )
 
     async def _record(self, row_id: str, outcome: asmtp.SendOutcome) -> None:
+        """Keep the outcome, written with the next few (the job is acknowledged only once
+        every outcome is written)."""
         found = verdict(outcome)
-        await self.journal.record(
-            row_id,
-            found.state,
-            code=found.code,
-            reply=found.reply,
-            recipients=found.recipients,
-            error=found.error,
+        if not self._pending:
+            self._oldest = time.monotonic()
+        self._pending.append(
+            Outcome(row_id, found.state, found.code, found.reply, found.recipients, found.error)
         )
         self.sent += 1
         self.unreachable = self.unreachable + 1 if unreachable(outcome) else 0
+        if len(self._pending) >= _RECORD_EVERY or time.monotonic() - self._oldest >= _RECORD_AFTER:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            await self.journal.record_many(pending)
