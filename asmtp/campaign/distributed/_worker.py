@@ -38,6 +38,9 @@ __all__ = ["LeaseLost", "ServerUnavailable", "Worker"]
 
 logger = logging.getLogger("asmtp.campaign")
 _UNREACHABLE_IN_A_ROW: Final = 10
+# Seconds a campaign's definition is used before it is read again: a producer run again
+# with another rate (or --force and another template) reaches running workers this soon.
+_DEFINITION_KEPT: Final = 10.0
 _CLAIM_AHEAD: Final = 8  # rows claimed in one round trip when no rate limit spaces them
 _RECORD_EVERY: Final = 8  # outcomes written in one round trip ...
 _RECORD_AFTER: Final = 0.2  # ... or once the oldest of them waited this long (seconds)
@@ -95,7 +98,7 @@ class Worker:
         self._make_pool = pool
         self._pool: asmtp.SMTPPool | None = None
         self._redis: redis.asyncio.Redis | None = None
-        self._definitions: dict[str, _Definition] = {}
+        self._definitions: dict[str, tuple[float, _Definition]] = {}
         self._batches = anyio.Semaphore(batches_at_once)
         self.broker: RedisStreamBroker = make_broker(
             redis_url,
@@ -150,9 +153,9 @@ class Worker:
             return sent
 
     async def _definition(self, journal: RedisJournal) -> _Definition:
-        found = self._definitions.get(journal.name)
-        if found is not None:
-            return found
+        cached = self._definitions.get(journal.name)
+        if cached is not None and time.monotonic() - cached[0] < _DEFINITION_KEPT:
+            return cached[1]
         kept = await journal.definition()
         if not kept:
             raise CampaignError(f"campaign {journal.name!r} is not in Redis")
@@ -174,7 +177,7 @@ class Worker:
             kept.get("rate"),
             bool(kept.get("resend_unknown")),
         )
-        self._definitions[journal.name] = found
+        self._definitions[journal.name] = (time.monotonic(), found)
         return found
 
 
