@@ -55,8 +55,8 @@ def test_three_workers_deliver_every_row_exactly_once(
         run = Run(tmp_path, PLAN, server, redis_server)
         first = run.enqueue()
         assert (first.enqueued, first.skipped, first.jobs) == (ROWS, 0, ROWS // 100)
-        for n in range(3):
-            run.workers.start(tmp_path / f"worker{n}.log")
+        for n in range(3):  # as the docs run them: asmtp bulk worker
+            run.workers.start(tmp_path / f"worker{n}.log", command=True)
         try:
             counts = run.wait_until_done()
         finally:

@@ -109,19 +109,27 @@ class Workers:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
-    def start(self, log: Path) -> subprocess.Popen[bytes]:
-        """One more worker process (taskiq's manager with one child); its output to ``log``."""
+    def start(self, log: Path, *, command: bool = False) -> subprocess.Popen[bytes]:
+        """One more worker process (taskiq's manager with one child); its output to ``log``.
+
+        ``command``: started as ``asmtp bulk worker`` (which runs taskiq's) instead of
+        ``taskiq worker`` itself."""
+        options = ["--log-level", "WARNING", "--shutdown-timeout", "10"]
+        if command:
+            argv = [
+                *("-m", "asmtp", "bulk", "worker"),
+                *("--redis", self.environment["ASMTP_REDIS_URL"]),
+                *("--smtp", self.environment["ASMTP_SMTP_URL"]),
+                *("--connections", self.environment["ASMTP_CONNECTIONS"], "--", *options),
+            ]
+        else:
+            argv = [
+                *("-m", "taskiq", "worker", "asmtp.campaign.distributed.app:broker"),
+                *("--workers", "1", "--max-async-tasks", "2", *options),
+            ]
         with log.open("ab") as out:
-            process = subprocess.Popen(  # noqa: S603 - our interpreter and taskiq's module
-                [
-                    sys.executable,
-                    "-m",
-                    "taskiq",
-                    "worker",
-                    "asmtp.campaign.distributed.app:broker",
-                    *("--workers", "1", "--max-async-tasks", "2", "--shutdown-timeout", "10"),
-                    *("--log-level", "WARNING"),
-                ],
+            process = subprocess.Popen(  # noqa: S603 - our interpreter, our or taskiq's module
+                [sys.executable, *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
