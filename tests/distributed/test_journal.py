@@ -8,13 +8,21 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio
 
 from asmtp.campaign import JournalMismatch, Rows, Template
-from asmtp.campaign.distributed import RedisJournal, SharedRateLimit, enqueue, redis_client
+from asmtp.campaign.distributed import (
+    GROUP,
+    RedisJournal,
+    SharedRateLimit,
+    enqueue,
+    redis_client,
+    requeue_stale,
+)
 from support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -156,3 +164,20 @@ async def test_the_shared_rate_limit_spaces_slots_across_holders(
     assert 0.5 <= delays[-1] <= 0.6
     with pytest.raises(ValueError, match="more than 0"):
         SharedRateLimit(client, "test:rate", 0)
+
+
+async def test_a_job_left_unacknowledged_goes_back_on_the_stream(
+    client: redis.asyncio.Redis,
+) -> None:
+    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    await client.xadd(STREAM, {b"data": b"job 1"})
+    taken: Any = await client.xreadgroup(GROUP, "died", {STREAM: ">"}, count=1)
+    assert taken and len(taken[0][1]) == 1  # delivered, never acknowledged
+    assert await requeue_stale(client, stream=STREAM, claim_after=10) == 0  # not stale yet
+    await anyio.sleep(0.15)
+    assert await requeue_stale(client, stream=STREAM, claim_after=0.1) == 1
+    pending: Any = await client.xpending(STREAM, GROUP)
+    assert pending["pending"] == 0  # the old delivery is acknowledged ...
+    again: Any = await client.xreadgroup(GROUP, "alive", {STREAM: ">"}, count=10)
+    assert again is not None
+    assert [fields for _, fields in again[0][1]] == [{b"data": b"job 1"}]  # ... and it is new

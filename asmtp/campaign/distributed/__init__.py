@@ -12,11 +12,12 @@ from redis.exceptions import RedisError as RedisError  # what a client call rais
 
 from ._journal import Lease, Outcome, RedisJournal, redis_client
 from ._producer import Enqueued, enqueue
-from ._queue import STREAM, TASK_NAME, job_payload, make_broker
+from ._queue import GROUP, STREAM, TASK_NAME, job_payload, make_broker, requeue_stale
 from ._rate import SharedRateLimit
 from ._worker import LeaseLost, ServerUnavailable, Worker
 
 __all__ = [
+    "GROUP",
     "STREAM",
     "TASK_NAME",
     "Enqueued",
@@ -31,4 +32,5 @@ __all__ = [
     "job_payload",
     "make_broker",
     "redis_client",
+    "requeue_stale",
 ]

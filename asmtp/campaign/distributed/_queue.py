@@ -14,19 +14,22 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, Final
 
+import redis.asyncio
 from taskiq import TaskiqMessage
 from taskiq.formatters.json_formatter import JSONFormatter
 from taskiq_redis import RedisStreamBroker
 
+from . import _scripts
 from ._journal import redis_options
 
-__all__ = ["STREAM", "TASK_NAME", "job_payload", "make_broker"]
+__all__ = ["GROUP", "STREAM", "TASK_NAME", "job_payload", "make_broker", "requeue_stale"]
 
 STREAM: Final = "asmtp:campaigns"
 """The stream (taskiq's queue) jobs go to unless told otherwise."""
 TASK_NAME: Final = "asmtp.campaign.send_rows"
 """The task every job names: it sends a batch of a campaign's rows."""
 GROUP: Final = "asmtp"
+"""The stream's consumer group, shared by every worker."""
 LABELS: Final = {"ack_type": "manual"}
 
 
@@ -68,3 +71,18 @@ def job_payload(campaign: str, batch: str, rows: Sequence[dict[str, Any]]) -> by
         kwargs={"campaign": campaign, "batch": batch, "rows": list(rows)},
     )
     return JSONFormatter().dumps(message).message
+
+
+async def requeue_stale(
+    client: redis.asyncio.Redis,
+    *,
+    stream: str = STREAM,
+    claim_after: float = 60.0,
+    count: int = 100,
+) -> int:
+    """Put the jobs delivered more than ``claim_after`` seconds ago and never acknowledged
+    back on ``stream`` as new entries (see ``_scripts.REQUEUE``); how many."""
+    moved = await client.eval(
+        _scripts.REQUEUE, 1, stream, GROUP, str(int(claim_after * 1000)), str(count)
+    )
+    return int(moved)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CLAIM", "DEFINE", "ENQUEUE", "GCRA", "LEASE_DROP", "LEASE_KEEP", "RECORD"]
+__all__ = ["CLAIM", "DEFINE", "ENQUEUE", "GCRA", "LEASE_DROP", "LEASE_KEEP", "RECORD", "REQUEUE"]
 
 # KEYS: definition. ARGV: field, value, ... Written only when the campaign has none:
 # the first producer's definition stands.
@@ -124,4 +124,24 @@ local interval = tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.3f', tat + interval),
   'PX', math.ceil(tat + interval - now) + 60000)
 return string.format('%.3f', tat - now)
+"""
+
+# KEYS: the stream. ARGV: the consumer group, milliseconds, count. Jobs delivered but not
+# acknowledged for that long (their worker died, or failed them) are added to the stream
+# again as new entries and the old ones acknowledged, in one step: a worker's next read
+# gets them, whether or not other jobs arrive meanwhile. (taskiq-redis claims such jobs
+# itself only after a read that brought new ones, so the tail of a campaign could wait for
+# ever.) Entries trimmed away come back without fields: acknowledged, not copied.
+REQUEUE: Final = """
+local found = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], 'asmtp-requeue', ARGV[2], '0-0',
+  'COUNT', ARGV[3])
+local moved = 0
+for _, entry in ipairs(found[2]) do
+  if type(entry[2]) == 'table' then
+    redis.call('XADD', KEYS[1], '*', unpack(entry[2]))
+    moved = moved + 1
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], entry[1])
+end
+return moved
 """

@@ -13,6 +13,7 @@ the client's patience, the worker stopping) is not acknowledged and comes back l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any, Final
 
 import anyio
 import redis.asyncio
+import redis.exceptions
 from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
 from taskiq_redis import RedisStreamBroker
 
@@ -31,7 +33,7 @@ from .._identity import date_header, message_id
 from .._outcomes import unreachable, verdict
 from .._template import Template
 from ._journal import Lease, Outcome, RedisJournal, redis_client
-from ._queue import STREAM, TASK_NAME, make_broker
+from ._queue import STREAM, TASK_NAME, make_broker, requeue_stale
 from ._rate import SharedRateLimit
 
 __all__ = ["LeaseLost", "ServerUnavailable", "Worker"]
@@ -95,6 +97,9 @@ class Worker:
         self.redis_url = redis_url
         self.lease = lease
         self.patience = patience
+        self.stream = stream
+        self.claim_after = claim_after
+        self._requeuing: asyncio.Task[None] | None = None
         self._make_pool = pool
         self._pool: asmtp.SMTPPool | None = None
         self._redis: redis.asyncio.Redis | None = None
@@ -129,8 +134,22 @@ class Worker:
             await self._pool.connect()  # a wrong address or password shows now, in the log
         except (OSError, asmtp.SMTPException) as exc:
             logger.warning("cannot connect to the SMTP server yet: %s", exc)
+        # taskiq runs its workers on asyncio: a plain task lives until the shut-down hook.
+        self._requeuing = asyncio.get_running_loop().create_task(self._requeue(self._redis))
+
+    async def _requeue(self, client: redis.asyncio.Redis) -> None:
+        """Every ``claim_after / 4`` seconds, jobs a worker left unacknowledged for
+        ``claim_after`` go back on the stream."""
+        while True:
+            await anyio.sleep(self.claim_after / 4)
+            try:
+                await requeue_stale(client, stream=self.stream, claim_after=self.claim_after)
+            except redis.exceptions.RedisError as exc:
+                logger.warning("cannot look for jobs to requeue: %s", exc)
 
     async def _shutdown(self, state: TaskiqState) -> None:
+        if self._requeuing is not None:
+            self._requeuing.cancel()
         try:
             if self._pool is not None:
                 await self._pool.aclose()  # QUIT on every idle connection
