@@ -38,8 +38,9 @@ def interop(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against Postfix's smtp-sink, side by side with aiosmtplib, smtplib and
     smtp-source; ``-- --quick`` for a smoke run, ``-- --write-docs`` to update the docs;
-    ``-- campaign`` for a bulk campaign with its journal against the bare pool."""
-    session.install("-e", ".[bulk]", "aiosmtplib", "trio", "uvloop")
+    ``-- campaign`` for a bulk campaign with its journal against the bare pool,
+    ``-- distributed`` for a distributed campaign with 1, 2 and 4 worker processes."""
+    session.install("-e", ".[bulk,taskiq]", "aiosmtplib", "trio", "uvloop")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -83,4 +83,6 @@ nitpick_ignore_regex = [
     ("py:class", r"anyio(\.\w+)*"),
     # Nor does OpenTelemetry's API (asmtp.instrumentation.otel's provider arguments).
     ("py:class", r"opentelemetry(\.\w+)*"),
+    # Nor do redis-py and taskiq (the distributed campaigns' client and broker types).
+    ("py:class", r"(redis|taskiq|taskiq_redis)(\.\w+)*"),
 ]

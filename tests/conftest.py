@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from typing import Any
 
 import pytest
+
+if importlib.util.find_spec("redis") is not None:
+    # redis-py 8.2 builds a set of str and bytes at import (a BytesWarning, an error under
+    # `python -bb`); harmless there, so its import alone is let through.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BytesWarning)
+        import redis  # noqa: F401
 
 pytest_plugins = ["support.fixtures", "pytester", "asmtp.testing.plugin"]
 

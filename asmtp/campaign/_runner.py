@@ -11,10 +11,8 @@ the grace period too.
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import os
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -26,7 +24,9 @@ import anyio
 import asmtp
 
 from . import _outcomes
-from ._errors import InputError, JournalError, RenderError, TemplateError
+from ._columns import check_columns
+from ._errors import InputError, JournalError, RenderError
+from ._identity import date_header, default_domain, message_id
 from ._journal import Durability, Journal
 from ._progress import Progress
 from ._rows import Row, Rows
@@ -36,7 +36,6 @@ __all__ = ["Campaign", "Problem"]
 
 _UNREACHABLE_IN_A_ROW: Final = 10
 _UNKNOWN_LISTED: Final = 100
-_NOT_IN_MSGID: Final = re.compile(r"[^A-Za-z0-9!#$&'*+/=?^_`{|}~-]")
 
 
 @dataclass(eq=False, slots=True)
@@ -249,32 +248,19 @@ class Campaign:
             yield row.id, row.line, None if recipient is None else str(recipient)
 
     def _check_columns(self) -> None:
-        """A placeholder naming no column of a CSV file is an error before any send."""
-        columns = self.rows.columns()
-        if columns is None:
-            return  # JSON Lines: each row has its own fields
-        unknown = sorted(self.template.variables - set(columns))
-        if unknown:
-            raise TemplateError(
-                f"{self.template.name} uses {', '.join(unknown)}, not a column of "
-                f"{self.rows.path} (its columns: {', '.join(columns)})"
-            )
+        check_columns(self.rows, self.template)
 
     def _default_domain(self) -> str:
-        sender = self.sender or self.template.static_header("Sender")
-        sender = sender or self.template.static_header("From")
-        domain = email.utils.parseaddr(sender or "")[1].rpartition("@")[2]
-        return domain if domain and domain.isascii() else "localhost"
+        return default_domain(self.sender, self.template)
 
     def _render(self, row: Row, campaign: str, domain: str) -> asmtp.Outgoing:
-        row_id = row.id if row.id.isalnum() else _NOT_IN_MSGID.sub(_escaped, row.id)
         recipient = row.fields.get(self.rows.recipient_column)
         return self.template.render(
             row.fields,
-            message_id=f"<{campaign}.{row_id}@{domain}>",
+            message_id=message_id(campaign, row.id, domain),
             sender=self.sender,
             recipient=None if recipient is None else str(recipient),
-            date=_date(),
+            date=date_header(),
         )
 
     async def _send(
@@ -402,19 +388,3 @@ class _Tally:
             unknown_rows=unknown,
         )
         return progress
-
-
-def _escaped(match: re.Match[str]) -> str:
-    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
-
-
-_last_date: tuple[int, str] = (0, "")
-
-
-def _date() -> str:
-    """The Date header's value, made once a second (RFC 5322 §3.3)."""
-    global _last_date
-    now = int(time.time())
-    if _last_date[0] != now:
-        _last_date = (now, email.utils.formatdate(now))
-    return _last_date[1]

@@ -106,6 +106,10 @@ class Template:
         self, source: bytes, *, name: str, attachments: Sequence[str | os.PathLike[str]] = ()
     ) -> None:
         self.name = name
+        self.source = source
+        """The template as given (a message file's bytes)."""
+        self.attachments = tuple(Path(path) for path in attachments)
+        """The files attached to every message."""
         hasher = hashlib.sha256(source)
         self._text_env, self._html_env = _environments()
         self._variables: set[str] = set()

@@ -8,40 +8,27 @@ one stops at once. Either way the journal says what became of every row.
 
 from __future__ import annotations
 
-import csv
-import datetime
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import anyio
 import click
 
 import asmtp
-from asmtp.campaign import Campaign, CampaignError, Journal, Progress, Rows, Template
+from asmtp.campaign import Campaign, CampaignError, Journal, Progress
 
-from ._bulk_display import Display, counts_table, listed, print_table, summary_line
-from ._common import ConnectionFailure, ExitCode, SubGroup, UsageFailure, parse_address
+from ._bulk_display import Display, counts_table, listed, print_table, summary_line, when, write_csv
+from ._bulk_distributed import distributed_report, enqueue_command, worker_command
+from ._bulk_options import campaign_input, campaign_options, parse_rate
+from ._common import ConnectionFailure, ExitCode, SubGroup, UsageFailure
 from ._deliver import Server, failure
 from ._server_options import server_from, server_options
 
 __all__ = ["bulk_group"]
 
 _FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
-_CSV_FIELDS: Final = (
-    "id",
-    "line",
-    "recipient",
-    "state",
-    "attempts",
-    "code",
-    "reply",
-    "error",
-    "started",
-    "finished",
-    "recipients",
-)
 
 
 @click.group("bulk", cls=SubGroup)
@@ -49,69 +36,8 @@ def bulk_group() -> None:
     """Send a message to every row of a list, journaled, and report on it."""
 
 
-def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    number = value.removesuffix("/s")
-    try:
-        rate = float(number)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a rate such as 50 or 50/s") from None
-    if not rate > 0:
-        raise click.BadParameter("must be more than 0 messages per second")
-    return rate
-
-
 @bulk_group.command("send")
-@click.option(
-    "--rows",
-    "rows_file",
-    type=_FILE,
-    required=True,
-    metavar="FILE",
-    help="The rows: CSV with a header line, or JSON Lines (.jsonl, .ndjson).",
-)
-@click.option(
-    "--format",
-    "rows_format",
-    type=click.Choice(["csv", "jsonl"]),
-    help="The rows' format.  [default: from the file's suffix]",
-)
-@click.option(
-    "--id-column",
-    metavar="NAME",
-    help="The field holding each row's stable id.  [default: the row's line number]",
-)
-@click.option(
-    "--to-column",
-    default="email",
-    show_default=True,
-    metavar="NAME",
-    help="The field holding the recipient's address (To when the template has none).",
-)
-@click.option(
-    "--template",
-    "template_file",
-    type=_FILE,
-    required=True,
-    metavar="FILE",
-    help="The message: an RFC 5322 file whose headers and text parts hold {{ field }}.",
-)
-@click.option(
-    "-a",
-    "--attach",
-    "attachments",
-    type=_FILE,
-    multiple=True,
-    metavar="FILE",
-    help="Attach FILE to every message; repeatable.",
-)
-@click.option(
-    "-s",
-    "--sender",
-    metavar="ADDRESS",
-    help="The envelope sender (and From when the template has none).",
-)
+@campaign_options
 @click.option(
     "--journal",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -126,7 +52,7 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
     show_default=True,
     help="Connections open at once.",
 )
-@click.option("--rate", callback=_rate, metavar="R[/s]", help="At most R messages per second.")
+@click.option("--rate", callback=parse_rate, metavar="R[/s]", help="At most R messages per second.")
 @click.option(
     "--max-per-connection",
     type=click.IntRange(min=1),
@@ -141,22 +67,7 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
     show_default=True,
     help="Tries per message while the server answers 4xx or the connection fails.",
 )
-@click.option(
-    "--message-id-domain",
-    metavar="DOMAIN",
-    help="The domain of every Message-ID.  [default: the sender's]",
-)
 @click.option("--dry-run", is_flag=True, help="Render every row and report problems; send nothing.")
-@click.option(
-    "--resend-unknown",
-    is_flag=True,
-    help="Send again the rows whose fate is unknown (they may arrive twice).",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Resume although the rows, template or sender changed (rows matched by id).",
-)
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),
@@ -204,19 +115,7 @@ def send_command(**options: Any) -> int:
 
 
 def _campaign(options: dict[str, Any]) -> Campaign:
-    sender = options["sender"]
-    if sender is not None:
-        sender = parse_address("-s/--sender", sender).addr_spec
-    try:
-        rows = Rows(
-            options["rows_file"],
-            format=options["rows_format"],
-            id_column=options["id_column"],
-            recipient_column=options["to_column"],
-        )
-        template = Template.from_file(options["template_file"], attachments=options["attachments"])
-    except CampaignError as exc:
-        raise UsageFailure(str(exc)) from exc
+    rows, template, sender = campaign_input(options)
     return Campaign(
         rows,
         template,
@@ -333,7 +232,9 @@ def _dry_run(campaign: Campaign, quiet: bool) -> int:
 
 
 @bulk_group.command("report")
-@click.argument("journal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "journal", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--csv",
     "csv_file",
@@ -341,13 +242,26 @@ def _dry_run(campaign: Campaign, quiet: bool) -> int:
     metavar="FILE",
     help="Write every row's outcome as CSV to FILE ('-': standard output).",
 )
-def report_command(journal: Path, csv_file: Path | None) -> int:
+@click.option("--redis", metavar="URL", help="A distributed campaign's Redis (with --campaign).")
+@click.option("--campaign", metavar="NAME", help="The distributed campaign's name.")
+def report_command(
+    journal: Path | None, csv_file: Path | None, redis: str | None, campaign: str | None
+) -> int:
     """Summarise a campaign's journal: the rows in each state, and its runs.
 
     \b
+    JOURNAL is the SQLite file of 'asmtp bulk send'; a distributed campaign's
+    journal is in Redis: --redis URL --campaign NAME instead.
+    \b
     Exit status: 0 every row accepted; 1 not (yet); 2 not a journal, or in
-    use by a running campaign.
+    use by a running campaign; 3 Redis cannot be reached.
     """
+    if (journal is None) == (redis is None) or (redis is None) != (campaign is None):
+        raise UsageFailure("give a JOURNAL file, or --redis URL and --campaign NAME")
+    if redis is not None and campaign is not None:
+        counts = distributed_report(redis, campaign, csv_file)
+        return ExitCode.OK if counts["accepted"] == sum(counts.values()) else ExitCode.REFUSED
+    assert journal is not None  # noqa: S101 - checked above
     try:
         opened = Journal(journal, readonly=True)
     except CampaignError as exc:
@@ -355,12 +269,12 @@ def report_command(journal: Path, csv_file: Path | None) -> int:
     try:
         counts = opened.counts()
         if csv_file is not None:
-            _write_csv(opened, csv_file)
+            write_csv(opened.rows(), csv_file)
         else:
             print_table(counts_table(counts, f"campaign {journal}"))
             for run, started, ended, how in opened.runs():
-                end = f"to {_when(ended)}: {how}" if ended else "(did not end: killed?)"
-                click.echo(f"run {run}: {_when(started)} {end}")
+                end = f"to {when(ended)}: {how}" if ended else "(did not end: killed?)"
+                click.echo(f"run {run}: {when(started)} {end}")
     except CampaignError as exc:
         raise UsageFailure(str(exc)) from exc
     finally:
@@ -368,29 +282,5 @@ def report_command(journal: Path, csv_file: Path | None) -> int:
     return ExitCode.OK if counts["accepted"] == sum(counts.values()) else ExitCode.REFUSED
 
 
-def _when(stamp: float) -> str:
-    return datetime.datetime.fromtimestamp(stamp).isoformat(" ", "seconds")
-
-
-def _write_csv(journal: Journal, path: Path) -> None:
-    if str(path) == "-":
-        _rows_csv(journal, sys.stdout)
-        return
-    try:
-        with path.open("w", encoding="utf-8", newline="") as out:
-            _rows_csv(journal, out)
-    except OSError as exc:
-        raise UsageFailure(f"--csv: cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def _rows_csv(journal: Journal, out: Any) -> None:
-    writer = csv.writer(out)
-    writer.writerow(_CSV_FIELDS)
-    for record in journal.rows():
-        for stamp in ("started", "finished"):
-            if record[stamp] is not None:
-                record[stamp] = _when(record[stamp])
-        record["recipients"] = " ".join(
-            f"{address}={code}" for address, (code, _) in record["recipients"].items()
-        )
-        writer.writerow([record[name] for name in _CSV_FIELDS])
+bulk_group.add_command(enqueue_command)
+bulk_group.add_command(worker_command)

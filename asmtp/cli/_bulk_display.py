@@ -7,9 +7,12 @@ written every few seconds instead, so logs stay readable.
 
 from __future__ import annotations
 
+import csv
+import datetime
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TextIO
 
@@ -20,9 +23,24 @@ from rich.table import Table
 from asmtp.campaign import STATES
 from asmtp.campaign import Progress as CampaignProgress
 
-__all__ = ["Display", "counts_table", "summary_line"]
+from ._common import UsageFailure
+
+__all__ = ["Display", "counts_table", "summary_line", "when", "write_csv"]
 
 _PLAIN_EVERY: Final = 5.0
+_CSV_FIELDS: Final = (
+    "id",
+    "line",
+    "recipient",
+    "state",
+    "attempts",
+    "code",
+    "reply",
+    "error",
+    "started",
+    "finished",
+    "recipients",
+)
 
 
 def summary_line(progress: CampaignProgress) -> str:
@@ -125,3 +143,33 @@ def listed(ids: Sequence[str], total: int, limit: int = 20) -> str:
     """``a, b, c`` (and ``... and N more`` of ``total``)."""
     shown = ", ".join(ids[:limit])
     return shown + (f" ... and {total - limit} more" if total > limit else "")
+
+
+def when(stamp: float) -> str:
+    """A Unix time as local date and time, to the second."""
+    return datetime.datetime.fromtimestamp(stamp).isoformat(" ", "seconds")
+
+
+def write_csv(records: Iterable[dict[str, Any]], path: Path) -> None:
+    """Every journal record as a CSV line to ``path`` (``-``: standard output)."""
+    if str(path) == "-":
+        _rows_csv(records, sys.stdout)
+        return
+    try:
+        with path.open("w", encoding="utf-8", newline="") as out:
+            _rows_csv(records, out)
+    except OSError as exc:
+        raise UsageFailure(f"--csv: cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _rows_csv(records: Iterable[dict[str, Any]], out: TextIO) -> None:
+    writer = csv.writer(out)
+    writer.writerow(_CSV_FIELDS)
+    for record in records:
+        for stamp in ("started", "finished"):
+            if record[stamp] is not None:
+                record[stamp] = when(record[stamp])
+        record["recipients"] = " ".join(
+            f"{address}={code}" for address, (code, _) in record["recipients"].items()
+        )
+        writer.writerow([record[name] for name in _CSV_FIELDS])

@@ -18,6 +18,8 @@ PUBLIC_MODULES: Final = (
     "asmtp.campaign",
     "asmtp.instrumentation",
     "asmtp.instrumentation.otel",
+    "asmtp.campaign.distributed",
+    "asmtp.campaign.distributed.app",
     "asmtp.testing",
     "asmtp.testing.plugin",
     "asmtp.cli",

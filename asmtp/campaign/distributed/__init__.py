@@ -1,0 +1,36 @@
+"""Campaigns beyond one machine: jobs on a Redis stream, sent by taskiq workers.
+
+Needs the ``taskiq`` extra (``pip install asmtp[taskiq]``). :func:`enqueue` turns a
+campaign's rows into jobs, :class:`Worker` sends them (run its ``broker`` with
+``taskiq worker``), :class:`RedisJournal` records every row's fate with the states of the
+SQLite journal, :class:`SharedRateLimit` caps the messages per second of all workers.
+"""
+
+from __future__ import annotations
+
+from redis.exceptions import RedisError as RedisError  # what a client call raises
+
+from ._journal import Lease, Outcome, RedisJournal, redis_client
+from ._producer import Enqueued, enqueue
+from ._queue import GROUP, STREAM, TASK_NAME, job_payload, make_broker, requeue_stale
+from ._rate import SharedRateLimit
+from ._worker import LeaseLost, ServerUnavailable, Worker
+
+__all__ = [
+    "GROUP",
+    "STREAM",
+    "TASK_NAME",
+    "Enqueued",
+    "Lease",
+    "LeaseLost",
+    "Outcome",
+    "RedisJournal",
+    "ServerUnavailable",
+    "SharedRateLimit",
+    "Worker",
+    "enqueue",
+    "job_payload",
+    "make_broker",
+    "redis_client",
+    "requeue_stale",
+]
