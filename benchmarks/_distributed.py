@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from ._campaign import TEMPLATE, write_rows
-from ._report import ROOT
+from ._page import ROOT
 from ._servers import SmtpSink, ensure_postfix
 
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' Redis and worker processes
