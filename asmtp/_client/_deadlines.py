@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Final
 
 import anyio
 
@@ -22,11 +24,22 @@ __all__ = ["Deadlines", "now"]
 
 
 def now() -> float:
-    """The event loop's clock, which transport deadlines use; cheap on asyncio."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return anyio.current_time()
+    """The event loop's clock, which transport deadlines use; cheap on asyncio and trio."""
+    # _get_running_loop answers None outside asyncio, where get_running_loop would raise
+    # (an exception per step under trio).
+    loop = asyncio._get_running_loop()
+    return loop.time() if loop is not None else _trio_clock()()
+
+
+@functools.cache
+def _trio_clock() -> Callable[[], float]:
+    """trio's clock, read without anyio's backend lookup: anyio runs on asyncio or trio."""
+    import trio
+
+    return trio.current_time
+
+
+_UNBOUNDED: Final = contextlib.nullcontext()
 
 
 class Deadlines:
@@ -49,13 +62,13 @@ class Deadlines:
     def _send_text(self) -> str:
         return f"the send's deadline of {self._send_seconds} seconds"
 
-    @contextlib.contextmanager
-    def send(self, seconds: float | None) -> Iterator[None]:
+    def send(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
         """Bound every step inside by an overall deadline ``seconds`` from now."""
         check_seconds("deadline", seconds)
-        if seconds is None:
-            yield
-            return
+        return _UNBOUNDED if seconds is None else self._bounded_send(seconds)
+
+    @contextlib.contextmanager
+    def _bounded_send(self, seconds: float) -> Iterator[None]:
         outer = self._send, self._send_seconds
         self._send, self._send_seconds = min(self._send, now() + seconds), seconds
         try:

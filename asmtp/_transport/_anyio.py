@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Protocol, TypeVar
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
@@ -33,13 +33,49 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # trio's sockets are non-blockin
 _T = TypeVar("_T")
 
 
-@contextmanager
-def _before(deadline: float, what: str) -> Iterator[None]:
-    """Bound the waits inside by ``deadline``; :class:`TimeoutError` naming ``what``."""
-    with anyio.CancelScope(deadline=deadline) as scope:
-        yield
-    if scope.cancelled_caught:
-        raise TimeoutError(f"{what} timed out")
+class _Scope(Protocol):
+    """A cancel scope: anyio's, or trio's own where the transport knows it runs on trio."""
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+
+class _Bounded:
+    """Bound the waits inside by ``deadline``; :class:`TimeoutError` naming ``what``.
+
+    A class rather than a generator-based context manager: it wraps every read and write.
+    """
+
+    __slots__ = ("_scope", "_what")
+
+    def __init__(
+        self, deadline: float, what: str, scope: Callable[..., _Scope] = anyio.CancelScope
+    ) -> None:
+        self._scope = scope(deadline=deadline)
+        self._what = what
+
+    def __enter__(self) -> None:
+        self._scope.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        swallowed = self._scope.__exit__(exc_type, exc, tb)
+        if self._scope.cancelled_caught:
+            raise TimeoutError(f"{self._what} timed out")
+        return bool(swallowed)
 
 
 def _readable_socket(stream: ByteStream) -> socket.socket | None:
@@ -55,6 +91,24 @@ def _readable_socket(stream: ByteStream) -> socket.socket | None:
         sock: socket.socket | None = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610
         return sock
     return None
+
+
+def _on_trio() -> tuple[Callable[[socket.socket], Awaitable[None]], Callable[..., _Scope]]:
+    """trio's wait for a readable socket and its cancel scope, without anyio's layer.
+
+    anyio's streams run on asyncio or trio, and asyncio has a transport of its own, so a
+    stream with a readable socket runs on trio. The wait's "closed meanwhile" error is made
+    a :class:`ConnectionResetError`, as everywhere in this transport.
+    """
+    import trio
+
+    async def wait_readable(sock: socket.socket) -> None:
+        try:
+            await trio.lowlevel.wait_readable(sock)
+        except trio.ClosedResourceError as exc:
+            raise ConnectionResetError("the connection was closed while receiving") from exc
+
+    return wait_readable, trio.CancelScope
 
 
 def _attempts(exc: OSError) -> list[OSError]:
@@ -86,7 +140,16 @@ def _closed_during_handshake() -> ssl.SSLEOFError:
 class AnyioTransport:
     """A :class:`~asmtp._transport.Transport` over any anyio byte stream, TLS done here."""
 
-    __slots__ = ("_incoming", "_local_address", "_outgoing", "_socket", "_stream", "_tls")
+    __slots__ = (
+        "_incoming",
+        "_local_address",
+        "_outgoing",
+        "_scope",
+        "_socket",
+        "_stream",
+        "_tls",
+        "_wait_readable",
+    )
 
     def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
@@ -94,6 +157,10 @@ class AnyioTransport:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._socket = _readable_socket(stream)
+        self._wait_readable: Callable[[socket.socket], Awaitable[None]] | None = None
+        self._scope: Callable[..., _Scope] = anyio.CancelScope
+        if self._socket is not None:
+            self._wait_readable, self._scope = _on_trio()
         address = stream.extra(SocketAttribute.local_address, None)  # noqa: S610
         self._local_address = address[0] if isinstance(address, tuple) else None
 
@@ -110,7 +177,11 @@ class AnyioTransport:
         return self._tls.version() if self._tls is not None else None
 
     async def send(self, data: bytes, deadline: float) -> None:
-        with _before(deadline, "write"):
+        if self._tls is None and self._socket is not None:
+            data = self._send_nowait(data)  # what the socket takes now needs no wait
+            if not data:
+                return
+        with _Bounded(deadline, "write", self._scope):
             if self._tls is None:
                 await self._send_raw(data)
                 return
@@ -120,7 +191,7 @@ class AnyioTransport:
                 raise ConnectionResetError(f"the TLS session failed: {exc}") from exc
 
     async def receive(self, deadline: float) -> bytes:
-        with _before(deadline, "read"):
+        with _Bounded(deadline, "read", self._scope):
             if self._tls is None:
                 return await self._receive_raw()
             try:
@@ -129,7 +200,7 @@ class AnyioTransport:
                 if _is_eof(exc):
                     return b""
                 raise
-        raise AssertionError("unreachable: _before raised")  # pragma: no cover
+        raise AssertionError("unreachable: _Bounded raised")  # pragma: no cover
 
     def receive_nowait(self) -> bytes | None:
         """What arrived since the last read, without waiting: ``None`` if nothing did.
@@ -161,7 +232,7 @@ class AnyioTransport:
     ) -> None:
         """Run the TLS handshake on the live stream (STARTTLS, or implicit TLS)."""
         tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
-        with _before(deadline, "TLS handshake"):
+        with _Bounded(deadline, "TLS handshake", self._scope):
             try:
                 await self._drive(tls.do_handshake)
             except ConnectionError as exc:
@@ -205,12 +276,36 @@ class AnyioTransport:
             raise ConnectionResetError("the connection was lost while sending") from exc
 
     async def _receive_raw(self) -> bytes:
+        if self._socket is not None:
+            return await self._receive_socket()
         try:
             return await self._stream.receive(_RECEIVE_SIZE)
         except anyio.EndOfStream:
             return b""
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise ConnectionResetError("the connection was lost while receiving") from exc
+
+    async def _receive_socket(self) -> bytes:
+        """Read the socket itself (under trio): what arrived, else wait until something
+        does. As on the asyncio transport, bytes already there are taken without a
+        scheduling turn; anyio's stream would add one, and layers, to every reply."""
+        assert self._wait_readable is not None and self._socket is not None  # noqa: S101
+        while True:
+            data = self._receive_raw_nowait()
+            if data is not None:
+                return data
+            await self._wait_readable(self._socket)
+
+    def _send_nowait(self, data: bytes) -> bytes:
+        """Write what the socket takes without waiting; the rest is returned."""
+        assert self._socket is not None  # noqa: S101 - the caller checks
+        try:
+            sent = self._socket.send(data, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return data
+        except OSError as exc:
+            raise ConnectionResetError(f"the connection was lost while sending: {exc}") from exc
+        return data[sent:]
 
     def _receive_raw_nowait(self) -> bytes | None:
         if self._socket is None:
@@ -233,7 +328,7 @@ async def open_anyio(
     deadline: float,
 ) -> AnyioTransport:
     """Connect over TCP (TLS from the first byte with ``tls_context``) or a Unix socket."""
-    with _before(deadline, "connect"):
+    with _Bounded(deadline, "connect"):
         try:
             if host.startswith("/"):
                 stream: ByteStream = await anyio.connect_unix(host)
