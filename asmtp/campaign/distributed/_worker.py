@@ -10,14 +10,17 @@ puts stale jobs back on the stream (:func:`requeue_stale`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import anyio
 import redis.asyncio
 import redis.exceptions
 from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
+from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 
 import asmtp
@@ -108,6 +111,24 @@ class Worker:
         if self._requeuing is not None:
             self._requeuing.cancel()
         await self.sender.aclose()  # QUIT on every idle connection
+
+    @asynccontextmanager
+    async def running(self, *, jobs_at_once: int = 2) -> AsyncIterator[Worker]:
+        """Run this worker in the current process while the block runs: taskiq's start-up
+        hook (the pool), its receiver taking jobs from the stream (``jobs_at_once`` at a
+        time), and on the way out its shut-down hook (QUIT). To try a campaign, in tests,
+        or inside an asyncio application; ``taskiq worker`` (``asmtp bulk worker``) runs
+        workers in production, with processes restarted when one dies."""
+        receiving = asyncio.get_running_loop().create_task(
+            run_receiver_task(self.broker, run_startup=True, max_async_tasks=jobs_at_once)
+        )
+        try:
+            yield self
+        finally:
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
+            await self.broker.shutdown()
 
     async def send(self, campaign: str, batch: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Send the rows of one job (:meth:`Sender.send`); how many were sent."""
