@@ -5,7 +5,7 @@ broker and journal, the recipe's own producer (``python celery_mailer.py``) enqu
 2,000 rows through :func:`~asmtp.campaign.distributed.enqueue`: every row arrives exactly
 once and the journal's counts are the server's record; with one worker process killed
 by ``kill -9`` mid-run, the job comes back and only rows reported ``unknown`` may arrive
-twice.
+twice. Stopped, each worker process says QUIT on every connection its pool opened.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Final
 import pytest
 
 from asmtp.testing import CaptureServer
+from support.aiosmtpd_server import ThreadedSMTPServer
 from support.campaigns import ROOT, Plan, check
 from support.redis_server import RedisServer
 
@@ -40,7 +41,9 @@ PLAN: Final = Plan(
 class Celery:
     """The recipe's worker and producer as processes, configured through its environment."""
 
-    def __init__(self, tmp_path: Path, server: CaptureServer, redis: RedisServer) -> None:
+    def __init__(
+        self, tmp_path: Path, server: CaptureServer | ThreadedSMTPServer, redis: RedisServer
+    ) -> None:
         path = os.pathsep.join(
             p for p in (str(RECIPE), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
@@ -180,3 +183,23 @@ def test_a_celery_worker_process_killed_mid_run_repeats_only_unknown_rows(
     assert sum(counts.values()) == ROWS
     assert counts["accepted"] + counts["unknown"] >= len(PLAN.ids("good"))
     assert "WorkerLostError" in celery.log.read_text(errors="replace")
+
+
+@pytest.mark.timeout(60)
+def test_celery_worker_processes_quit_their_connections_when_the_worker_stops(
+    tmp_path: Path, redis_server: RedisServer, smtpd_server: ThreadedSMTPServer
+) -> None:
+    plan = Plan(60, good=PLAN.good, refused=PLAN.good, busy=PLAN.good)
+    rows, template = plan.write(tmp_path, "news@example.org")
+    celery = Celery(tmp_path, smtpd_server, redis_server)
+    celery.start()
+    try:
+        celery.enqueue("welcome", rows, template)
+        smtpd_server.handler.wait_for_deliveries(60, timeout=30)
+    finally:
+        celery.stop()  # worker_process_shutdown in each process: the pool's QUIT
+    assert celery.worker is not None and celery.worker.returncode == 0
+    commands = smtpd_server.handler.commands
+    assert commands.count("DATA") == 60
+    assert smtpd_server.connection_count >= 2  # each process connects as it starts
+    assert commands.count("QUIT") == smtpd_server.connection_count
