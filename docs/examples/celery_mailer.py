@@ -61,12 +61,10 @@ BROKER_URL: Final = os.environ.get("MAILER_BROKER_URL", "redis://127.0.0.1:6379/
 """Celery's broker: another database of the same Redis here, any broker Celery supports."""
 SMTP_URL: Final = os.environ.get("MAILER_SMTP_URL", "smtp://127.0.0.1:25")
 CONNECTIONS: Final = int(os.environ.get("MAILER_CONNECTIONS", "10"))  # per worker process
-RETRIES: Final = int(
-    os.environ.get("MAILER_RETRIES", "3")
-)  # tries per message (4xx, lost connection)
-LEASE: Final = float(
-    os.environ.get("MAILER_LEASE", "10")
-)  # seconds a dead worker's batch stays taken
+# Tries per message (a 4xx reply, a connection lost before the end of the data).
+RETRIES: Final = int(os.environ.get("MAILER_RETRIES", "3"))
+# Seconds a dead worker process's batch stays taken before another process may send it.
+LEASE: Final = float(os.environ.get("MAILER_LEASE", "10"))
 OUTBOX: Final = "asmtp:celery"
 """The stream :func:`enqueue` adds jobs to and :func:`forward` empties into Celery."""
 
