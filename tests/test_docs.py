@@ -21,6 +21,7 @@ from support.proxy_server import TestProxy
 
 if TYPE_CHECKING:
     from support.fixtures import SMTPDServerFactory
+    from support.redis_server import RedisServer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -33,6 +34,7 @@ _ACROSS_A_RESTART = re.compile(
 """A file of an example project: the page's files are written out and run with pytest."""
 _PORT = "8025"  # the port the examples use for a local test server
 _PROXY_PORT = "1080"  # the port the examples use for a local proxy (the test kit's)
+_REDIS_URL = "redis://127.0.0.1:6379/"  # examples using it get a private Redis (its port)
 
 
 def _examples() -> list[tuple[str, str]]:
@@ -45,15 +47,20 @@ def _examples() -> list[tuple[str, str]]:
 
 def test_the_pages_have_runnable_examples() -> None:
     names = {name.split("#")[0] for name, _ in _examples()}
-    assert {"README.md", "quickstart.md", "protocol.md", "proxies.md"} <= names
+    assert {"README.md", "quickstart.md", "protocol.md", "proxies.md", "distributed.md"} <= names
 
 
 @pytest.mark.parametrize(("name", "code"), _examples(), ids=[n for n, _ in _examples()])
 def test_runnable_example_runs_against_a_local_server(
-    name: str, code: str, smtpd_server_factory: SMTPDServerFactory
+    name: str, code: str, smtpd_server_factory: SMTPDServerFactory, request: pytest.FixtureRequest
 ) -> None:
-    """Each example runs as written, with only the server's (and proxy's) port changed."""
+    """Each example runs as written, with only the server's (and proxy's, and Redis's)
+    port changed."""
     server = smtpd_server_factory()
+    if _REDIS_URL in code:  # only these examples start a Redis
+        request.applymarker(pytest.mark.distributed)
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        code = code.replace(_REDIS_URL, redis.url.rsplit("/", 1)[0] + "/")
     with TestProxy() as proxy:
         ran = code.replace(_PORT, str(server.port)).replace(_PROXY_PORT, str(proxy.port))
         result = _run_python(ran)
@@ -282,3 +289,31 @@ def test_commands_in_the_docs_use_options_that_exist(page: str, args: list[str])
     for token in args[1:]:
         if token.startswith("-") and token != "-":
             assert token.split("=")[0] in names, f"{page}: asmtp {args[0]} has no option {token}"
+
+
+_RUNNABLE_WITH_OUTPUT = re.compile(
+    r"<!-- runnable -->\n```python\n(.*?)```\n\n```text\n(.*?)```", re.S
+)
+
+
+def test_the_distributed_page_shows_what_its_example_prints(
+    smtpd_server_factory: SMTPDServerFactory, request: pytest.FixtureRequest
+) -> None:
+    """The campaign enqueued and sent in-process prints the output the page shows."""
+    page = (ROOT / "docs" / "distributed.md").read_text(encoding="utf-8")
+    (code, shown), *_ = _RUNNABLE_WITH_OUTPUT.findall(page)
+    request.applymarker(pytest.mark.distributed)
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    server = smtpd_server_factory()
+    code = code.replace(_REDIS_URL, redis.url.rsplit("/", 1)[0] + "/")
+    result = _run_python(code.replace(_PORT, str(server.port)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown
+
+
+def test_the_distributed_page_shows_the_tested_celery_recipe() -> None:
+    """The page includes the very file tests/distributed/test_celery.py runs."""
+    page = (ROOT / "docs" / "distributed.md").read_text(encoding="utf-8")
+    assert "```{literalinclude} examples/celery_mailer.py\n" in page
+    assert (ROOT / "docs" / "examples" / "celery_mailer.py").is_file()
+    assert "celery -A celery_mailer worker" in page

@@ -1,14 +1,11 @@
-"""A private Redis for each distributed test; the suite fails rather than skips in CI."""
+"""The distributed tests: marked ``distributed``, on asyncio (``redis_server`` is in
+``support.fixtures``: a private Redis per test, failing rather than skipping in CI)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from support.redis_server import RedisServer, RedisUnavailable, ensure_installed
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -16,22 +13,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.distributed)
-
-
-@pytest.fixture
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    try:
-        ensure_installed()
-        server = RedisServer(tmp_path_factory.mktemp("redis"))
-        server.start()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"distributed tests must run in CI (CI=true) but cannot: {exc}")
-        pytest.skip(f"no Redis: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from asmtp.campaign.distributed import (
     RedisJournal,
     SharedRateLimit,
     enqueue,
+    job_arguments,
+    job_payload,
     redis_client,
     requeue_stale,
 )
@@ -102,6 +104,28 @@ async def test_another_template_is_refused_unless_forced(
         await enqueue(journal, rows, other, stream=STREAM)
     await enqueue(journal, rows, other, stream=STREAM, force=True)
     assert (await journal.definition())["digest"] == other.digest
+
+
+async def test_a_job_on_the_stream_reads_back_as_the_senders_arguments(
+    tmp_path: Path, client: redis.asyncio.Redis
+) -> None:
+    rows, template = _campaign(tmp_path, 3)
+    await enqueue(RedisJournal(client, "w"), rows, template, stream=STREAM)
+    entries: Any = await client.xrange(STREAM)
+    assert len(entries) == 1
+    job = job_arguments(entries[0][1][b"data"])
+    assert set(job) == {"campaign", "batch", "rows"} and job["campaign"] == "w"
+    assert [row["id"] for row in job["rows"]] == ["r0", "r1", "r2"]
+    assert job_arguments(job_payload("w", "b1", job["rows"])) == {**job, "batch": "b1"}
+    for garbage in (
+        b"job 1",
+        b"{}",
+        json.dumps(
+            {"task_id": "1", "task_name": "other", "labels": {}, "args": [], "kwargs": {}}
+        ).encode(),
+    ):
+        with pytest.raises(ValueError, match="not a job"):
+            job_arguments(garbage)
 
 
 async def test_a_row_moves_through_the_states_and_counts_follow(

@@ -10,6 +10,7 @@ take the same steps and options and give a server with ``host``, ``port`` and
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
 import tempfile
@@ -22,6 +23,7 @@ import trustme
 
 from .aiosmtpd_server import RecordingHandler, ThreadedSMTPServer
 from .memory import MemoryServer
+from .redis_server import RedisServer, RedisUnavailable, ensure_installed
 from .scripted import ScriptedServer, Step
 
 SMTPDServerFactory: TypeAlias = Callable[..., ThreadedSMTPServer]
@@ -136,3 +138,20 @@ def _check_and_stop(server: ScriptedServer | MemoryServer) -> str | None:
     finally:
         server.stop()
     return None
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private Redis (installed if missing); the test fails rather than skips in CI."""
+    try:
+        ensure_installed()
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        server.start()
+    except RedisUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"distributed tests must run in CI (CI=true) but cannot: {exc}")
+        pytest.skip(f"no Redis: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,7 +2,7 @@
 
 Needs the ``taskiq`` extra (``pip install asmtp[taskiq]``). :func:`enqueue` turns a
 campaign's rows into jobs, :class:`Worker` sends them (run its ``broker`` with
-``taskiq worker``), :class:`RedisJournal` records every row's fate with the states of the
+``taskiq worker``; a :class:`Sender` sends them from any other job queue), :class:`RedisJournal` records every row's fate with the states of the
 SQLite journal, :class:`SharedRateLimit` caps the messages per second of all workers.
 """
 
@@ -12,9 +12,18 @@ from redis.exceptions import RedisError as RedisError  # what a client call rais
 
 from ._journal import Lease, Outcome, RedisJournal, redis_client
 from ._producer import Enqueued, enqueue
-from ._queue import GROUP, STREAM, TASK_NAME, job_payload, make_broker, requeue_stale
+from ._queue import (
+    GROUP,
+    STREAM,
+    TASK_NAME,
+    job_arguments,
+    job_payload,
+    make_broker,
+    requeue_stale,
+)
 from ._rate import SharedRateLimit
-from ._worker import LeaseLost, ServerUnavailable, Worker
+from ._sender import LeaseLost, Sender, ServerUnavailable
+from ._worker import Worker
 
 __all__ = [
     "GROUP",
@@ -25,10 +34,12 @@ __all__ = [
     "LeaseLost",
     "Outcome",
     "RedisJournal",
+    "Sender",
     "ServerUnavailable",
     "SharedRateLimit",
     "Worker",
     "enqueue",
+    "job_arguments",
     "job_payload",
     "make_broker",
     "redis_client",

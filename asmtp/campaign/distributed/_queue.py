@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, Final
 
+import pydantic
 import redis.asyncio
 from taskiq import TaskiqMessage
 from taskiq.formatters.json_formatter import JSONFormatter
@@ -22,7 +23,15 @@ from taskiq_redis import RedisStreamBroker
 from . import _scripts
 from ._journal import redis_options
 
-__all__ = ["GROUP", "STREAM", "TASK_NAME", "job_payload", "make_broker", "requeue_stale"]
+__all__ = [
+    "GROUP",
+    "STREAM",
+    "TASK_NAME",
+    "job_arguments",
+    "job_payload",
+    "make_broker",
+    "requeue_stale",
+]
 
 STREAM: Final = "asmtp:campaigns"
 """The stream (taskiq's queue) jobs go to unless told otherwise."""
@@ -71,6 +80,19 @@ def job_payload(campaign: str, batch: str, rows: Sequence[dict[str, Any]]) -> by
         kwargs={"campaign": campaign, "batch": batch, "rows": list(rows)},
     )
     return JSONFormatter().dumps(message).message
+
+
+def job_arguments(payload: bytes) -> dict[str, Any]:
+    """What :func:`job_payload` made ``payload`` of: ``campaign``, ``batch`` and ``rows``,
+    the arguments of :meth:`Sender.send <asmtp.campaign.distributed.Sender.send>`.
+    Raises :exc:`ValueError` for anything else."""
+    try:
+        message = JSONFormatter().loads(payload)
+    except pydantic.ValidationError as exc:
+        raise ValueError(f"not a job: {exc}") from None
+    if message.task_name != TASK_NAME:
+        raise ValueError(f"not a job of {TASK_NAME}: {message.task_name!r}")
+    return {key: message.kwargs[key] for key in ("campaign", "batch", "rows")}
 
 
 async def requeue_stale(

@@ -1,74 +1,37 @@
-"""The worker: one :class:`~asmtp.SMTPPool` per process, sending the jobs taskiq hands it.
+"""The taskiq worker: a :class:`Sender` run by taskiq, one per worker process.
 
-The pool is made in taskiq's worker start-up hook and closed (QUIT) in its shut-down
-hook. For each job (a batch of one campaign's rows) the worker takes the batch's lease
-(a job delivered twice is sent by one worker at a time), then for each row, as the pool
-takes it: waits for the shared rate limit, claims the row in the journal (in flight,
-before its first byte; a row a dead worker left in flight becomes ``unknown``), renders
-it and sends it (rows are claimed a few at a time, in one round trip, unless a rate
-limit spaces them); the outcomes are written as the pool reports them, a few at a time.
-Only once every outcome is written is the job acknowledged. A job cut short (the SMTP server unreachable, Redis gone for longer than
-the client's patience, the worker stopping) is not acknowledged and comes back later.
+The sender's pool is made in taskiq's worker start-up hook and closed (QUIT) in its
+shut-down hook. Each job's task sends the job's rows through the sender and, once every
+outcome is written, acknowledges the job itself (``ack_type="manual"``). A job cut short
+is not acknowledged and comes back later: taskiq-redis claims it, and every worker also
+puts stale jobs back on the stream (:func:`requeue_stale`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import anyio
 import redis.asyncio
 import redis.exceptions
 from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
+from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 
 import asmtp
 
-from .._errors import CampaignError, RenderError
-from .._identity import date_header, message_id
-from .._outcomes import unreachable, verdict
-from .._template import Template
-from ._journal import Lease, Outcome, RedisJournal, redis_client
 from ._queue import STREAM, TASK_NAME, make_broker, requeue_stale
-from ._rate import SharedRateLimit
+from ._sender import Sender
 
-__all__ = ["LeaseLost", "ServerUnavailable", "Worker"]
+__all__ = ["Worker"]
 
 logger = logging.getLogger("asmtp.campaign")
-_UNREACHABLE_IN_A_ROW: Final = 10
-# Seconds a campaign's definition is used before it is read again: a producer run again
-# with another rate (or --force and another template) reaches running workers this soon.
-_DEFINITION_KEPT: Final = 10.0
-_CLAIM_AHEAD: Final = 8  # rows claimed in one round trip when no rate limit spaces them
-_RECORD_EVERY: Final = 8  # outcomes written in one round trip ...
-_RECORD_AFTER: Final = 0.2  # ... or once the oldest of them waited this long (seconds)
 _CONTEXT: Final[Any] = TaskiqDepends()  # taskiq fills in the running job's Context
-
-
-class LeaseLost(CampaignError):
-    """The batch's lease expired while this worker sent it (Redis was away, or the worker
-    stalled) and another worker may hold the job now: it is left to that one, not
-    acknowledged here."""
-
-
-class ServerUnavailable(CampaignError):
-    """The SMTP server could not be reached for several messages in a row: the job stops
-    taking rows and is not acknowledged (it comes back after the broker's ``claim_after``)."""
-
-
-@dataclass(frozen=True)
-class _Definition:
-    campaign: str
-    template: Template
-    sender: str | None
-    domain: str
-    recipient_column: str
-    rate: float | None
-    resend_unknown: bool
 
 
 class Worker:
@@ -99,12 +62,11 @@ class Worker:
         self.patience = patience
         self.stream = stream
         self.claim_after = claim_after
+        self.sender = Sender(
+            redis_url, pool, lease=lease, patience=patience, batches_at_once=batches_at_once
+        )
+        """The :class:`Sender` that sends each job's rows."""
         self._requeuing: asyncio.Task[None] | None = None
-        self._make_pool = pool
-        self._pool: asmtp.SMTPPool | None = None
-        self._redis: redis.asyncio.Redis | None = None
-        self._definitions: dict[str, tuple[float, _Definition]] = {}
-        self._batches = anyio.Semaphore(batches_at_once)
         self.broker: RedisStreamBroker = make_broker(
             redis_url,
             stream=stream,
@@ -121,21 +83,19 @@ class Worker:
             rows: list[dict[str, Any]],
             context: Context = _CONTEXT,
         ) -> int:
-            sent = await self.send(campaign, batch, rows)
+            sent = await self.sender.send(campaign, batch, rows)
             await context.ack()  # the outcomes are in the journal: the job is done
             return sent
 
         self.broker.register_task(send_rows, task_name=TASK_NAME, ack_type="manual")
 
     async def _startup(self, state: TaskiqState) -> None:
-        self._redis = redis_client(self.redis_url, patience=self.patience)
-        self._pool = self._make_pool()
         try:
-            await self._pool.connect()  # a wrong address or password shows now, in the log
+            await self.sender.start()  # a wrong address or password shows now, in the log
         except (OSError, asmtp.SMTPException) as exc:
             logger.warning("cannot connect to the SMTP server yet: %s", exc)
         # taskiq runs its workers on asyncio: a plain task lives until the shut-down hook.
-        self._requeuing = asyncio.get_running_loop().create_task(self._requeue(self._redis))
+        self._requeuing = asyncio.get_running_loop().create_task(self._requeue(self.sender.redis))
 
     async def _requeue(self, client: redis.asyncio.Redis) -> None:
         """Every ``claim_after / 4`` seconds, jobs a worker left unacknowledged for
@@ -150,147 +110,26 @@ class Worker:
     async def _shutdown(self, state: TaskiqState) -> None:
         if self._requeuing is not None:
             self._requeuing.cancel()
+        await self.sender.aclose()  # QUIT on every idle connection
+
+    @asynccontextmanager
+    async def running(self, *, jobs_at_once: int = 2) -> AsyncIterator[Worker]:
+        """Run this worker in the current process while the block runs: taskiq's start-up
+        hook (the pool), its receiver taking jobs from the stream (``jobs_at_once`` at a
+        time), and on the way out its shut-down hook (QUIT). To try a campaign, in tests,
+        or inside an asyncio application; ``taskiq worker`` (``asmtp bulk worker``) runs
+        workers in production, with processes restarted when one dies."""
+        receiving = asyncio.get_running_loop().create_task(
+            run_receiver_task(self.broker, run_startup=True, max_async_tasks=jobs_at_once)
+        )
         try:
-            if self._pool is not None:
-                await self._pool.aclose()  # QUIT on every idle connection
+            yield self
         finally:
-            if self._redis is not None:
-                await self._redis.aclose()
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
+            await self.broker.shutdown()
 
     async def send(self, campaign: str, batch: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Send the rows of one job; how many were sent. Raises (and the job is not
-        acknowledged) when it could not go through: see the module."""
-        if self._pool is None or self._redis is None:
-            raise RuntimeError("the worker has not started (taskiq's start-up hook)")
-        pool, client = self._pool, self._redis
-        journal = RedisJournal(client, campaign)
-        definition = await self._definition(journal)
-        async with self._batches, journal.lease(batch, ttl=self.lease) as lease:
-            sent = await _Batch(journal, definition, client, lease).send(pool, rows)
-            if not (lease.held and await lease.ours()):
-                raise LeaseLost(f"campaign {campaign!r}: lost the lease of batch {batch}")
-            return sent
-
-    async def _definition(self, journal: RedisJournal) -> _Definition:
-        cached = self._definitions.get(journal.name)
-        if cached is not None and time.monotonic() - cached[0] < _DEFINITION_KEPT:
-            return cached[1]
-        kept = await journal.definition()
-        if not kept:
-            raise CampaignError(f"campaign {journal.name!r} is not in Redis")
-        template = Template(
-            kept["template"].encode("latin-1"),
-            name=kept["template_name"],
-            attachments=kept["attachments"],
-        )
-        if template.digest != kept["digest"]:
-            raise CampaignError(
-                f"campaign {journal.name!r}: the attachments read here differ from the producer's"
-            )
-        found = _Definition(
-            kept["campaign"],
-            template,
-            kept["sender"],
-            kept["message_id_domain"],
-            kept["recipient_column"],
-            kept.get("rate"),
-            bool(kept.get("resend_unknown")),
-        )
-        self._definitions[journal.name] = (time.monotonic(), found)
-        return found
-
-
-class _Batch:
-    """One job's rows through the pool, each claimed before it is handed over."""
-
-    def __init__(
-        self,
-        journal: RedisJournal,
-        definition: _Definition,
-        client: redis.asyncio.Redis,
-        lease: Lease,
-    ) -> None:
-        self.journal = journal
-        self.lease = lease
-        self.definition = definition
-        self.limit = (
-            None
-            if definition.rate is None
-            else SharedRateLimit(client, journal.rate_key, definition.rate)
-        )
-        self.unreachable = 0
-        self.sent = 0
-        self._pending: list[Outcome] = []
-        self._oldest = 0.0
-
-    async def send(self, pool: asmtp.SMTPPool, rows: Sequence[Mapping[str, Any]]) -> int:
-        # A small window: a row is claimed (in flight) only shortly before its first byte.
-        stream = pool.send_each(self._messages(rows), window=pool.max_connections * 4, grace=30)
-        try:
-            async with stream as results:
-                async for row_id, outcome in results:
-                    await self._record(row_id, outcome)
-        finally:
-            with anyio.CancelScope(shield=True):
-                for row_id, outcome in stream.unreported:
-                    await self._record(row_id, outcome)
-                await self._flush()
-        if self.unreachable >= _UNREACHABLE_IN_A_ROW:
-            raise ServerUnavailable(f"{pool!r}: unreachable for {self.unreachable} messages")
-        return self.sent
-
-    async def _messages(
-        self, rows: Sequence[Mapping[str, Any]]
-    ) -> AsyncIterator[tuple[str, asmtp.Outgoing]]:
-        # Rows are claimed a few at a time (one round trip), one at a time under a rate
-        # limit, whose slots they must each wait for before their claim.
-        ahead = 1 if self.limit is not None else _CLAIM_AHEAD
-        for start in range(0, len(rows), ahead):
-            if self.unreachable >= _UNREACHABLE_IN_A_ROW or not self.lease.held:
-                return  # the rest stays pending; the job comes back (or is another's)
-            group = rows[start : start + ahead]
-            if self.limit is not None:
-                await self.limit.wait()
-            ids = [str(row["id"]) for row in group]
-            claimed = await self.journal.claim_many(
-                ids, resend_unknown=self.definition.resend_unknown
-            )
-            for row_id, row, answer in zip(ids, group, claimed, strict=True):
-                if answer != "send":
-                    continue
-                try:
-                    outgoing = self._render(row_id, row["fields"])
-                except RenderError as exc:
-                    self._pending.append(Outcome(row_id, "failed", error=f"cannot render: {exc}"))
-                    continue
-                yield row_id, outgoing
-
-    def _render(self, row_id: str, fields: Mapping[str, Any]) -> asmtp.Outgoing:
-        definition = self.definition
-        recipient = fields.get(definition.recipient_column)
-        return definition.template.render(
-            fields,
-            message_id=message_id(definition.campaign, row_id, definition.domain),
-            sender=definition.sender,
-            recipient=None if recipient is None else str(recipient),
-            date=date_header(),
-        )
-
-    async def _record(self, row_id: str, outcome: asmtp.SendOutcome) -> None:
-        """Keep the outcome, written with the next few (the job is acknowledged only once
-        every outcome is written)."""
-        found = verdict(outcome)
-        if not self._pending:
-            self._oldest = time.monotonic()
-        self._pending.append(
-            Outcome(row_id, found.state, found.code, found.reply, found.recipients, found.error)
-        )
-        self.sent += 1
-        self.unreachable = self.unreachable + 1 if unreachable(outcome) else 0
-        if len(self._pending) >= _RECORD_EVERY or time.monotonic() - self._oldest >= _RECORD_AFTER:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            await self.journal.record_many(pending)
+        """Send the rows of one job (:meth:`Sender.send`); how many were sent."""
+        return await self.sender.send(campaign, batch, rows)
