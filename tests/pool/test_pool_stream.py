@@ -153,7 +153,12 @@ async def test_the_window_bounds_what_is_read_ahead_of_the_consumer(
     rows = Rows(50)
     async with make_pool(server.port) as pool:
         async with pool.send_each(rows, window=5) as results:
-            await anyio.sleep(0.3)  # the consumer has not asked for anything yet
+            # The consumer has not asked for anything yet: the stream reads up to the
+            # window (however long connecting takes on a loaded machine), then no further.
+            with anyio.fail_after(10):
+                while rows.read < 5:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.3)
             assert rows.read == 5
             assert sum(1 for _ in [x async for x in results]) == 50
     assert rows.read == 50
