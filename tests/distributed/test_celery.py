@@ -96,6 +96,15 @@ class Celery:
                 return pids
             time.sleep(0.05)
 
+    def working(self, pid: int) -> bool:
+        """Whether worker process ``pid`` is in a job now: its event loop, which runs only
+        inside a task, waits for the network (between jobs the process waits on Celery's
+        pipe, or runs)."""
+        try:
+            return Path(f"/proc/{pid}/wchan").read_text() == "do_epoll_wait"
+        except OSError:  # gone
+            return False
+
     def stop(self) -> None:
         """A warm shutdown (SIGTERM): each process closes its pool; SIGKILL what is left."""
         if self.worker is None or self.worker.poll() is not None:
@@ -159,12 +168,16 @@ def test_a_celery_worker_process_killed_mid_run_repeats_only_unknown_rows(
     celery = Celery(tmp_path, server, redis_server)
     celery.start()
     try:
-        victim = celery.children()[0]
+        children = celery.children()
         celery.enqueue(run.name, run.rows_file, run.template_file)
         deadline = time.monotonic() + 30
         while len(server.messages) < ROWS // 4:
             assert time.monotonic() < deadline, f"only {len(server.messages)} arrived"
             time.sleep(0.01)
+        # A process between two jobs would lose none: kill one seen inside a job.
+        while not (busy := [pid for pid in children if celery.working(pid)]):
+            assert time.monotonic() < deadline, "no worker process seen in a job"
+        victim = busy[0]
         os.kill(victim, signal.SIGKILL)  # Celery starts another process; the job comes back
         counts = run.wait_until_done()
         assert victim not in celery.children()
