@@ -34,7 +34,7 @@ EHLO_STARTTLS: Final = b"250-hostile.test\r\n250 STARTTLS\r\n"
 TLS_RECORD_HEADER: Final = 5
 """Bytes of the ClientHello's record header: the server waits for the hello before failing."""
 
-SILENCE_TIMEOUT: Final = 0.5
+SILENCE_TIMEOUT: Final = 1.5
 """The client's timeout in these tests: only the silent server makes it wait that long."""
 
 EXPECTED: Final[dict[str, type[Exception]]] = {
