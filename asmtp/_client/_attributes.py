@@ -27,9 +27,9 @@ class SessionView:
 
     _session: Session
 
-    async def _run(
+    def _run(
         self, operation: Callable[_P, Awaitable[_T]], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> _T:
+    ) -> Awaitable[_T]:
         """Run ``operation`` through :meth:`Session.run`, once connected.
 
         Every command needs a connection: smtplib's
@@ -39,7 +39,7 @@ class SessionView:
         session = self._session
         if not session.is_connected:
             raise session.not_connected()
-        return await session.run(operation, *args, **kwargs)
+        return session.run(operation, *args, **kwargs)
 
     @property
     def local_hostname(self) -> str | None:

@@ -88,6 +88,8 @@ def check_context(value: object) -> None:
 
 def check_options(name: str, value: object) -> None:
     """``value`` is a sequence of ESMTP parameters, not one parameter as a ``str``."""
+    if value.__class__ is tuple and not value:  # the default (): nothing to check
+        return
     if isinstance(value, (str, bytes)):
         raise TypeError(
             f"{name} must be a list of ESMTP parameters, not one {type(value).__name__}: "
@@ -116,7 +118,9 @@ def recipients(value: object, name: str = "to_addrs") -> tuple[str, ...]:
                 "one address per item (a display name with a comma must be in quotes)"
             )
         return (value,)
-    if isinstance(value, bytes) or not isinstance(value, Iterable):
+    if value.__class__ not in (list, tuple) and (
+        isinstance(value, bytes) or not isinstance(value, Iterable)
+    ):
         raise _fail(name, "an address (str) or a list of addresses", value)
     addresses = tuple(value)
     for index, address in enumerate(addresses):

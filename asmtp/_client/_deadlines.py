@@ -52,15 +52,16 @@ class Deadlines:
         self._send = math.inf
         self._send_seconds: float | None = None
 
-    def step(self) -> tuple[float, str]:
-        """The absolute deadline of a step starting now, and how to name it in an error."""
+    def step(self) -> float:
+        """The absolute deadline of a step starting now (:meth:`named` says which bound)."""
         step = math.inf if self.timeout is None else now() + self.timeout
-        if self._send < step:
-            return self._send, self._send_text()
-        return step, f"the timeout of {self.timeout} seconds"
+        return self._send if self._send < step else step
 
-    def _send_text(self) -> str:
-        return f"the send's deadline of {self._send_seconds} seconds"
+    def named(self, deadline: float) -> str:
+        """How to name the bound that gave ``deadline`` in an error (only then formatted)."""
+        if self._send_seconds is not None and deadline == self._send:
+            return f"the send's deadline of {self._send_seconds} seconds"
+        return f"the timeout of {self.timeout} seconds"
 
     def send(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
         """Bound every step inside by an overall deadline ``seconds`` from now."""
@@ -80,11 +81,11 @@ class Deadlines:
     def bounded(self, what: str, *, per_step: bool = True) -> Iterator[None]:
         """Bound a wait that is not the transport's by the step's deadline (``per_step``)
         or by the send's alone; :class:`TimeoutError` naming ``what`` when it passes."""
-        deadline, why = self.step() if per_step else (self._send, self._send_text())
+        deadline = self.step() if per_step else self._send
         if deadline == math.inf:
             yield
             return
         with anyio.CancelScope(deadline=deadline) as scope:
             yield
         if scope.cancelled_caught:
-            raise TimeoutError(f"{what} took longer than {why}")
+            raise TimeoutError(f"{what} took longer than {self.named(deadline)}")

@@ -30,7 +30,7 @@ async def open_transport(
     context = None
     if settings.implicit_tls:
         context = settings.context or default_ssl_context()
-    deadline, why = deadlines.step()
+    deadline = deadlines.step()
     try:
         return await settings.connector(
             host,
@@ -43,7 +43,9 @@ async def open_transport(
     except TimeoutError as exc:
         if exc.errno is not None:  # the system's own (ETIMEDOUT), named by the transport
             raise
-        raise TimeoutError(f"connecting to {where} took longer than {why}") from None
+        raise TimeoutError(
+            f"connecting to {where} took longer than {deadlines.named(deadline)}"
+        ) from None
     except ssl.SSLError as exc:
         raise plain_text_advice(exc, where) from exc
 

@@ -81,9 +81,13 @@ class Outgoing:
             to_addrs = recipients(self.to_addrs)
             if not isinstance(self.to_addrs, str):
                 object.__setattr__(self, "to_addrs", to_addrs)
-        for name in ("mail_options", "rcpt_options"):
-            check_options(name, getattr(self, name))
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        mail_options, rcpt_options = self.mail_options, self.rcpt_options
+        check_options("mail_options", mail_options)
+        check_options("rcpt_options", rcpt_options)
+        if mail_options.__class__ is not tuple:
+            object.__setattr__(self, "mail_options", tuple(mail_options))
+        if rcpt_options.__class__ is not tuple:
+            object.__setattr__(self, "rcpt_options", tuple(rcpt_options))
         check_bool("add_missing_headers", self.add_missing_headers)
 
     @classmethod
@@ -196,24 +200,28 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
         source = await signed(session.settings.dkim, source)
     assert from_addr is not None and to_addrs is not None  # noqa: S101 - Outgoing checks it
     recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
-    binary = body_type(mail_options) == "BINARYMIME"
+    binary = bool(mail_options) and body_type(mail_options) == "BINARYMIME"
     options = _mail_options(
         session, source, from_addr, recipients, mail_options, eight_bit, binary=binary
     )
-    if not binary and body_type(options) == "BINARYMIME":
+    # _mail_options declares BINARYMIME itself last, when it does.
+    if not binary and options and options[-1] == "BODY=BINARYMIME":
         # Declared here for an 8-bit body in memory: BDAT sends BINARYMIME bodies as given,
         # so the line endings are made CRLF now, as for any other body.
         assert isinstance(source, (bytes, bytearray, memoryview))  # noqa: S101 - in memory
         source = normalise_line_endings(bytes(source))
     extensions = session.extensions
     chunked = bool(
-        extensions and extensions.chunking and (session.use_chunking or binary) and recipients
+        extensions is not None
+        and extensions.chunking
+        and (session.use_chunking or binary)
+        and recipients
     )
     return Envelope(
         from_addr,
         recipients,
         mail_command(session, from_addr, options),
-        tuple(rcpt_command(session, each, item.rcpt_options) for each in recipients),
+        tuple([rcpt_command(session, each, item.rcpt_options) for each in recipients]),
         source,
         Framing.BDAT if chunked else Framing.DATA,
     )
@@ -253,7 +261,7 @@ def _mail_options(
     addresses = (from_addr, *recipients)
     # All-ASCII input cannot need SMTPUTF8; only otherwise parse out the bare addresses
     # (a non-ASCII display name alone does not need it).
-    needs_utf8 = not all(a.isascii() for a in addresses) and _addresses.needs_smtputf8(
+    needs_utf8 = not all(map(str.isascii, addresses)) and _addresses.needs_smtputf8(
         *(_addresses.bare_address(a) for a in addresses)
     )
     if needs_utf8 and not any(_is_smtputf8(o) for o in options):
@@ -309,11 +317,12 @@ def mail_command(session: Session, sender: str, options: Sequence[Param]) -> Mai
     """
     params: tuple[bytes, ...] = ()
     if options and session.does_esmtp:
-        if any(_is_smtputf8(option) for option in options):
+        if any(map(_is_smtputf8, options)):
             if not session.has_extn("smtputf8"):
                 raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
             session.command_encoding = "utf-8"
-        params = tuple(param_bytes(option, session.command_encoding) for option in options)
+        encoding = session.command_encoding
+        params = tuple([param_bytes(option, encoding) for option in options])
     address = _addresses.encode_address(
         _addresses.bare_address(sender), utf8=session.command_encoding == "utf-8"
     )

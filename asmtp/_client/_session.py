@@ -294,11 +294,13 @@ class Session:
         # RFC 3207 §4.2: nothing received before the handshake may be read after it. Plain
         # text the transport holds goes to the core now, which refuses it as an injection.
         self.take_unsolicited()
-        deadline, why = self.deadlines.step()
+        deadline = self.deadlines.step()
         try:
             await transport.start_tls(context or default_ssl_context(), server_hostname, deadline)
         except TimeoutError:
-            raise TimeoutError(f"the TLS handshake took longer than {why}") from None
+            raise TimeoutError(
+                f"the TLS handshake took longer than {self.deadlines.named(deadline)}"
+            ) from None
         core.tls_established()
         self.reset_session()
         self._watching.secured(transport.tls_version)
@@ -322,10 +324,10 @@ class Session:
         Like smtplib, a command out of order is still sent (as a raw line, which keeps the
         framing checks) and the server judges it: ``rcpt()`` before ``mail()`` gets 503.
         """
-        core = self._require()[0]
+        core, transport = self._require()
         self.ehlo_after_tls = None
-        if not core.pending_count and command.__class__ is not MessageData:
-            self.take_unsolicited()
+        if command.__class__ is not MessageData and not core.pending_count:
+            take_unsolicited(core, transport, self._note)
         logging_on = self.transcript.wanted()
         if logging_on:
             line = core.loggable(command)
@@ -346,10 +348,10 @@ class Session:
 
     def send_all(self, commands: Sequence[Command]) -> bytes:
         """The bytes for a pipelined group; a refused argument leaves nothing recorded."""
-        core = self._require()[0]
+        core, transport = self._require()
         self.ehlo_after_tls = None
         if not core.pending_count:
-            self.take_unsolicited()
+            take_unsolicited(core, transport, self._note)
         lines = [core.loggable(command) for command in commands] if self.transcript.wanted() else []
         data = core.send_all(commands)
         for line in lines:
@@ -364,11 +366,13 @@ class Session:
             raise self.not_connected()
         # smtplib raises it for each write too; ours may hold several pipelined commands.
         sys.audit("smtplib.send", self, data)
-        deadline, why = self.deadlines.step()
+        deadline = self.deadlines.step()
         try:
             await transport.send(data, deadline)
         except TimeoutError:
-            raise TimeoutError(f"writing to {self.where} took longer than {why}") from None
+            raise TimeoutError(
+                f"writing to {self.where} took longer than {self.deadlines.named(deadline)}"
+            ) from None
 
     async def exchange(self, command: Command) -> Reply:
         """Send one command and read its reply."""
@@ -403,10 +407,14 @@ class Session:
         replies: list[Reply] = []
         while core.pending_count > leave:
             event = core.next_event()
-            if event.__class__ is not Reply:
+            if not isinstance(event, Reply):
                 replies.append(await self._await_reply(core, event, False))
-            else:
-                replies.append(await self._took(event))
+                continue
+            # As _took(), without a coroutine per reply already received.
+            self._note(event)
+            if event.code == 421:
+                await self.close()
+            replies.append(event)
         return replies
 
     async def _await_reply(
@@ -419,7 +427,7 @@ class Session:
         if event is NEED_DATA:
             # One deadline for the whole reply, so a server dribbling bytes (slowloris)
             # cannot stretch it: the reply must be complete within `timeout`.
-            deadline, why = self.deadlines.step()
+            deadline = self.deadlines.step()
             try:
                 while event is NEED_DATA:
                     data = await transport.receive(deadline)
@@ -431,7 +439,9 @@ class Session:
             except TimeoutError:
                 what = "greeting" if greeting else "complete reply"
                 advice = no_greeting_advice(greeting, self.port, self.is_encrypted)
-                raise TimeoutError(f"no {what} from {self.where} within {why}" + advice) from None
+                raise TimeoutError(
+                    f"no {what} from {self.where} within {self.deadlines.named(deadline)}" + advice
+                ) from None
         if event is PEER_CLOSED:
             advice = no_greeting_advice(greeting, self.port, self.is_encrypted)
             closed = SMTPServerDisconnected("Connection unexpectedly closed" + advice)
@@ -479,5 +489,6 @@ class Session:
         if progress is None or reply.command is None:
             return  # a greeting or a reply nobody asked for answers no command of a send
         progress.answered = True
-        if isinstance(reply.command, Rcpt):
-            progress.rcpt_reply(reply.command.address, reply.code, reply.message)
+        command = reply.command
+        if command.__class__ is Rcpt:
+            progress.rcpt_reply(command.address, reply.code, reply.message)

@@ -89,7 +89,7 @@ async def transact(
     if progress.upload is not None:
         progress.upload.begin(envelope.source)
     extensions = session.extensions
-    pipelining = bool(extensions and extensions.pipelining and envelope.rcpts)
+    pipelining = bool(extensions is not None and extensions.pipelining and envelope.rcpts)
     if envelope.framing is Framing.BDAT:
         return await _chunked(session, envelope, progress, pipelining=pipelining)
     if pipelining:

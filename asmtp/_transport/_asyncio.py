@@ -72,15 +72,14 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         # The loop reads into the same buffer next time: keep a copy of what arrived.
-        self.data_received(bytes(self._buffer[:nbytes]))
-
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.buffered += len(data)
+        self.chunks.append(bytes(self._buffer[:nbytes]))
+        self.buffered += nbytes
         if self.buffered > _READ_HIGH_WATER and not self.reading_paused and self.transport:
             self.transport.pause_reading()
             self.reading_paused = True
-        self._wake_reader()
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
 
     def take(self) -> bytes:
         """Everything buffered (at most about the high-water mark), resuming reads."""
@@ -146,6 +145,10 @@ class _Protocol(asyncio.BufferedProtocol):
         else:
             self._watchdog = self._loop.call_at(self._reader_deadline, self._check_deadline)
 
+    def writing_paused(self) -> bool:
+        """Whether the write buffer is over its mark (:meth:`wait_writable` would wait)."""
+        return self._writable is not None and not self._writable.done()
+
     async def wait_writable(self, deadline: float) -> None:
         """Wait until the write buffer drained below its mark (rare: bodies on slow links)."""
         if self._writable is not None and not self._writable.done():
@@ -182,11 +185,13 @@ class AsyncioTransport:
         return name if isinstance(name, str) else None
 
     async def send(self, data: bytes, deadline: float) -> None:
-        if self._transport.is_closing():
+        transport, protocol = self._transport, self._protocol
+        if transport.is_closing():
             raise ConnectionResetError("the connection was lost while sending")
-        self._transport.write(data)
-        await self._protocol.wait_writable(deadline)
-        if self._protocol.error is not None or self._transport.is_closing():
+        transport.write(data)
+        if protocol.writing_paused():
+            await protocol.wait_writable(deadline)
+        if protocol.error is not None or transport.is_closing():
             raise ConnectionResetError("the connection was lost while sending")
 
     async def receive(self, deadline: float) -> bytes:

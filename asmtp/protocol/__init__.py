@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from ._body import BdatEncoder, DataEncoder, LineEndingNormaliser, normalise_line_endings
 from ._commands import command_line
-from ._connection import NEED_DATA, PEER_CLOSED, ClientConnection, Sentinel
+from ._connection import ClientConnection
 from ._errors import BadArgument, LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
+    NEED_DATA,
+    PEER_CLOSED,
     Auth,
     AuthResponse,
     Bdat,
@@ -35,6 +37,7 @@ from ._events import (
     Rcpt,
     Reply,
     Rset,
+    Sentinel,
     StartTLS,
     Vrfy,
 )

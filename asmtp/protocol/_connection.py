@@ -7,7 +7,6 @@ RFC 3207 §4.2. Must never perform I/O, sleep, or know about sockets, TLS or eve
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from ._body import BdatEncoder, DataEncoder
 from ._commands import command_line, redacted_line
 from ._errors import BadArgument, LocalProtocolError, RemoteProtocolError, quote
 from ._events import (
+    NEED_DATA,
+    PEER_CLOSED,
     AuthResponse,
     Bdat,
     Command,
@@ -29,8 +30,11 @@ from ._events import (
     Raw,
     Rcpt,
     Reply,
+    Sentinel,
+    answer,
 )
 from ._extensions import Extensions
+from ._params import declares_binary
 from ._replies import (
     DEFAULT_MAX_LINE_LENGTH,
     DEFAULT_MAX_REPLY_BYTES,
@@ -49,7 +53,7 @@ from ._state import (
     transition_key,
 )
 
-__all__ = ["NEED_DATA", "PEER_CLOSED", "ClientConnection", "Sentinel"]
+__all__ = ["ClientConnection"]
 
 DEFAULT_MAX_PENDING = 1000
 
@@ -61,19 +65,6 @@ _CONTENT: Final = frozenset({MessageData, EndOfData})
 _HELLO: Final[tuple[Kind, ...]] = (Ehlo, Helo, Lhlo)
 _ENDS_OF_DATA: Final[tuple[Kind, ...]] = (EndOfData, BdatLast)
 _VERDICT_KINDS: Final[frozenset[Kind]] = frozenset({Ehlo, Helo, Lhlo, Mail, Rcpt})
-
-
-class Sentinel(enum.Enum):
-    """What :meth:`ClientConnection.next_event` returns when it has no reply."""
-
-    NEED_DATA = "need data"
-    """Feed more bytes with :meth:`ClientConnection.receive_data`."""
-    PEER_CLOSED = "peer closed"
-    """The server closed the connection; see :attr:`ClientConnection.pending` for what it left unanswered."""
-
-
-NEED_DATA = Sentinel.NEED_DATA
-PEER_CLOSED = Sentinel.PEER_CLOSED
 
 
 @dataclass(eq=False, slots=True)
@@ -129,7 +120,8 @@ class ClientConnection:
         self._extensions: Extensions | None = None
         self._txn: _Transaction | None = None
         self._encoder = DataEncoder()
-        self._bdat = BdatEncoder()
+        self._bdat: BdatEncoder | None = None
+        """The open transaction's BDAT framing, made by its first chunk."""
         self._peer_closed = False
         self._greeted = False
 
@@ -191,11 +183,14 @@ class ClientConnection:
         kind: Kind = BdatLast if cls is Bdat and command.last else cls  # type: ignore[union-attr]
         # The checks that apply to every command cost one lookup; the rest only matter for
         # a few kinds, or while replies are pending (pipelining).
-        if kind not in TRANSITIONS[self._state] or cls in _CHECKED or self._pending:
+        pending = self._pending
+        if kind not in TRANSITIONS[self._state] or cls in _CHECKED:
             problem = self._order_problem(command, kind)
-            if problem is not None:
-                raise LocalProtocolError(problem)
-        if not self._pending and self._reader.in_reply:
+        else:
+            problem = self._group_problem() if pending and kind is not EndOfData else None
+        if problem is not None:
+            raise LocalProtocolError(problem)
+        if not pending and self._reader.in_reply:
             self._fail(
                 "server sent data while no command awaited a reply (unsolicited): "
                 + quote(self._reader.unconsumed)
@@ -203,7 +198,11 @@ class ClientConnection:
         if cls is EndOfData:
             data = self._encoder.finish()
         elif cls is Bdat:
-            framed = self._bdat.chunk(command.data, last=command.last)  # type: ignore[union-attr]
+            bdat = self._bdat
+            if bdat is None:
+                binary = self._txn is not None and self._txn.binary
+                bdat = self._bdat = BdatEncoder(binary=binary)
+            framed = bdat.chunk(command.data, last=command.last)  # type: ignore[union-attr]
             if framed is None:
                 # Held until more content follows: the body has begun, no reply is awaited.
                 self._state = TRANSITIONS[self._state][kind]
@@ -274,20 +273,28 @@ class ClientConnection:
             return "LMTP uses LHLO, not EHLO or HELO (RFC 2033 §4.1)"
         if not self.lmtp and kind is Lhlo:
             return "LHLO is LMTP's greeting; SMTP uses EHLO or HELO"
-        if isinstance(command, Bdat) and not (self._extensions and self._extensions.chunking):
+        if isinstance(command, Bdat) and not (
+            self._extensions is not None and self._extensions.chunking
+        ):
             return "BDAT needs the CHUNKING extension, which the server did not advertise"
         if isinstance(command, Raw) and state is not State.AUTH_CHALLENGE:
             verb = command.line.split(b" ", 1)[0].upper()
             if verb == b"BDAT":
                 return "BDAT needs its payload: send a Bdat command instead of a raw line"
         if self._pending and kind not in (MessageData, EndOfData):
-            last = self._pending[-1]
-            if last.kind in GROUP_ENDERS:
-                return f"{type(last.command).__name__} ends a pipelined group: wait for its reply"
-            if not (self._extensions and self._extensions.pipelining):
-                return "the server did not advertise PIPELINING: wait for the pending reply"
-            if len(self._pending) >= self.max_pending:
-                return f"{self.max_pending} commands already await replies"
+            return self._group_problem()
+        return None
+
+    def _group_problem(self) -> str | None:
+        """What keeps a command from joining the pipelined group of those pending."""
+        last = self._pending[-1]
+        if last.kind in GROUP_ENDERS:
+            return f"{type(last.command).__name__} ends a pipelined group: wait for its reply"
+        extensions = self._extensions
+        if extensions is None or not extensions.pipelining:
+            return "the server did not advertise PIPELINING: wait for the pending reply"
+        if len(self._pending) >= self.max_pending:
+            return f"{self.max_pending} commands already await replies"
         return None
 
     def _record(self, command: Command, cls: type[Command], table_key: Kind) -> None:
@@ -295,8 +302,8 @@ class ClientConnection:
         txn = self._txn
         if cls is Mail:
             params = command.params  # type: ignore[union-attr]  # cls says so
-            txn = self._txn = _Transaction(binary=bool(params) and _declares_binary(params))
-            self._bdat = BdatEncoder(binary=txn.binary)
+            txn = self._txn = _Transaction(binary=bool(params) and declares_binary(params))
+            self._bdat = None
         elif cls is Rcpt:
             if txn is not None:
                 txn.rcpts_pending += 1
@@ -373,12 +380,12 @@ class ClientConnection:
         entry = pending[0]
         if self.lmtp and entry.kind in _ENDS_OF_DATA:
             # RFC 2033 §4.2: one reply per recipient accepted, each naming it.
-            reply = Reply(code, lines, entry.command, self._lmtp_recipient(entry))
+            reply = answer(code, lines, entry.command, self._lmtp_recipient(entry))
             entry.answered += 1
             if entry.answered >= self._replies_expected(entry):
                 pending.popleft()
         else:
-            reply = Reply(code, lines, entry.command)
+            reply = answer(code, lines, entry.command)
             pending.popleft()
         self._apply_reply(entry, reply)
         if code == 421:
@@ -449,8 +456,8 @@ class ClientConnection:
             self._encoder = DataEncoder()
         elif isinstance(command, Raw) and entry.kind is Mail:
             # A raw MAIL the server accepted opens the transaction the reply reveals.
-            self._txn = _Transaction(mail_accepted=True, binary=_declares_binary(command.line))
-            self._bdat = BdatEncoder(binary=self._txn.binary)
+            self._txn = _Transaction(mail_accepted=True, binary=declares_binary(command.line))
+            self._bdat = None
         elif isinstance(command, Raw) and entry.kind is Rcpt and self._txn is not None:
             address = command.line.split(b":", 1)[-1].strip().split(b" ", 1)[0]
             self._txn.accepted.append(address.strip(b"<>"))
@@ -491,9 +498,3 @@ class ClientConnection:
     def _fail(self, message: str) -> NoReturn:
         self._state = State.ERROR
         raise RemoteProtocolError(message)
-
-
-def _declares_binary(params: bytes | tuple[bytes, ...]) -> bool:
-    """Whether MAIL parameters (or a raw MAIL line) declare BODY=BINARYMIME (RFC 3030 §3)."""
-    text = params if isinstance(params, bytes) else b" ".join(params)
-    return b"BODY=BINARYMIME" in text.upper()

@@ -7,10 +7,15 @@ byte exists.
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
+    "NEED_DATA",
+    "PEER_CLOSED",
     "Auth",
     "AuthResponse",
     "Bdat",
@@ -30,8 +35,10 @@ __all__ = [
     "Rcpt",
     "Reply",
     "Rset",
+    "Sentinel",
     "StartTLS",
     "Vrfy",
+    "answer",
 ]
 
 
@@ -255,7 +262,10 @@ class Reply:
 
         Like smtplib, each line is stripped of surrounding spaces, tabs, CRs and LFs.
         """
-        return b"\n".join(line.strip(b" \t\r\n") for line in self.lines)
+        lines = self.lines
+        if len(lines) == 1:
+            return lines[0].strip(b" \t\r\n")
+        return b"\n".join(line.strip(b" \t\r\n") for line in lines)
 
     @property
     def is_positive(self) -> bool:
@@ -294,3 +304,42 @@ class Reply:
     def __repr__(self) -> str:
         extra = f", recipient={self.recipient!r}" if self.recipient is not None else ""
         return f"Reply({self.code}, {self.message!r}, command={self.command!r}{extra})"
+
+
+def _slot_setter(name: str) -> Callable[[Reply, object], None]:
+    """The ``__set__`` of Reply's slot ``name``, which a frozen instance's own setattr refuses."""
+    slot: Any = Reply.__dict__[name]
+    setter: Callable[[Reply, object], None] = slot.__set__
+    return setter
+
+
+_new = object.__new__
+_set_code, _set_lines, _set_command, _set_recipient = map(
+    _slot_setter, ("code", "lines", "command", "recipient")
+)
+
+
+def answer(
+    code: int, lines: tuple[bytes, ...], command: Command | None, recipient: bytes | None = None
+) -> Reply:
+    """``Reply(code, lines, command, recipient)``, made as fast as a mutable object: the
+    frozen dataclass's ``__init__`` pays an ``object.__setattr__`` per field, per reply."""
+    reply = _new(Reply)
+    _set_code(reply, code)
+    _set_lines(reply, lines)
+    _set_command(reply, command)
+    _set_recipient(reply, recipient)
+    return reply
+
+
+class Sentinel(enum.Enum):
+    """What :meth:`ClientConnection.next_event` returns when it has no reply."""
+
+    NEED_DATA = "need data"
+    """Feed more bytes with :meth:`ClientConnection.receive_data`."""
+    PEER_CLOSED = "peer closed"
+    """The server closed the connection; see :attr:`ClientConnection.pending` for what it left unanswered."""
+
+
+NEED_DATA = Sentinel.NEED_DATA
+PEER_CLOSED = Sentinel.PEER_CLOSED

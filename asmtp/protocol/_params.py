@@ -23,6 +23,7 @@ __all__ = [
     "Size",
     "SmtpUtf8",
     "body_type",
+    "declares_binary",
     "param_bytes",
     "xtext",
 ]
@@ -167,3 +168,9 @@ def body_type(params: Iterable[Param]) -> str | None:
             if equals and name.strip().upper() == "BODY":
                 return value.strip().upper()
     return None
+
+
+def declares_binary(params: bytes | tuple[bytes, ...]) -> bool:
+    """Whether MAIL parameters (or a raw MAIL line) declare BODY=BINARYMIME (RFC 3030 §3)."""
+    text = params if isinstance(params, bytes) else b" ".join(params)
+    return b"BODY=BINARYMIME" in text.upper()

@@ -114,17 +114,17 @@ class ReplyReader:
             self._scanned = 0
             done = self._take_line(line)
             if done is not None:
-                if buffer:
-                    self._check_unterminated()
+                # What is left was checked against the line limit when it was fed.
                 return done
 
     def _take_line(self, line: bytes) -> tuple[int, tuple[bytes, ...]] | None:
-        if len(line) > self.max_line_length:
+        length = len(line)
+        if length > self.max_line_length:
             raise RemoteProtocolError(
                 f"reply line longer than {self.max_line_length} bytes: {quote(line)}"
             )
         code_bytes = line[:3]
-        if len(code_bytes) != 3 or not code_bytes.isdigit() or not b"2" <= line[:1] <= b"5":
+        if length < 3 or not code_bytes.isdigit() or not 50 <= line[0] <= 53:  # 2 to 5
             raise RemoteProtocolError(f"malformed reply code in line {quote(line)}")
         code = int(code_bytes)
         separator = line[3:4]
@@ -132,7 +132,7 @@ class ReplyReader:
             raise RemoteProtocolError(f"missing separator after reply code in line {quote(line)}")
         if self._code is None and separator != b"-":
             # A single-line reply, the usual case: nothing to collect.
-            if len(line) + 2 > self.max_reply_bytes:
+            if length + 2 > self.max_reply_bytes:
                 raise RemoteProtocolError(f"reply is longer than {self.max_reply_bytes} bytes")
             return code, (line[4:],)
         if self._code is not None and code != self._code:
@@ -141,7 +141,7 @@ class ReplyReader:
             )
         self._code = code
         self._lines.append(line[4:])
-        self._reply_bytes += len(line) + 2
+        self._reply_bytes += length + 2
         if len(self._lines) > self.max_reply_lines:
             raise RemoteProtocolError(f"reply has more than {self.max_reply_lines} lines")
         if self._reply_bytes > self.max_reply_bytes:
