@@ -50,7 +50,7 @@ class SendOutcome:
 
     def with_attempts(self, attempts: int) -> SendOutcome:
         """The same outcome, counting ``attempts`` tries."""
-        return replace(self, attempts=attempts)
+        return self if attempts == self.attempts else replace(self, attempts=attempts)
 
 
 class SendResult(dict[str, tuple[int, bytes]]):

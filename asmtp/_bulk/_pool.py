@@ -425,7 +425,7 @@ class SMTPPool:
                 if not (fresh and job.carried_before):  # a worn connection is no reason to wait
                     await anyio.sleep(retry_delay(self.retry, attempt))
                 continue
-            return SendResult(result.outcome.with_attempts(attempt))
+            return result if attempt == 1 else SendResult(result.outcome.with_attempts(attempt))
 
     async def _attempt(self, job: Job) -> SendResult:
         self._check_open()
