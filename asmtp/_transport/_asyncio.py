@@ -11,7 +11,6 @@ connecting and the TLS handshake by ``asyncio.wait_for``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import math
 import socket
 import ssl
@@ -267,7 +266,7 @@ async def open_asyncio(
     sock = await _within(
         deadline, _connected_socket(host, port, source_address), "connect timed out"
     )
-    if sock.family == socket.AF_UNIX:
+    if host.startswith("/"):  # as _connected_socket tells a Unix socket
         opening = loop.create_unix_connection(_Protocol, sock=sock)
     else:
         opening = loop.create_connection(
@@ -314,7 +313,10 @@ async def _opened(
     """The transport once the loop took ``sock`` over (and, with ``tls_context``, the TLS
     handshake ran); ``sock`` is closed if that fails."""
     try:
-        transport, protocol = await _within(deadline, opening, "TLS handshake timed out")
+        if tls_context is None:  # the loop only wraps the socket: nothing to wait for
+            transport, protocol = await opening
+        else:
+            transport, protocol = await _within(deadline, opening, "TLS handshake timed out")
     except BaseException as exc:
         sock.close()
         if isinstance(exc, ConnectionResetError) and tls_context is not None:
@@ -361,13 +363,14 @@ async def _connected_socket(
 def _ip_literal(host: str) -> int | None:
     """The address family of ``host`` if it is an IP address (as asyncio checks, so that
     ``getaddrinfo`` and its worker thread are not needed), else ``None``."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if address.version == 6 and not socket.has_ipv6:
-        return None
-    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    families = (socket.AF_INET, socket.AF_INET6) if socket.has_ipv6 else (socket.AF_INET,)
+    for family in families:
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):  # not this family's form (or a NUL in it)
+            continue
+        return family
+    return None
 
 
 def _closed_during_handshake() -> ssl.SSLEOFError:

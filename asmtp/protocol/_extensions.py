@@ -11,12 +11,15 @@ Keywords are case-insensitive. Parsing follows smtplib's ``ehlo()`` so that
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 
 __all__ = ["Extensions"]
 
 _OLD_AUTH = re.compile(rb"auth=(.*)", re.IGNORECASE)
+# Longer replies are parsed each time: the cache holds at most 32 of this size.
+_CACHED_REPLY_BYTES = 4096
 _KEYWORD = re.compile(rb"(?P<feature>[A-Za-z0-9][A-Za-z0-9\-]*) ?")
 
 
@@ -35,25 +38,10 @@ class Extensions(Mapping[str, str]):
     @classmethod
     def from_ehlo_lines(cls, lines: tuple[bytes, ...]) -> Extensions:
         """Parse the text lines of a positive EHLO/LHLO reply (the first line is the greeting)."""
-        features: dict[str, str] = {}
-        for text in lines[1:]:
-            # As smtplib: getreply() strips each line, ehlo() strips parameters as str.
-            line = text.strip(b" \t\r\n")
-            old_auth = _OLD_AUTH.match(line)
-            if old_auth:
-                params = old_auth.group(1).decode("latin-1")
-                features["auth"] = features.get("auth", "") + " " + params
-                continue
-            match = _KEYWORD.match(line)
-            if match is None:
-                continue
-            feature = match.group("feature").decode("ascii").lower()
-            params = line[match.end("feature") :].decode("latin-1").strip()
-            if feature == "auth":
-                features["auth"] = features.get("auth", "") + " " + params
-            else:
-                features[feature] = params
-        return cls(features)
+        if sum(map(len, lines)) <= _CACHED_REPLY_BYTES:
+            # A server says the same EHLO to every connection: parsed once per text.
+            return cls(_parsed(lines[1:]))
+        return cls(_parse(lines[1:]))
 
     def __getitem__(self, keyword: str) -> str:
         return self._features[keyword.lower()]
@@ -125,3 +113,32 @@ class Extensions(Mapping[str, str]):
         for name in self._features.get("auth", "").split():
             seen.setdefault(name.upper(), None)
         return tuple(seen)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(lines: tuple[bytes, ...]) -> dict[str, str]:
+    """:func:`_parse`, remembered (callers copy the dict)."""
+    return _parse(lines)
+
+
+def _parse(lines: tuple[bytes, ...]) -> dict[str, str]:
+    """EHLO extension lines (the greeting line left out) as smtplib's ``esmtp_features``."""
+    features: dict[str, str] = {}
+    for text in lines:
+        # As smtplib: getreply() strips each line, ehlo() strips parameters as str.
+        line = text.strip(b" \t\r\n")
+        old_auth = _OLD_AUTH.match(line)
+        if old_auth:
+            params = old_auth.group(1).decode("latin-1")
+            features["auth"] = features.get("auth", "") + " " + params
+            continue
+        match = _KEYWORD.match(line)
+        if match is None:
+            continue
+        feature = match.group("feature").decode("ascii").lower()
+        params = line[match.end("feature") :].decode("latin-1").strip()
+        if feature == "auth":
+            features["auth"] = features.get("auth", "") + " " + params
+        else:
+            features[feature] = params
+    return features
