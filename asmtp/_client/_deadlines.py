@@ -9,34 +9,17 @@ caller's own body iterator) get a cancel scope, from :meth:`Deadlines.bounded`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Final
 
 import anyio
 
 from ._checks import check_seconds
+from ._running import now
 
-__all__ = ["Deadlines", "now"]
-
-
-def now() -> float:
-    """The event loop's clock, which transport deadlines use; cheap on asyncio and trio."""
-    # _get_running_loop answers None outside asyncio, where get_running_loop would raise
-    # (an exception per step under trio).
-    loop = asyncio._get_running_loop()
-    return loop.time() if loop is not None else _trio_clock()()
-
-
-@functools.cache
-def _trio_clock() -> Callable[[], float]:
-    """trio's clock, read without anyio's backend lookup: anyio runs on asyncio or trio."""
-    import trio
-
-    return trio.current_time
+__all__ = ["Deadlines"]
 
 
 _UNBOUNDED: Final = contextlib.nullcontext()

@@ -9,7 +9,6 @@ caller sees (``_failures``), closing the connection when the conversation is out
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,6 +51,7 @@ from ._failures import Cleanup, translate
 from ._hooks import UNWATCHED, ConnectionWatch, watch_connection
 from ._hostname import default_local_hostname
 from ._progress import Progress
+from ._running import current_task
 from ._settings import ClientSettings
 from ._transcript import Transcript
 from ._unsolicited import idle_and_clean, take_unsolicited
@@ -68,15 +68,6 @@ _OPEN: Final = _BETWEEN_COMMANDS - {State.CLOSED}
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-def _current_task() -> object:
-    """The running task: asyncio's own cheap lookup under asyncio, anyio's elsewhere."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no asyncio loop running: trio
-        return anyio.get_current_task().id
-    return task if task is not None else anyio.get_current_task().id
 
 
 class Session:
@@ -193,7 +184,7 @@ class Session:
         :class:`RuntimeError`. Any failure that leaves the conversation out of step closes
         the connection, so no later command can read an earlier command's reply.
         """
-        task = _current_task()
+        task = current_task()
         if self._owner == task:
             return await operation(*args, **kwargs)
         if self._owner is not None:

@@ -1,0 +1,34 @@
+"""What runs the current task, asked of asyncio or trio directly.
+
+anyio runs on asyncio or trio; its own lookups (``anyio.current_time``,
+``anyio.get_current_task``) first find which, at a cost paid on every step of a send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+__all__ = ["current_task", "now"]
+
+
+def now() -> float:
+    """The event loop's clock, which transport deadlines use."""
+    # _get_running_loop answers None outside asyncio, where get_running_loop would raise
+    # (an exception per step under trio).
+    loop = asyncio._get_running_loop()
+    return loop.time() if loop is not None else _trio().current_time()
+
+
+def current_task() -> object:
+    """The running task (asyncio's ``Task`` or trio's), compared by identity."""
+    loop = asyncio._get_running_loop()
+    return asyncio.current_task(loop) if loop is not None else _trio().lowlevel.current_task()
+
+
+@functools.cache
+def _trio() -> Any:
+    import trio
+
+    return trio
