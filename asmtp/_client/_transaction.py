@@ -51,6 +51,8 @@ Refused = dict[str, tuple[int, bytes]]
 PIPELINE_GROUP: Final = 500
 # BDAT chunks written before their replies are read: bounds the replies queued unread.
 _CHUNKS_IN_FLIGHT: Final = 32
+# A body's last piece up to this size goes out in one write with the end of the data.
+_JOIN_LIMIT: Final = 16 * 1024
 
 
 async def send(
@@ -247,6 +249,11 @@ async def write_body(session: Session, source: _source.MessageSource, progress: 
                         await session.write(encoded)
                     if upload is not None:
                         upload.wrote(len(piece))
+    if len(last) > _JOIN_LIMIT:
+        # Not copied onto the end: a copy this size per message makes the C heap grow and
+        # shrink (page faults) under many connections; one more write costs less.
+        await session.write(last)
+        last = b""
     end = session.send(EndOfData())
     progress.end_sent = True
     return last + end
