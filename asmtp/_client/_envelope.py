@@ -204,8 +204,7 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
     options = _mail_options(
         session, source, from_addr, recipients, mail_options, eight_bit, binary=binary
     )
-    # _mail_options declares BINARYMIME itself last, when it does.
-    if not binary and options and options[-1] == "BODY=BINARYMIME":
+    if not binary and body_type(options) == "BINARYMIME":
         # Declared here for an 8-bit body in memory: BDAT sends BINARYMIME bodies as given,
         # so the line endings are made CRLF now, as for any other body.
         assert isinstance(source, (bytes, bytearray, memoryview))  # noqa: S101 - in memory
