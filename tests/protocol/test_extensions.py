@@ -95,6 +95,18 @@ def test_any_ehlo_reply_gives_smtplibs_features(lines: list[bytes]) -> None:
     assert dict(Extensions.from_ehlo_lines(parsed)) == smtplib_features(*lines)
 
 
+def test_a_reply_parsed_again_or_too_long_to_remember_gives_the_same_features() -> None:
+    short = (b"SIZE 1000", b"AUTH PLAIN LOGIN", b"AUTH=CRAM-MD5", b"PIPELINING")
+    long = (*short, *(b"X-FILLER-%d %s" % (n, b"x" * 100) for n in range(50)))
+    assert sum(map(len, long)) > 4096  # past the remembered size: parsed every time
+    for lines in (short, long):
+        first, again = parse(*lines), parse(*lines)
+        assert dict(first) == dict(again) == smtplib_features(*lines)
+        assert first is not again
+    # Another greeting line, the same extensions: the greeting is not part of them.
+    assert dict(Extensions.from_ehlo_lines((b"other.example hello", *short))) == dict(parse(*short))
+
+
 def test_the_greeting_line_is_not_an_extension() -> None:
     assert dict(Extensions.from_ehlo_lines((b"PIPELINING",))) == {}
 
