@@ -45,6 +45,10 @@ class Connections:
         self.backoff = ConnectBackoff(retry)
         self.live = 0
         """Connections open, idle or in use."""
+        self.opening = 0
+        """Connections being opened."""
+        self.closing = 0
+        """Connections being closed: the server may count them still."""
         self.closed = False
         self._changed: anyio.Event | None = None  # set when a send waiting to connect may go on
         self._reaper_wake: anyio.Event | None = None
@@ -67,19 +71,30 @@ class Connections:
     async def get(self, job: Job) -> Slot:
         """An idle connection, or a new one when the backoff allows (:class:`ConnectBackoff`).
 
-        A ``fresh`` job gets a new one. While the destination fails, the send waits here,
+        A ``fresh`` job gets a new one, the oldest idle one closing first when the pool
+        holds ``max_connections`` already. While the destination fails, the send waits here,
         within its own deadline, for the shared delay, the probe in flight, or a connection
         coming back. Raises :class:`GaveUp` when the pool gives up.
         """
+        waited_for_close = False
         while True:
             self.check_open()
             now = time.monotonic()
-            slot, expired = (None, []) if job.fresh else self.idle.checkout(now)
+            if job.fresh:
+                # Never an idle connection; but one closes if a new one would pass the limit.
+                slot, expired = None, self.idle.oldest() if self._full() else []
+            else:
+                slot, expired = self.idle.checkout(now)
             if expired:
                 await self.close(expired)
             if slot is not None:
                 job.reused = True
                 return slot
+            if self.closing and self._full() and not waited_for_close:
+                # One the reaper is closing counts at the server until its QUIT is through.
+                waited_for_close = True
+                await self._wait_for_change(_QUIT_TIMEOUT)
+                continue
             admission = self.backoff.admit(now, expires=job.expires, live=self.live)
             if admission.error is not None:
                 raise GaveUp(admission.error)
@@ -88,10 +103,7 @@ class Connections:
                 if session is not None:
                     return Slot(session)
                 continue
-            if self._changed is None:
-                self._changed = anyio.Event()
-            with anyio.move_on_after(admission.wait):
-                await self._changed.wait()
+            await self._wait_for_change(admission.wait)
 
     async def ready(self) -> None:
         """Make sure one connection is open and idle, opening it now if none is: any failure
@@ -100,7 +112,13 @@ class Connections:
         slot, expired = self.idle.checkout(time.monotonic())
         await self.close(expired)
         if slot is None:
-            slot = Slot(await self.open())
+            if self._full():
+                return  # as many as allowed are open or opening, all of them in use
+            self.opening += 1
+            try:
+                slot = Slot(await self.open())
+            finally:
+                self.opening -= 1
             self.backoff.opened()
             self.live += 1
         await self.put_back(slot)
@@ -116,6 +134,7 @@ class Connections:
 
     async def _open_counted(self, token: int) -> Session | None:
         """Open a connection and tell the backoff how it went; ``None`` when it failed."""
+        self.opening += 1
         try:
             session = await self.open()
         except Exception as exc:
@@ -126,10 +145,23 @@ class Connections:
             self.backoff.abandoned(token)
             self._notify()
             raise
+        finally:
+            self.opening -= 1
         self.backoff.opened()
         self.live += 1
         self._notify()
         return session
+
+    def _full(self) -> bool:
+        """Whether ``max_connections`` are open, being opened or being closed."""
+        return self.live + self.opening + self.closing >= self.gate.limit
+
+    async def _wait_for_change(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for :meth:`_notify`."""
+        if self._changed is None:
+            self._changed = anyio.Event()
+        with anyio.move_on_after(timeout):
+            await self._changed.wait()
 
     def _notify(self) -> None:
         """Wake the sends waiting to connect: the backoff or the idle connections changed."""
@@ -172,14 +204,19 @@ class Connections:
         if not slots:
             return
         self.live -= len(slots)
+        self.closing += len(slots)
         self._notify()
-        for slot in slots:
-            session = slot.session
-            with anyio.move_on_after(_QUIT_TIMEOUT, shield=True):
-                try:
-                    if session.is_connected and session.state in (State.GREETED, State.READY):
-                        await session.run(quit_session, session)
-                except (OSError, SMTPException):
-                    pass  # e.g. the server already closed it
-                finally:
-                    await session.close()
+        try:
+            for slot in slots:
+                session = slot.session
+                with anyio.move_on_after(_QUIT_TIMEOUT, shield=True):
+                    try:
+                        if session.is_connected and session.state in (State.GREETED, State.READY):
+                            await session.run(quit_session, session)
+                    except (OSError, SMTPException):
+                        pass  # e.g. the server already closed it
+                    finally:
+                        await session.close()
+        finally:
+            self.closing -= len(slots)
+            self._notify()

@@ -155,11 +155,18 @@ class Gate:
         self._waiters: deque[Job] = deque()
 
     async def enter(self, job: Job) -> bool:
-        """Wait for a place (True) or for another holder to finish ``job`` (False)."""
+        """Wait for a place (True) or for another holder to finish ``job`` (False).
+
+        A ``fresh`` job, the retry of a message its worn-out connection refused, queues
+        first: it came before the sends now waiting, and goes at once on a new connection.
+        """
         if self.in_use < self.limit and not self._waiters:
             self.in_use += 1
             return True
-        self._waiters.append(job)
+        if job.fresh:
+            self._waiters.appendleft(job)
+        else:
+            self._waiters.append(job)
         try:
             await job.wake.wait()
         except BaseException:

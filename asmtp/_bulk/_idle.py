@@ -88,6 +88,10 @@ class Idle:
         self._slots.append(slot)
         return True
 
+    def oldest(self) -> list[Slot]:
+        """The connection idle longest, taken out for closing (none if none is idle)."""
+        return [self._slots.popleft()] if self._slots else []
+
     def drain(self) -> list[Slot]:
         """Every idle connection, for closing."""
         slots, self._slots = list(self._slots), deque()

@@ -243,7 +243,7 @@ class SMTPPool:
 
         A check at start-up: a wrong host, port, certificate or password fails here, with
         the error of that step, neither retried nor counted by the backoff, instead of at
-        the first send. Opens nothing when an idle connection is ready.
+        the first send. Opens nothing if one is idle or ``max_connections`` are open.
         """
         self._check_open()
         await self._connections.ready()

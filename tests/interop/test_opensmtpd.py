@@ -113,7 +113,11 @@ async def test_pool_moves_to_a_new_connection_when_the_session_is_worn_out(
     opensmtpd: OpenSMTPD,
 ) -> None:
     """After max-mails, OpenSMTPD answers MAIL with 452 4.5.3: the pool sends that message
-    at once on a new connection, so every message of the stream is delivered once."""
+    at once on a new connection, so every message of the stream is delivered once.
+
+    The first connection carries ten messages and is refused the eleventh; whether a later
+    one carries ten depends on the order the waiting sends are taken in, so a second
+    refusal may or may not come."""
     count = 2 * MAX_MAILS + 3
     markers = [_kit.token() for _ in range(count)]
     sender, user = opensmtpd.address("sender"), opensmtpd.address("user")
@@ -132,8 +136,8 @@ async def test_pool_moves_to_a_new_connection_when_the_session_is_worn_out(
             async with pool.send_each(rows) as results:
                 outcomes = {marker: outcome async for marker, outcome in results}
     assert results.accepted == count
-    attempts = sorted(outcome.attempts for outcome in outcomes.values())
-    assert attempts == [1] * (count - 2) + [2, 2]  # message 11 and 21: refused once each
+    attempts = [outcome.attempts for outcome in outcomes.values()]
+    assert set(attempts) == {1, 2} and attempts.count(2) <= 2
     for marker in markers:
         await _kit.delivered(opensmtpd.maildir("user"), marker)
 

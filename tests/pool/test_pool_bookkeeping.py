@@ -206,6 +206,18 @@ def test_sweep_takes_out_the_expired_and_the_unusable_and_keeps_the_rest() -> No
     assert idle.next_expiry() is None
 
 
+def test_oldest_takes_out_the_connection_idle_longest() -> None:
+    """A retry bound for a new connection closes one idle first when the pool is full."""
+    idle = Idle(idle_timeout=30.0, max_messages=10)
+    older, newer = make_slot(), make_slot()
+    idle.checkin(older, now=1.0)
+    idle.checkin(newer, now=2.0)
+    assert idle.oldest() == [older]
+    assert idle.oldest() == [newer]
+    assert idle.oldest() == []
+    assert len(idle) == 0
+
+
 def test_drain_returns_every_idle_connection_once() -> None:
     idle = Idle(idle_timeout=30.0, max_messages=10)
     slots = [make_slot() for _ in range(3)]

@@ -8,6 +8,7 @@ is open. aiosmtpd on loopback, on asyncio, trio and uvloop.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -172,6 +173,29 @@ async def test_batches_stop_at_a_transient_refusal_of_mail(
     assert handler.errors == []
 
 
+@pytest.mark.parametrize("max_connections", [1, 2])
+async def test_retries_on_new_connections_keep_the_server_within_max_connections(
+    smtpd_server_factory: SMTPDServerFactory, max_connections: int
+) -> None:
+    """Sends queued while connections wear out: each refused message goes out again at once
+    on a new connection, without waiting the retry delay, and an idle connection closes
+    first when a new one would pass ``max_connections``: the server never holds more."""
+    handler = SessionHandler(max_mails=4, advertise_pipelining=True)
+    server = smtpd_server_factory(handler)
+    count = 30
+    rows = [(n, asmtp.Outgoing(SENDER, [f"r{n}@pool.test"], body(n))) for n in range(count)]
+    async with make_pool(server.port, max_connections=max_connections, retry=PATIENT) as pool:
+        with anyio.fail_after(PATIENT.base_delay / 2):  # no retry delay was waited
+            async with pool.send_each(rows) as results:
+                outcomes = {n: outcome async for n, outcome in results}
+    assert results.accepted == count
+    assert server.most_connections_at_once <= max_connections
+    assert message_ids(handler.deliveries) == {f"{n}@pool.test": 1 for n in range(count)}
+    attempts = [outcomes[n].attempts for n in range(count)]
+    assert set(attempts) == {1, 2}  # a retry is never refused: its connection is new
+    assert attempts.count(2) == handler.worn_out
+
+
 async def test_a_transient_refusal_of_a_connections_first_mail_waits_the_retry_delay(
     smtpd_server_factory: SMTPDServerFactory,
 ) -> None:
@@ -206,6 +230,31 @@ async def test_an_open_pool_closes_idle_connections_in_the_background(
         assert server.connection_count == 3
         await wait_for(lambda: verbs(handler.commands).count("QUIT") == 3, "a third QUIT")
     assert verbs(handler.commands).count("QUIT") == 3
+
+
+class SlowQuitHandler(RecordingHandler):
+    """Records QUIT, then answers it after a pause, holding the connection open meanwhile."""
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = await super().handle_QUIT(server, session, envelope)
+        await asyncio.sleep(0.3)  # the server's own loop: asyncio whatever the client's
+        return reply
+
+
+async def test_a_send_waits_for_the_quit_of_a_connection_closing_in_the_background(
+    smtpd_server_factory: SMTPDServerFactory,
+) -> None:
+    """The connection the pool is closing counts at the server until its QUIT is answered:
+    a send that comes meanwhile opens its own after that, not beside it."""
+    handler = SlowQuitHandler()
+    server = smtpd_server_factory(handler)
+    async with make_pool(server.port, idle_timeout=0.1, max_connections=1) as pool:
+        await pool.sendmail(SENDER, "r@pool.test", body(1))
+        await wait_for(lambda: "QUIT" in verbs(handler.commands), "the QUIT")
+        result = await pool.sendmail(SENDER, "r@pool.test", body(2))
+    assert result == {} and result.attempts == 1
+    assert server.connection_count == 2
+    assert server.most_connections_at_once == 1
 
 
 async def test_a_pool_used_without_async_with_closes_expired_connections_at_checkout(

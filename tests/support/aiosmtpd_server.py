@@ -308,6 +308,10 @@ class ThreadedSMTPServer:
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         # Connections accepted so far; aiosmtpd makes one SMTP object per connection.
         self.connection_count = 0
+        self.open_connections = 0
+        """Connections open now."""
+        self.most_connections_at_once = 0
+        """The most connections that were open at the same time."""
 
     @property
     def connector(self) -> Connector:
@@ -373,8 +377,17 @@ class ThreadedSMTPServer:
 
     def _make_session(self) -> SMTP:
         self.connection_count += 1
+        self.open_connections += 1
+        self.most_connections_at_once = max(self.most_connections_at_once, self.open_connections)
         cls = LMTP if self.lmtp else SMTP
         session = cls(self.handler, loop=self._loop, **self._smtp_kwargs)
+        closed = session.connection_lost
+
+        def connection_lost(error: Exception | None) -> None:
+            self.open_connections -= 1
+            closed(error)
+
+        session.connection_lost = connection_lost  # type: ignore[method-assign]
         self._sessions.add(session)
         return session
 
