@@ -8,6 +8,7 @@ advertised proves many concurrent callers get every message delivered exactly on
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,7 +19,7 @@ import asmtp
 from asmtp import RetryPolicy, SendResult, SMTPPool
 from pool._kit import STEP_TIMEOUT, body, message_ids, verbs
 from support.aiosmtpd_server import RecordingHandler
-from support.scripted import Close, ExpectData, ExpectLine, Sleep, Step, smtp_script
+from support.scripted import Close, ExpectData, ExpectLine, Hold, Sleep, Step, smtp_script
 
 if TYPE_CHECKING:
     from support.fixtures import ScriptedServerFactory, SMTPDServerFactory
@@ -43,11 +44,15 @@ def make_pool(port: int, **options: Any) -> SMTPPool:
     return SMTPPool("127.0.0.1", port, tls="none", timeout=STEP_TIMEOUT, **options)
 
 
-async def send_concurrently(pool: SMTPPool, recipients: list[str]) -> dict[str, object]:
+async def send_concurrently(
+    pool: SMTPPool, recipients: list[str], all_queued: threading.Event
+) -> dict[str, object]:
     """One task per recipient, each queued at the pool before the next starts; their results.
 
     ``tg.start`` returns once the task reported started, and nothing between that and the
-    pool's queue awaits, so the queue order is the list order on every backend.
+    pool's queue awaits, so the queue order is the list order on every backend. The script
+    holds its greeting (``Hold(all_queued)``) until every task is queued: caller 1's
+    connection gets nowhere before then, however the scheduler orders the tasks.
     """
     results: dict[str, object] = {}
 
@@ -61,6 +66,7 @@ async def send_concurrently(pool: SMTPPool, recipients: list[str]) -> dict[str, 
     async with anyio.create_task_group() as tg:
         for recipient in recipients:
             await tg.start(send, recipient)
+        all_queued.set()
     return results
 
 
@@ -73,28 +79,33 @@ async def test_queued_sends_overlap_on_the_busy_connection(
     queued messages went out on caller 1's connection, each MAIL before the previous reply.
     Caller 2's recipient is refused at RCPT: only caller 2 hears of it.
     """
+    all_queued = threading.Event()
     server = scripted_server_factory(
-        smtp_script(
-            [
-                EHLO,
-                (group("one@x.test"), ENVELOPE_OK),
-                (ExpectData(), b""),
-                (
-                    group("two@x.test"),
-                    b"250 queued 1\r\n250 ok\r\n550 5.1.1 no such user\r\n554 no valid recipients\r\n",
-                ),
-                (b"RSET\r\n", b"250 flushed\r\n"),
-                (group("three@x.test"), ENVELOPE_OK),
-                (ExpectData(), b""),
-                (group("four@x.test"), b"250 queued 3\r\n" + ENVELOPE_OK),
-                (ExpectData(), b"250 queued 4\r\n"),
-                QUIT,
-            ]
-        )
+        [
+            Hold(all_queued),
+            *smtp_script(
+                [
+                    EHLO,
+                    (group("one@x.test"), ENVELOPE_OK),
+                    (ExpectData(), b""),
+                    (
+                        group("two@x.test"),
+                        b"250 queued 1\r\n250 ok\r\n550 5.1.1 no such user\r\n"
+                        b"554 no valid recipients\r\n",
+                    ),
+                    (b"RSET\r\n", b"250 flushed\r\n"),
+                    (group("three@x.test"), ENVELOPE_OK),
+                    (ExpectData(), b""),
+                    (group("four@x.test"), b"250 queued 3\r\n" + ENVELOPE_OK),
+                    (ExpectData(), b"250 queued 4\r\n"),
+                    QUIT,
+                ]
+            ),
+        ]
     )
     async with make_pool(server.port, max_connections=1) as pool:
         results = await send_concurrently(
-            pool, ["one@x.test", "two@x.test", "three@x.test", "four@x.test"]
+            pool, ["one@x.test", "two@x.test", "three@x.test", "four@x.test"], all_queued
         )
     assert results["one@x.test"] == {} and results["three@x.test"] == {}
     assert results["four@x.test"] == {}
@@ -114,22 +125,28 @@ async def test_max_batch_bounds_one_callers_turn(
 ) -> None:
     """Scripted server: with max_batch=2, caller 1 carries caller 2's message and stops;
     caller 3 then runs the connection itself, after message 2's reply was read."""
+    all_queued = threading.Event()
     server = scripted_server_factory(
-        smtp_script(
-            [
-                EHLO,
-                (group("one@x.test"), ENVELOPE_OK),
-                (ExpectData(), b""),
-                (group("two@x.test"), b"250 queued 1\r\n" + ENVELOPE_OK),
-                (ExpectData(), b"250 queued 2\r\n"),  # answered before message 3 begins
-                (group("three@x.test"), ENVELOPE_OK),
-                (ExpectData(), b"250 queued 3\r\n"),
-                QUIT,
-            ]
-        )
+        [
+            Hold(all_queued),
+            *smtp_script(
+                [
+                    EHLO,
+                    (group("one@x.test"), ENVELOPE_OK),
+                    (ExpectData(), b""),
+                    (group("two@x.test"), b"250 queued 1\r\n" + ENVELOPE_OK),
+                    (ExpectData(), b"250 queued 2\r\n"),  # answered before message 3 begins
+                    (group("three@x.test"), ENVELOPE_OK),
+                    (ExpectData(), b"250 queued 3\r\n"),
+                    QUIT,
+                ]
+            ),
+        ]
     )
     async with make_pool(server.port, max_connections=1, max_batch=2) as pool:
-        results = await send_concurrently(pool, ["one@x.test", "two@x.test", "three@x.test"])
+        results = await send_concurrently(
+            pool, ["one@x.test", "two@x.test", "three@x.test"], all_queued
+        )
     assert results == {"one@x.test": {}, "two@x.test": {}, "three@x.test": {}}
 
 
@@ -142,7 +159,9 @@ async def test_lost_connection_resends_only_what_cannot_have_arrived(
     unknown outcome and no retry. Message 2 cannot have been: it is sent again on a new
     connection. Nothing is lost and nothing is duplicated.
     """
+    all_queued = threading.Event()
     first = [
+        Hold(all_queued),
         *smtp_script(
             [
                 EHLO,
@@ -158,7 +177,7 @@ async def test_lost_connection_resends_only_what_cannot_have_arrived(
     )
     server = scripted_server_factory(scripts=[first, second])
     async with make_pool(server.port, max_connections=1) as pool:
-        results = await send_concurrently(pool, ["one@x.test", "two@x.test"])
+        results = await send_concurrently(pool, ["one@x.test", "two@x.test"], all_queued)
     lost = results["one@x.test"]
     assert isinstance(lost, asmtp.SMTPTransactionInterrupted)
     assert lost.outcome.accepted is None and vars(lost)["attempts"] == 1
@@ -227,8 +246,10 @@ async def test_cancelled_caller_whose_message_is_on_another_connection(
     The message still completes (the script runs to its end, QUIT included), so the
     connection stays in step; caller 2 just stops waiting.
     """
+    both_queued = threading.Event()
     server = scripted_server_factory(
         [
+            Hold(both_queued),
             *smtp_script(
                 [
                     EHLO,
@@ -260,6 +281,7 @@ async def test_cancelled_caller_whose_message_is_on_another_connection(
         async with anyio.create_task_group() as tg:
             await tg.start(first)
             await tg.start(impatient)
+            both_queued.set()
     assert outcome == {"first": {}, "cancelled": True}
 
 
