@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 __all__ = ["SendOutcome", "SendResult"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendOutcome:
     """What became of one message.
 

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outgoing:
     """One message for :meth:`asmtp.SMTP.sendmail_many` or a pool, as the caller gives it.
 
@@ -163,6 +163,8 @@ class Envelope:
 
     def addresses(self) -> dict[bytes, str]:
         """Each RCPT's wire address to the caller's spelling of it."""
+        if len(self.rcpts) == 1:  # the usual case, without a comprehension's frame
+            return {self.rcpts[0].address: self.recipients[0]}
         return {rcpt.address: each for rcpt, each in zip(self.rcpts, self.recipients, strict=True)}
 
 
@@ -210,6 +212,7 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
         assert isinstance(source, (bytes, bytearray, memoryview))  # noqa: S101 - in memory
         source = normalise_line_endings(bytes(source))
     extensions = session.extensions
+    rcpt_options = item.rcpt_options
     chunked = bool(
         extensions is not None
         and extensions.chunking
@@ -220,7 +223,9 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
         from_addr,
         recipients,
         mail_command(session, from_addr, options),
-        tuple([rcpt_command(session, each, item.rcpt_options) for each in recipients]),
+        tuple([rcpt_command(session, each, rcpt_options) for each in recipients])
+        if len(recipients) != 1
+        else (rcpt_command(session, recipients[0], rcpt_options),),
         source,
         Framing.BDAT if chunked else Framing.DATA,
     )

@@ -73,7 +73,10 @@ class Progress:
     def envelope_judged(self, recipients: list[str], refused: dict[str, tuple[int, bytes]]) -> None:
         """Record the verdicts on the whole envelope."""
         self.refused = dict(refused)
-        self.recipients = tuple(r for r in recipients if r not in refused)
+        if refused:
+            self.recipients = tuple(r for r in recipients if r not in refused)
+        else:
+            self.recipients = tuple(recipients)
 
     def finish(
         self,
@@ -86,7 +89,7 @@ class Progress:
         if replies is not None:
             self.replies = replies
         else:
-            self.replies = {recipient: reply for recipient in self.recipients}
+            self.replies = dict.fromkeys(self.recipients, reply)
 
     def outcome(self, error: BaseException | None = None) -> SendOutcome:
         """The outcome as far as the replies tell."""

@@ -384,7 +384,9 @@ class Session:
         event = core.next_event()
         if event.__class__ is not Reply:
             return await self._await_reply(core, event, greeting)
-        return await self._took(event)
+        if self._noted(event):
+            await self.close()
+        return event
 
     async def read_pending(self, leave: int = 0) -> list[Reply]:
         """Read the replies owed until ``leave`` commands still wait, or the server closes.
@@ -401,9 +403,7 @@ class Session:
             if not isinstance(event, Reply):
                 replies.append(await self._await_reply(core, event, False))
                 continue
-            # As _took(), without a coroutine per reply already received.
-            self._note(event)
-            if event.code == 421:
+            if self._noted(event):
                 await self.close()
             replies.append(event)
         return replies
@@ -440,15 +440,15 @@ class Session:
             await self.close()
             raise closed
         assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
-        return await self._took(event)
-
-    async def _took(self, reply: Reply) -> Reply:
-        """``reply`` noted; a 421 closes the connection (RFC 5321 §3.8: the server is
-        closing the channel; so do we)."""
-        self._note(reply)
-        if reply.code == 421:
+        if self._noted(event):
             await self.close()
-        return reply
+        return event
+
+    def _noted(self, reply: Reply) -> bool:
+        """Note ``reply``; True for a 421, after which the caller closes the connection
+        (RFC 5321 §3.8: the server is closing the channel; so do we)."""
+        self._note(reply)
+        return reply.code == 421
 
     async def replies_arrived(self) -> list[Reply]:
         """The owed replies that have already arrived, without waiting for more.
