@@ -12,10 +12,17 @@ import re
 from ..errors import SMTPNotSupportedError
 from ..protocol import BadArgument
 
-__all__ = ["bare_address", "encode_address", "needs_smtputf8"]
+__all__ = ["bare_address", "encode_address", "is_bare", "needs_smtputf8"]
 
-# Characters that make an address more than a bare local@domain for parseaddr.
-_NEEDS_PARSING = re.compile(r'[ <>"(),;:\[\]\\\t]')
+# Characters that make an address more than a bare local@domain for parseaddr: its
+# specials but "@" and ".", and any whitespace (it strips or splits on it).
+_NEEDS_PARSING = re.compile(r'[\s<>"(),;:\[\]\\]')
+
+
+def is_bare(address: str) -> bool:
+    """Whether ``address`` is already a bare ``local@domain``: nothing in it that a parser
+    would strip, split on or treat as a display name."""
+    return bool(address) and _NEEDS_PARSING.search(address) is None
 
 
 def bare_address(address: str) -> str:
@@ -27,8 +34,8 @@ def bare_address(address: str) -> str:
     """
     if "\r" in address or "\n" in address or "\0" in address:
         raise BadArgument(f"address contains CR, LF or NUL: {address[:80]!r}")
-    if address and _NEEDS_PARSING.search(address) is None:
-        return address  # already bare: parseaddr would return it unchanged
+    if is_bare(address):
+        return address  # parseaddr would return it unchanged
     name, addr = email.utils.parseaddr(address)
     if (name, addr) == ("", ""):
         # parseaddr could not parse it: use it as is, as smtplib does.

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final, get_args
 
 from ..protocol import BadArgument, Param
+from ._addresses import is_bare
 
 __all__ = [
     "check_bool",
@@ -110,6 +111,8 @@ def recipients(value: object, name: str = "to_addrs") -> tuple[str, ...]:
     name may hold a comma inside quotes (``'"Doe, Jane" <jane@x>'`` is one address).
     """
     if isinstance(value, str):
+        if is_bare(value):
+            return (value,)  # one local@domain: nothing to split, no parse needed
         found = [address for _, address in _lenient_getaddresses(value) if address]
         if len(found) > 1:
             listed = ", ".join(repr(address) for address in found)
