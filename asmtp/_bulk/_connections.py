@@ -114,11 +114,7 @@ class Connections:
         if slot is None:
             if self._full():
                 return  # as many as allowed are open or opening, all of them in use
-            self.opening += 1
-            try:
-                slot = Slot(await self.open())
-            finally:
-                self.opening -= 1
+            slot = Slot(await self._open_tracked())
             self.backoff.opened()
             self.live += 1
         await self.put_back(slot)
@@ -134,9 +130,8 @@ class Connections:
 
     async def _open_counted(self, token: int) -> Session | None:
         """Open a connection and tell the backoff how it went; ``None`` when it failed."""
-        self.opening += 1
         try:
-            session = await self.open()
+            session = await self._open_tracked()
         except Exception as exc:
             self.backoff.failed(token, exc, time.monotonic(), retryable=is_retryable(exc))
             self._notify()
@@ -145,12 +140,18 @@ class Connections:
             self.backoff.abandoned(token)
             self._notify()
             raise
-        finally:
-            self.opening -= 1
         self.backoff.opened()
         self.live += 1
         self._notify()
         return session
+
+    async def _open_tracked(self) -> Session:
+        """:meth:`open`, counted in :attr:`opening` meanwhile."""
+        self.opening += 1
+        try:
+            return await self.open()
+        finally:
+            self.opening -= 1
 
     def _full(self) -> bool:
         """Whether ``max_connections`` are open, being opened or being closed."""
