@@ -21,6 +21,10 @@ gives its job back (``reject_on_worker_lost``); another process waits for the ba
 lease to expire and finds the rows the dead one had in flight: those become ``unknown``,
 never sent twice by the campaign.
 
+Stop a worker with SIGTERM to its main process (systemd: ``KillMode=mixed``): Celery's
+warm shutdown lets the jobs in progress finish. A SIGTERM to every worker process ends
+their jobs at once, as a killed process does.
+
 The producer is :func:`~asmtp.campaign.distributed.enqueue`, as for taskiq: it makes a
 batch's rows pending and adds its job to a Redis stream (:data:`OUTBOX`) in one atomic
 step, so that no row is enqueued twice; :func:`forward` then hands each job on that

@@ -5,7 +5,9 @@ broker and journal, the recipe's own producer (``python celery_mailer.py``) enqu
 2,000 rows through :func:`~asmtp.campaign.distributed.enqueue`: every row arrives exactly
 once and the journal's counts are the server's record; with one worker process killed
 by ``kill -9`` mid-run, the job comes back and only rows reported ``unknown`` may arrive
-twice. Stopped, each worker process says QUIT on every connection its pool opened.
+twice; the same when every process gets SIGTERM mid-run and the worker is started
+again. Stopped (warm shutdown), each worker process says QUIT on every connection its
+pool opened.
 """
 
 from __future__ import annotations
@@ -105,16 +107,52 @@ class Celery:
         except OSError:  # gone
             return False
 
-    def stop(self) -> None:
-        """A warm shutdown (SIGTERM): each process closes its pool; SIGKILL what is left."""
+    def stop(self, *, every_process: bool = False) -> None:
+        """Celery's warm shutdown, SIGTERM to the main process: the jobs in progress finish,
+        then each worker process closes its pool. ``every_process`` sends the SIGTERM to
+        the worker processes too, as ``kill -TERM -PGID`` or systemd's default
+        ``KillMode=control-group`` do, which ends their jobs at once. SIGKILL what is
+        left after 20 s."""
         if self.worker is None or self.worker.poll() is not None:
             return
-        os.killpg(self.worker.pid, signal.SIGTERM)
+        if every_process:
+            os.killpg(self.worker.pid, signal.SIGTERM)
+        else:
+            self.worker.send_signal(signal.SIGTERM)
         try:
             self.worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(self.worker.pid, signal.SIGKILL)
             self.worker.wait()
+
+
+def busy_worker_processes(celery: Celery, server: CaptureServer, children: list[int]) -> list[int]:
+    """Once a quarter of the rows arrived, the worker processes seen inside a job (one
+    between two jobs would lose nothing if stopped)."""
+    deadline = time.monotonic() + 30
+    while len(server.messages) < ROWS // 4:
+        assert time.monotonic() < deadline, f"only {len(server.messages)} arrived"
+        time.sleep(0.01)
+    while not (busy := [pid for pid in children if celery.working(pid)]):
+        assert time.monotonic() < deadline, "no worker process seen in a job"
+    return busy
+
+
+def check_jobs_lost_and_resumed(run: Run, counts: dict[str, int]) -> None:
+    """After worker processes died mid-job: only rows reported ``unknown`` may arrive
+    twice, and every row arrived or is ``unknown`` (none lost)."""
+    states = run.states()
+    unknown = {row for row, state in states.items() if state == "unknown"}
+    arrived = run.arrived()
+    print(f"{counts}, {sum(arrived.values()) - len(arrived)} repeats")
+    assert {row for row, count in arrived.items() if count > 1} <= unknown
+    # At most two processes' windows: 4 connections x 4, plus 8 claimed ahead, each.
+    assert counts["unknown"] == len(unknown) <= 2 * (4 * 4 + 8)
+    accepted = {row for row, state in states.items() if state == "accepted"}
+    assert accepted <= set(arrived) and set(arrived) - accepted <= unknown
+    assert not PLAN.ids("good") - set(arrived) - unknown  # lost: neither arrived nor reported
+    assert sum(counts.values()) == ROWS
+    assert counts["accepted"] + counts["unknown"] >= len(PLAN.ids("good"))
 
 
 @pytest.fixture
@@ -170,32 +208,37 @@ def test_a_celery_worker_process_killed_mid_run_repeats_only_unknown_rows(
     try:
         children = celery.children()
         celery.enqueue(run.name, run.rows_file, run.template_file)
-        deadline = time.monotonic() + 30
-        while len(server.messages) < ROWS // 4:
-            assert time.monotonic() < deadline, f"only {len(server.messages)} arrived"
-            time.sleep(0.01)
-        # A process between two jobs would lose none: kill one seen inside a job.
-        while not (busy := [pid for pid in children if celery.working(pid)]):
-            assert time.monotonic() < deadline, "no worker process seen in a job"
-        victim = busy[0]
+        victim = busy_worker_processes(celery, server, children)[0]
         os.kill(victim, signal.SIGKILL)  # Celery starts another process; the job comes back
         counts = run.wait_until_done()
         assert victim not in celery.children()
     finally:
         celery.stop()
-    states = run.states()
-    unknown = {row for row, state in states.items() if state == "unknown"}
-    arrived = run.arrived()
-    print(f"after kill -9: {counts}, {sum(arrived.values()) - len(arrived)} repeats")
-    assert {row for row, count in arrived.items() if count > 1} <= unknown
-    # At most the killed process's window: 4 connections x 4, plus 8 claimed ahead, twice.
-    assert counts["unknown"] == len(unknown) <= 2 * (4 * 4 + 8)
-    accepted = {row for row, state in states.items() if state == "accepted"}
-    assert accepted <= set(arrived) and set(arrived) - accepted <= unknown
-    assert not PLAN.ids("good") - set(arrived) - unknown  # lost: neither arrived nor reported
-    assert sum(counts.values()) == ROWS
-    assert counts["accepted"] + counts["unknown"] >= len(PLAN.ids("good"))
+    check_jobs_lost_and_resumed(run, counts)
     assert "WorkerLostError" in celery.log.read_text(errors="replace")
+
+
+@pytest.mark.timeout(90)
+def test_a_sigterm_to_every_worker_process_loses_no_row(
+    tmp_path: Path, redis_server: RedisServer, server: CaptureServer
+) -> None:
+    """SIGTERM to the worker processes as well as the main one (systemd's default
+    ``KillMode``) ends the jobs in progress at once, as ``kill -9`` does: Celery gives them
+    back, and a worker started again sends what is left."""
+    run = Run(tmp_path, PLAN, server, redis_server)
+    celery = Celery(tmp_path, server, redis_server)
+    celery.start()
+    try:
+        children = celery.children()
+        celery.enqueue(run.name, run.rows_file, run.template_file)
+        busy_worker_processes(celery, server, children)
+        celery.stop(every_process=True)
+        assert "WorkerLostError" in celery.log.read_text(errors="replace")  # a job cut short
+        celery.start()
+        counts = run.wait_until_done()
+    finally:
+        celery.stop()
+    check_jobs_lost_and_resumed(run, counts)
 
 
 @pytest.mark.timeout(60)
@@ -210,8 +253,10 @@ def test_celery_worker_processes_quit_their_connections_when_the_worker_stops(
         celery.enqueue("welcome", rows, template)
         smtpd_server.handler.wait_for_deliveries(60, timeout=30)
     finally:
-        celery.stop()  # worker_process_shutdown in each process: the pool's QUIT
+        celery.stop()  # the job finishes; then worker_process_shutdown: the pool's QUIT
     assert celery.worker is not None and celery.worker.returncode == 0
+    log = celery.log.read_text(errors="replace")
+    assert "Traceback" not in log and "ERROR" not in log, log  # no job cut short
     commands = smtpd_server.handler.commands
     assert commands.count("DATA") == 60
     assert smtpd_server.connection_count >= 2  # each process connects as it starts
