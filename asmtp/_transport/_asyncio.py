@@ -28,13 +28,12 @@ _HIGH_WATER = 256 * 1024
 # Received bytes held before reading from the socket pauses: a flooding server cannot make
 # the client buffer more than this (the core's own limits apply on top).
 _READ_HIGH_WATER = 256 * 1024
-# Bytes the loop may read from the socket at once, into this connection's own buffer. A
-# plain protocol would have the loop allocate 256 KiB per read (asyncio's default), which
-# glibc may serve with mmap, mremap and munmap each time: several system calls per reply.
+# Bytes asyncio's own loops may read from the socket at once, into the connection's own
+# buffer (_BufferedProtocol).
 _READ_SIZE = 16 * 1024
 
 
-class _Protocol(asyncio.BufferedProtocol):
+class _Protocol(asyncio.Protocol):
     """Buffers received data and wakes one waiting reader; handles write flow control.
 
     A waiting reader has an absolute deadline on the loop's clock. One watchdog timer per
@@ -56,7 +55,6 @@ class _Protocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self.closed = self._loop.create_future()
-        self._buffer = memoryview(bytearray(_READ_SIZE))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports quack like asyncio.Transport without subclassing it.
@@ -66,13 +64,9 @@ class _Protocol(asyncio.BufferedProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.transport.set_write_buffer_limits(high=_HIGH_WATER)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        # The loop reads into the same buffer next time: keep a copy of what arrived.
-        self.chunks.append(bytes(self._buffer[:nbytes]))
-        self.buffered += nbytes
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
         if self.buffered > _READ_HIGH_WATER and not self.reading_paused and self.transport:
             self.transport.pause_reading()
             self.reading_paused = True
@@ -156,6 +150,32 @@ class _Protocol(asyncio.BufferedProtocol):
                 await asyncio.wait_for(asyncio.shield(self._writable), timeout)
             except asyncio.TimeoutError:  # not the builtin before Python 3.11
                 raise TimeoutError("could not write within the timeout") from None
+
+
+class _BufferedProtocol(_Protocol, asyncio.BufferedProtocol):
+    """:class:`_Protocol` reading into a buffer of its own, for asyncio's own loops.
+
+    Given a plain protocol, they allocate 256 KiB per read (``max_size``), which glibc may
+    serve with mmap, mremap and munmap each time: several system calls per reply. uvloop
+    reads into one buffer shared by every connection and makes the bytes object itself;
+    there a buffer per connection only spreads the reads over more memory.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer = memoryview(bytearray(_READ_SIZE))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # The loop reads into the same buffer next time: keep a copy of what arrived.
+        self.data_received(bytes(self._buffer[:nbytes]))
+
+
+def _protocol_for(loop: asyncio.AbstractEventLoop) -> type[_Protocol]:
+    """The protocol that reads cheapest on ``loop`` (see :class:`_BufferedProtocol`)."""
+    return _BufferedProtocol if isinstance(loop, asyncio.BaseEventLoop) else _Protocol
 
 
 class AsyncioTransport:
@@ -266,11 +286,12 @@ async def open_asyncio(
     sock = await _within(
         deadline, _connected_socket(host, port, source_address), "connect timed out"
     )
+    protocol = _protocol_for(loop)
     if host.startswith("/"):  # as _connected_socket tells a Unix socket
-        opening = loop.create_unix_connection(_Protocol, sock=sock)
+        opening = loop.create_unix_connection(protocol, sock=sock)
     else:
         opening = loop.create_connection(
-            _Protocol,
+            protocol,
             sock=sock,
             ssl=tls_context,
             server_hostname=server_hostname if tls_context is not None else None,
@@ -289,14 +310,15 @@ async def adopt_asyncio(
     from the first byte with ``tls_context``. The socket is closed if this fails."""
     loop = asyncio.get_running_loop()
     name = server_hostname if tls_context is not None else None
+    protocol = _protocol_for(loop)
     try:
         if sock.family == socket.AF_UNIX:
             opening = loop.create_unix_connection(
-                _Protocol, sock=sock, ssl=tls_context, server_hostname=name
+                protocol, sock=sock, ssl=tls_context, server_hostname=name
             )
         else:
             opening = loop.create_connection(
-                _Protocol, sock=sock, ssl=tls_context, server_hostname=name
+                protocol, sock=sock, ssl=tls_context, server_hostname=name
             )
         return await _opened(opening, sock, tls_context, deadline)
     except BaseException:
