@@ -71,7 +71,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         choices=sorted(CASES),
         help="a case to run (repeatable; default: all)",
     )
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return options
 
 
 def _measure(code: Path, case: str, port: int, message: Path) -> Measurement:
