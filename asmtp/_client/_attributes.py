@@ -53,11 +53,11 @@ class SessionView:
     @property
     def timeout(self) -> float | None:
         """Seconds each connect, write or complete reply may take (``None``: forever)."""
-        return self._session.timeout
+        return self._session.deadlines.timeout
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
-        self._session.timeout = value
+        self._session.deadlines.timeout = value
 
     @property
     def source_address(self) -> tuple[str, int] | None:

@@ -59,12 +59,6 @@ from ._unsolicited import idle_and_clean, take_unsolicited
 __all__ = ["Session"]
 
 _CLOSE_TIMEOUT: Final = 2.0
-# States in which no reply is owed and no body is half sent: the conversation is in step.
-_BETWEEN_COMMANDS: Final = frozenset(
-    {State.GREETED, State.READY, State.MAIL, State.RCPT, State.CLOSED}
-)
-# Open, with no body half sent: a command may follow once nothing is pending.
-_OPEN: Final = _BETWEEN_COMMANDS - {State.CLOSED}
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -76,6 +70,31 @@ class Session:
     Holds what smtplib keeps on an ``SMTP`` object between commands (the EHLO answer and
     extensions, the command encoding) so that :class:`asmtp.SMTP` can show it.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_core",
+        "_owner",
+        "_transport",
+        "_watching",
+        "command_encoding",
+        "deadlines",
+        "does_esmtp",
+        "ehlo_after_tls",
+        "ehlo_resp",
+        "esmtp_features",
+        "helo_resp",
+        "host",
+        "last_progress",
+        "local_hostname",
+        "port",
+        "progress",
+        "settings",
+        "source_address",
+        "transcript",
+        "use_chunking",
+        "watch",
+    )
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
@@ -104,15 +123,6 @@ class Session:
         self._owner: object | None = None
 
     # -- what the conversation is ------------------------------------------------------
-
-    @property
-    def timeout(self) -> float | None:
-        """Seconds each connect, write or whole reply may take (``None``: no limit)."""
-        return self.deadlines.timeout
-
-    @timeout.setter
-    def timeout(self, value: float | None) -> None:
-        self.deadlines.timeout = value
 
     @property
     def where(self) -> str:
@@ -155,8 +165,7 @@ class Session:
 
     def between_commands(self) -> bool:
         """No reply owed and no body half sent: the next command reads its own reply."""
-        core = self._core
-        return core is not None and not core.pending_count and core.state in _BETWEEN_COMMANDS
+        return self._core is not None and self._core.between_commands
 
     def reusable(self) -> bool:
         """Whether a command may be sent now: connected, no reply owed, nothing unread.
@@ -165,7 +174,9 @@ class Session:
         421 or a close marks the conversation unusable. A pool asks before reusing one.
         """
         core, transport = self._core, self._transport
-        if core is None or transport is None or core.pending_count or core.state not in _OPEN:
+        if core is None or transport is None or not core.between_commands:
+            return False
+        if core.state is State.CLOSED:
             return False
         return idle_and_clean(core, transport, self._note)
 

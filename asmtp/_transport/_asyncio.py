@@ -42,6 +42,21 @@ class _Protocol(asyncio.Protocol):
     read that waits costs a clock reading, not a timer, however many replies arrive.
     """
 
+    __slots__ = (
+        "_loop",
+        "_reader",
+        "_reader_deadline",
+        "_watchdog",
+        "_writable",
+        "buffered",
+        "chunks",
+        "closed",
+        "eof",
+        "error",
+        "reading_paused",
+        "transport",
+    )
+
     def __init__(self) -> None:
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
@@ -160,6 +175,8 @@ class _BufferedProtocol(_Protocol, asyncio.BufferedProtocol):
     reads into one buffer shared by every connection and makes the bytes object itself;
     there a buffer per connection only spreads the reads over more memory.
     """
+
+    __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
         super().__init__()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Final, NoReturn
 
 from ._body import BdatEncoder, DataEncoder
@@ -35,6 +34,7 @@ from ._events import (
 )
 from ._extensions import Extensions
 from ._params import declares_binary
+from ._records import Pending, Transaction
 from ._replies import (
     DEFAULT_MAX_LINE_LENGTH,
     DEFAULT_MAX_REPLY_BYTES,
@@ -42,6 +42,7 @@ from ._replies import (
     ReplyReader,
 )
 from ._state import (
+    BETWEEN_COMMANDS,
     GROUP_ENDERS,
     MOVE_CHECKS,
     RAW_VERBS,
@@ -67,28 +68,6 @@ _ENDS_OF_DATA: Final[tuple[Kind, ...]] = (EndOfData, BdatLast)
 _VERDICT_KINDS: Final[frozenset[Kind]] = frozenset({Ehlo, Helo, Lhlo, Mail, Rcpt})
 
 
-@dataclass(eq=False, slots=True)
-class _Transaction:
-    """One mail transaction as the replies reveal it."""
-
-    mail_accepted: bool = False
-    mail_refused: bool = False
-    rcpts_pending: int = 0
-    accepted: list[bytes] = field(default_factory=list)
-    binary: bool = False
-    """MAIL declared BODY=BINARYMIME: BDAT carries the body byte for byte (RFC 3030 §3)."""
-
-
-@dataclass(eq=False, slots=True)
-class _Pending:
-    """A command awaiting its reply (or, for LMTP's end of data, its replies)."""
-
-    command: Command
-    kind: Kind
-    txn: _Transaction | None
-    answered: int = 0
-
-
 class ClientConnection:
     """The client side of an SMTP or LMTP conversation, without I/O.
 
@@ -98,6 +77,20 @@ class ClientConnection:
     :data:`PEER_CLOSED`. Limits are keyword-only; each raises
     :class:`RemoteProtocolError` when the server exceeds it.
     """
+
+    __slots__ = (
+        "_bdat",
+        "_encoder",
+        "_extensions",
+        "_greeted",
+        "_peer_closed",
+        "_pending",
+        "_reader",
+        "_state",
+        "_txn",
+        "lmtp",
+        "max_pending",
+    )
 
     def __init__(
         self,
@@ -116,9 +109,9 @@ class ClientConnection:
             max_reply_bytes=max_reply_bytes,
         )
         self._state = State.AWAIT_GREETING
-        self._pending: deque[_Pending] = deque()
+        self._pending: deque[Pending] = deque()
         self._extensions: Extensions | None = None
-        self._txn: _Transaction | None = None
+        self._txn: Transaction | None = None
         self._encoder = DataEncoder()
         self._bdat: BdatEncoder | None = None
         """The open transaction's BDAT framing, made by its first chunk."""
@@ -146,6 +139,11 @@ class ClientConnection:
     def pending_count(self) -> int:
         """How many commands still await replies (cheaper than ``len(pending)``)."""
         return len(self._pending)
+
+    @property
+    def between_commands(self) -> bool:
+        """No reply owed and no body half sent: a command sent now reads its own reply."""
+        return not self._pending and self._state in BETWEEN_COMMANDS
 
     @property
     def buffered(self) -> int:
@@ -302,14 +300,14 @@ class ClientConnection:
         txn = self._txn
         if cls is Mail:
             params = command.params  # type: ignore[union-attr]  # cls says so
-            txn = self._txn = _Transaction(binary=bool(params) and declares_binary(params))
+            txn = self._txn = Transaction(binary=bool(params) and declares_binary(params))
             self._bdat = None
         elif cls is Rcpt:
             if txn is not None:
                 txn.rcpts_pending += 1
         elif cls is Raw:
             kind = self._raw_kind(command)  # type: ignore[arg-type]  # cls says so
-        self._pending.append(_Pending(command, kind, txn))
+        self._pending.append(Pending(command, kind, txn))
         state = self._state
         next_state = TRANSITIONS[state][table_key]
         if next_state is State.READY and state is not State.READY:
@@ -394,17 +392,17 @@ class ClientConnection:
             pending.clear()
         return reply
 
-    def _replies_expected(self, entry: _Pending) -> int:
+    def _replies_expected(self, entry: Pending) -> int:
         if self.lmtp and entry.kind in _ENDS_OF_DATA and entry.txn is not None:
             return max(1, len(entry.txn.accepted))
         return 1
 
-    def _lmtp_recipient(self, entry: _Pending) -> bytes | None:
+    def _lmtp_recipient(self, entry: Pending) -> bytes | None:
         if entry.txn is None or entry.answered >= len(entry.txn.accepted):
             return None
         return entry.txn.accepted[entry.answered]
 
-    def _apply_reply(self, entry: _Pending, reply: Reply) -> None:
+    def _apply_reply(self, entry: Pending, reply: Reply) -> None:
         """Record what ``reply`` says of its command, then make the move the table gives."""
         kind = entry.kind
         raw = entry.command.__class__ is Raw
@@ -424,7 +422,7 @@ class ClientConnection:
                 self._arrive(target, entry)
                 return
 
-    def _record_verdict(self, entry: _Pending, reply: Reply) -> None:
+    def _record_verdict(self, entry: Pending, reply: Reply) -> None:
         """What a reply tells whatever the state: extensions, the transaction's counts."""
         kind, txn, ok = entry.kind, entry.txn, reply.is_positive
         if kind in _HELLO:
@@ -445,7 +443,7 @@ class ClientConnection:
             if ok:
                 txn.accepted.append(command.address)
 
-    def _arrive(self, target: State | Reopen, entry: _Pending) -> None:
+    def _arrive(self, target: State | Reopen, entry: Pending) -> None:
         """Enter ``target`` with what entering it implies."""
         if target is Reopen.TRANSACTION:
             target = self._transaction_state()
@@ -456,7 +454,7 @@ class ClientConnection:
             self._encoder = DataEncoder()
         elif isinstance(command, Raw) and entry.kind is Mail:
             # A raw MAIL the server accepted opens the transaction the reply reveals.
-            self._txn = _Transaction(mail_accepted=True, binary=declares_binary(command.line))
+            self._txn = Transaction(mail_accepted=True, binary=declares_binary(command.line))
             self._bdat = None
         elif isinstance(command, Raw) and entry.kind is Rcpt and self._txn is not None:
             address = command.line.split(b":", 1)[-1].strip().split(b" ", 1)[0]

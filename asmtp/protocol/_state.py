@@ -38,6 +38,7 @@ from ._events import (
 )
 
 __all__ = [
+    "BETWEEN_COMMANDS",
     "GROUP_ENDERS",
     "MOVE_CHECKS",
     "OTHER_MOVES",
@@ -155,6 +156,9 @@ this table."""
 GROUP_ENDERS: Final[frozenset[Kind]] = frozenset(
     {Ehlo, Helo, Lhlo, Data, Vrfy, Expn, Help, Noop, Quit, StartTLS, Auth, AuthResponse, Raw}
 )
+
+# No reply is owed in these, and no body is half sent: a command sent now reads its own reply.
+BETWEEN_COMMANDS: Final = frozenset({_S.GREETED, _S.READY, _S.MAIL, _S.RCPT, _S.CLOSED})
 
 
 class On(enum.Enum):

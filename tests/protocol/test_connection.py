@@ -388,3 +388,39 @@ def test_raw_line_moves_the_state_as_its_reply_says(
     # A raw answer to a challenge is a credential: the reply names it as a sensitive line.
     named = Raw(line, sensitive=state is State.AUTH_CHALLENGE)
     assert (reply.command, script.state()) == (named, after)
+
+
+def test_between_commands_only_when_no_reply_is_owed_and_no_body_is_open() -> None:
+    script = Script()
+    seen: list[tuple[State, bool]] = []
+
+    def note() -> None:
+        seen.append((script.state(), script.conn.between_commands))
+
+    note()  # the greeting is owed
+    script.receive(GREETING)
+    note()
+    script.step(Ehlo(b"c.example"), sends=b"EHLO c.example\r\n", answers=ehlo_reply())
+    script.send(Mail(b"a@x"))
+    note()  # MAIL's reply is owed
+    script.receive(b"250 ok\r\n")
+    script.step(Rcpt(b"b@y"), sends=b"RCPT TO:<b@y>\r\n", answers=b"250 ok\r\n")
+    note()
+    script.step(Data(), sends=b"DATA\r\n", answers=b"354 go\r\n")
+    note()  # the body is open
+    script.step(MessageData(b"x"), EndOfData(), sends=b"x\r\n.\r\n")
+    note()  # the end of data is sent, its reply owed
+    script.receive(b"250 queued\r\n")
+    note()
+    script.step(Quit(), sends=b"QUIT\r\n", answers=b"221 bye\r\n")
+    note()
+    assert seen == [
+        (State.AWAIT_GREETING, False),
+        (State.GREETED, True),
+        (State.MAIL, False),
+        (State.RCPT, True),
+        (State.BODY, False),
+        (State.READY, False),
+        (State.READY, True),
+        (State.CLOSED, True),
+    ]

@@ -1,0 +1,32 @@
+"""What the core keeps while replies are owed: each command sent, each open transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._events import Command
+from ._state import Kind
+
+__all__ = ["Pending", "Transaction"]
+
+
+@dataclass(eq=False, slots=True)
+class Transaction:
+    """One mail transaction as the replies reveal it."""
+
+    mail_accepted: bool = False
+    mail_refused: bool = False
+    rcpts_pending: int = 0
+    accepted: list[bytes] = field(default_factory=list)
+    binary: bool = False
+    """MAIL declared BODY=BINARYMIME: BDAT carries the body byte for byte (RFC 3030 §3)."""
+
+
+@dataclass(eq=False, slots=True)
+class Pending:
+    """A command awaiting its reply (or, for LMTP's end of data, its replies)."""
+
+    command: Command
+    kind: Kind
+    txn: Transaction | None
+    answered: int = 0
