@@ -14,7 +14,7 @@ import email.message
 import math
 import ssl
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -347,7 +347,7 @@ class SMTPPool:
             return failure_outcome(exc)
         return result.outcome
 
-    async def _with_retries(
+    def _with_retries(
         self,
         item: Outgoing,
         *,
@@ -355,14 +355,14 @@ class SMTPPool:
         on_start: Callable[[], object] | None = None,
         tracker: Tracker | None = None,
         on_progress: OnProgress | None = None,
-    ) -> SendResult:
+    ) -> Awaitable[SendResult]:
         tracker = tracker or Tracker()
         send = self._retried(item, deadline, on_start, tracker, on_progress)
         observer = current_observer()
         if observer is None:
-            return await send
+            return send  # returned, not awaited: a waiting send keeps one frame less
         # One watch for the caller's send: its wait for a connection and all its attempts.
-        return await observed(observer, self, item, send, tracker.connection_watch)
+        return observed(observer, self, item, send, tracker.connection_watch)
 
     async def _retried(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 import anyio
@@ -28,16 +28,18 @@ _UNBOUNDED: Final = contextlib.nullcontext()
 class Deadlines:
     """Per-step ``timeout`` (seconds, ``None``: none) and the deadline of the send under way."""
 
-    __slots__ = ("_send", "_send_seconds", "timeout")
+    __slots__ = ("_send", "_send_seconds", "clock", "timeout")
 
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
+        self.clock: Callable[[], float] = now
+        """The event loop's clock: the connection's own loop's while it is open."""
         self._send = math.inf
         self._send_seconds: float | None = None
 
     def step(self) -> float:
         """The absolute deadline of a step starting now (:meth:`named` says which bound)."""
-        step = math.inf if self.timeout is None else now() + self.timeout
+        step = math.inf if self.timeout is None else self.clock() + self.timeout
         return self._send if self._send < step else step
 
     def named(self, deadline: float) -> str:
@@ -54,7 +56,7 @@ class Deadlines:
     @contextlib.contextmanager
     def _bounded_send(self, seconds: float) -> Iterator[None]:
         outer = self._send, self._send_seconds
-        self._send, self._send_seconds = min(self._send, now() + seconds), seconds
+        self._send, self._send_seconds = min(self._send, self.clock() + seconds), seconds
         try:
             yield
         finally:

@@ -51,7 +51,7 @@ from ._failures import Cleanup, translate
 from ._hooks import UNWATCHED, ConnectionWatch, watch_connection
 from ._hostname import default_local_hostname
 from ._progress import Progress
-from ._running import current_task
+from ._running import clock, current_task, now
 from ._settings import ClientSettings
 from ._transcript import Transcript
 from ._unsolicited import idle_and_clean, take_unsolicited
@@ -237,6 +237,7 @@ class Session:
         """Connect to ``host``:``port`` (a Unix socket when ``host`` is a path) and read the
         greeting."""
         await self.close()
+        self.deadlines.clock = clock()  # a connection belongs to the loop that opened it
         self.host, self.port = host, port
         self.watch = self._watching = watch_connection(self)
         # As smtplib raises it, before connecting (for a Unix socket too: port 0).
@@ -276,6 +277,7 @@ class Session:
                 await transport.aclose()
         watching, self._watching = self._watching, UNWATCHED
         watching.closed()
+        self.deadlines.clock = now  # the next connection may run in another loop
 
     async def abort(self) -> None:
         """Mark the conversation unusable and close it."""

@@ -414,3 +414,21 @@ async def test_the_asmtp_logger_at_debug_gets_every_connections_transcript(
     for sender in ("one", "two", "pool"):
         assert f"send: b'MAIL FROM:<{sender}@x.test>" in logged
     assert capsys.readouterr().err == ""
+
+
+def test_a_client_reconnected_under_another_event_loop_reads_that_loops_clock(
+    smtpd_server: ThreadedSMTPServer,
+) -> None:
+    """Deadlines are read from the clock of the loop that opened the connection, found once
+    per connection: the same client connected under trio, then under asyncio, then under
+    trio again reads each loop's own clock (trio's cannot be read outside trio)."""
+    client = asmtp.SMTP(local_hostname=ME, timeout=TIMEOUT)
+
+    async def noop_on_a_new_connection() -> int:
+        await client.connect(HOST, smtpd_server.port)
+        code, _ = await client.noop()
+        await client.quit()
+        return code
+
+    for backend in ("trio", "asyncio", "trio"):
+        assert anyio.run(noop_on_a_new_connection, backend=backend) == 250
