@@ -56,6 +56,11 @@ Postfix's own C load generator `smtp-source` as the ceiling.
 - **Interference**: on a shared machine, a sample during which other processes used more
   than 15% of a CPU (machine user time minus ours and the sink's) is taken again, up to 3
   times; how many were kept anyway is reported with the results.
+- **Hash seed**: aiosmtplib's speed on asyncio depends on the worker process's string hash
+  seed (`PYTHONHASHSEED`, random by default). With 50 connections it took 148 µs of CPU
+  per message with seeds 0 and 2, and 225 µs with seeds 1 and 3; asmtp stayed within a
+  few per cent over seeds 0 to 5. A ratio against one of aiosmtplib's asyncio rows can
+  therefore move by a third between runs: compare several runs.
 
 The figures depend on the machine; compare ratios, not absolute numbers, across machines.
 
