@@ -88,6 +88,9 @@ dsn_advertise_hosts = *
 chunking_advertise_hosts = *
 pipelining_advertise_hosts = *
 smtputf8_advertise_hosts = *
+# Deliver every message at once: by default Exim only queues the 11th and later messages of
+# one connection, for a queue runner this instance does not have, and a pool may carry them.
+smtp_accept_queue_per_connection = 0
 acl_smtp_rcpt = check_rcpt
 acl_smtp_data = check_data
 

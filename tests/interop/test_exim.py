@@ -341,3 +341,17 @@ async def test_pool_delivers_every_message_exactly_once(exim: Exim, chunking: bo
     for marker in markers:
         stored = await _kit.delivered(exim.maildir("user"), marker)
         assert b"\n.leading dot\n" in stored.replace(b"\r\n", b"\n")
+
+
+@pytest.mark.feature("limits: messages per session")
+async def test_a_dozen_messages_on_one_connection_are_each_delivered(exim: Exim) -> None:
+    """Exim queues a connection's messages past the tenth without delivering them unless
+    ``smtp_accept_queue_per_connection`` says otherwise; this instance delivers them all,
+    as a pool's long-lived connections need."""
+    markers = [_kit.token() for _ in range(12)]
+    sender, user = exim.address("sender"), exim.address("user")
+    batch = [asmtp.Outgoing(sender, [user], _kit.message(m, b"one of twelve\r\n")) for m in markers]
+    async with mx(exim) as smtp:
+        assert await smtp.sendmail_many(batch) == [{}] * len(markers)
+    for marker in markers:
+        await _kit.delivered(exim.maildir("user"), marker, wait=10.0)
