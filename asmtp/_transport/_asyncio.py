@@ -16,7 +16,8 @@ import socket
 import ssl
 import sys
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from ._errors import connect_failed, unresolvable
@@ -300,20 +301,23 @@ async def open_asyncio(
 ) -> AsyncioTransport:
     """Connect over TCP (TLS from the first byte with ``tls_context``) or a Unix socket."""
     loop = asyncio.get_running_loop()
-    sock = await _within(
-        deadline, _connected_socket(host, port, source_address), "connect timed out"
-    )
-    protocol = _protocol_for(loop)
-    if host.startswith("/"):  # as _connected_socket tells a Unix socket
-        opening = loop.create_unix_connection(protocol, sock=sock)
-    else:
-        opening = loop.create_connection(
-            protocol,
-            sock=sock,
-            ssl=tls_context,
-            server_hostname=server_hostname if tls_context is not None else None,
+    if tls_context is None and source_address is None:
+        # The loop makes and connects the socket itself: uvloop does that in C, with fewer
+        # trips round the loop than when it takes over a socket connected here.
+        transport, protocol = await _within(
+            deadline,
+            _first_accepting(host, port, partial(_loop_connects, loop)),
+            "connect timed out",
         )
-    return await _opened(opening, sock, tls_context, deadline)
+        return AsyncioTransport(transport, protocol, False)
+    sock = await _within(
+        deadline,
+        _first_accepting(host, port, partial(_socket_connected, loop, source_address)),
+        "connect timed out",
+    )
+    return await adopt_asyncio(
+        sock, tls_context=tls_context, server_hostname=server_hostname, deadline=deadline
+    )
 
 
 async def adopt_asyncio(
@@ -364,39 +368,65 @@ async def _opened(
     return AsyncioTransport(transport, protocol, tls_context is not None)
 
 
-async def _connected_socket(
-    host: str, port: int, source_address: tuple[str, int] | None
-) -> socket.socket:
-    """A socket connected to the first of ``host``'s addresses that accepts, as asyncio's
-    ``create_connection`` tries them, with every address's error kept for the message."""
-    loop = asyncio.get_running_loop()
-    if host.startswith("/"):
-        targets: list[tuple[int, Any]] = [(socket.AF_UNIX, host)]
-    elif (literal := _ip_literal(host)) is not None:
-        targets = [(literal, (host, port))]  # nothing to resolve: no worker thread
-    else:
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise unresolvable(host, port, exc) from exc
-        targets = [(family, address) for family, _, _, _, address in infos]
+async def _first_accepting(
+    host: str, port: int, connect: Callable[[int, Any], Awaitable[_T]]
+) -> _T:
+    """``connect(family, address)`` to the first of ``host``'s addresses that accepts, in
+    order as asyncio's ``create_connection`` tries them, every address's error kept for the
+    message."""
     errors: list[OSError] = []
-    for family, address in targets:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    for family, address in await _addresses(host, port):
         try:
-            sock.setblocking(False)
-            if source_address is not None and family != socket.AF_UNIX:
-                sock.bind(source_address)
-            await loop.sock_connect(sock, address)
-        except OSError as exc:
-            sock.close()
+            connected = await connect(family, address)
+        except OSError as exc:  # noqa: PERF203 - one attempt per address, each error kept
             errors.append(exc)
-        except BaseException:
-            sock.close()
-            raise
         else:
-            return sock
+            return connected
     raise connect_failed(host, port, errors) from (errors[0] if errors else None)
+
+
+async def _addresses(host: str, port: int) -> list[tuple[int, Any]]:
+    """``(family, address)`` for each of ``host``'s addresses (``host`` a Unix socket's path
+    if it starts with "/")."""
+    if host.startswith("/"):
+        return [(socket.AF_UNIX, host)]
+    if (literal := _ip_literal(host)) is not None:
+        return [(literal, (host, port))]  # nothing to resolve: no worker thread
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise unresolvable(host, port, exc) from exc
+    return [(family, address) for family, _, _, _, address in infos]
+
+
+async def _loop_connects(
+    loop: asyncio.AbstractEventLoop, family: int, address: Any
+) -> tuple[asyncio.Transport, _Protocol]:
+    """A plain connection to one address, socket made and connected by the loop."""
+    protocol = _protocol_for(loop)
+    if family == socket.AF_UNIX:
+        return await loop.create_unix_connection(protocol, address)
+    # A scoped IPv6 address keeps its scope in the host's text ("fe80::1%eth0").
+    return await loop.create_connection(protocol, address[0], address[1], family=family)
+
+
+async def _socket_connected(
+    loop: asyncio.AbstractEventLoop,
+    source_address: tuple[str, int] | None,
+    family: int,
+    address: Any,
+) -> socket.socket:
+    """A socket connected to one address, bound to ``source_address`` first if given."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if source_address is not None and family != socket.AF_UNIX:
+            sock.bind(source_address)
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _ip_literal(host: str) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -42,6 +43,22 @@ async def test_smtp_ssl_sends_over_tls_from_the_first_byte(
         with pytest.raises(asmtp.SMTPNotSupportedError):
             await smtp.starttls(context=tls_contexts.client)  # not offered inside TLS
     assert verbs(server.handler.commands) == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
+    assert server.handler.deliveries[0].content == MESSAGE
+
+
+async def test_smtp_ssl_to_a_unix_socket_speaks_tls_from_the_first_byte(
+    smtpd_server_factory: SMTPDServerFactory, tls_contexts: TLSContexts, unix_socket_path: Path
+) -> None:
+    server = smtpd_server_factory(ssl_context=tls_contexts.server, unix_path=unix_socket_path)
+    async with asmtp.SMTP_SSL(
+        str(unix_socket_path),
+        local_hostname=ME,
+        timeout=WAIT,
+        context=tls_contexts.client,
+        server_hostname="localhost",
+    ) as smtp:
+        assert smtp.is_encrypted
+        assert await smtp.sendmail("a@x.test", ["b@x.test"], MESSAGE) == {}
     assert server.handler.deliveries[0].content == MESSAGE
 
 
