@@ -6,10 +6,14 @@ gives, per case, asmtp at ``--head`` (default ``HEAD``) divided by asmtp at ``BA
 Whole benchmark runs taken one after the other compare poorly on a shared machine: the
 load of other work moves between them, and a run can land in a slow minute. Here each
 round measures both versions back to back, in alternating order, on the same
-``smtp-sink``; the figure is the median over the rounds of the per-round ratio, so slow
-drift cancels out. Both versions run from exported copies (``git archive``), so neither
-is favoured by where its files live. ``--head`` the same commit as ``BASELINE`` measures
-the noise itself (an A/A run): its spread is what a difference must exceed to count.
+``smtp-sink``, so slow drift touches both alike. Round N runs both at the same memory
+layout, hash seed and environment size (``_jobs.Layout``), and a different one each
+round: a version's speed can move by a fifth with the layout, in modes, and one fixed
+layout can favour either side. The figure is therefore the ratio of the means over the
+rounds, not a median, which would pick a mode. Both versions run from exported copies (``git archive``), so
+neither is favoured by where its files live. ``--head`` the same commit as ``BASELINE``
+measures the noise itself (an A/A run): its spread is what a difference must exceed to
+count.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._jobs import Job, Measurement, write_message_files
+from ._jobs import Job, Layout, Measurement, write_message_files
 from ._servers import SmtpSink
 from ._suite import export_asmtp, run_worker
 
@@ -43,17 +47,25 @@ _TIMEOUT: Final = 300.0
 
 
 @dataclass(frozen=True)
-class Ratios:
-    """Per-round ratios of the head to the baseline: rate and CPU per message."""
+class Rounds:
+    """Each round's measurement of the head and of the baseline, both at that round's layout."""
 
-    rate: list[float]
-    cpu: list[float]
+    head: list[Measurement]
+    baseline: list[Measurement]
 
     def summary(self) -> str:
+        def mean_rate(found: list[Measurement]) -> float:
+            return statistics.fmean(m.rate for m in found)
+
+        def mean_cpu(found: list[Measurement]) -> float:
+            return statistics.fmean(m.cpu_per_message for m in found)
+
+        per_round = [a.rate / b.rate for a, b in zip(self.head, self.baseline, strict=True)]
         return (
-            f"msg/s x{statistics.median(self.rate):.3f} "
-            f"(rounds {min(self.rate):.2f}-{max(self.rate):.2f}), "
-            f"CPU/msg x{statistics.median(self.cpu):.3f}"
+            f"msg/s x{mean_rate(self.head) / mean_rate(self.baseline):.3f} "
+            f"(rounds {min(per_round):.2f}-{max(per_round):.2f}), "
+            f"CPU/msg x{mean_cpu(self.head) / mean_cpu(self.baseline):.3f} "
+            f"({mean_cpu(self.head) * 1e6:.0f} / {mean_cpu(self.baseline) * 1e6:.0f} µs)"
         )
 
 
@@ -64,7 +76,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("baseline", help="the commit or branch compared with")
     parser.add_argument("--head", default="HEAD", help="the commit measured (default HEAD)")
-    parser.add_argument("--rounds", type=int, default=12, help="rounds per case (default 12)")
+    parser.add_argument("--rounds", type=int, default=16, help="rounds per case (default 16)")
     parser.add_argument(
         "--case",
         action="append",
@@ -77,7 +89,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return options
 
 
-def _measure(code: Path, case: str, port: int, message: Path) -> Measurement:
+def _measure(code: Path, case: str, port: int, message: Path, layout: Layout) -> Measurement:
+    """Measure the asmtp in ``code`` from the round's own directory.
+
+    The directory's path is in every module's file name and on ``sys.path``, so it moves
+    the memory layout too: both versions run from the same path in a round, and the path's
+    length changes from round to round.
+    """
     loop, mode, connections, messages = CASES[case]
     job = Job(
         kind="throughput",
@@ -91,22 +109,26 @@ def _measure(code: Path, case: str, port: int, message: Path) -> Measurement:
         message_file=str(message),
         concurrency=connections,
     )
-    return run_worker(job, _TIMEOUT, code)
+    stage = code.with_name("run" + "_" * (layout.padding % 64))
+    code.rename(stage)
+    try:
+        return run_worker(job, _TIMEOUT, stage, layout)
+    finally:
+        stage.rename(code)
 
 
 def compare(
     head: Path, baseline: Path, case: str, rounds: int, sink: SmtpSink, message: Path
-) -> Ratios:
+) -> Rounds:
     """``rounds`` back-to-back measurements of ``case`` by the asmtp in each directory."""
-    rate: list[float] = []
-    cpu: list[float] = []
+    found = Rounds([], [])
     for number in range(rounds):
         pair = (head, baseline) if number % 2 == 0 else (baseline, head)
-        measured = {code: _measure(code, case, sink.port, message) for code in pair}
-        a, b = measured[head], measured[baseline]
-        rate.append(a.rate / b.rate)
-        cpu.append(a.cpu_per_message / b.cpu_per_message)
-    return Ratios(rate, cpu)
+        layout = Layout.for_repetition(number)
+        measured = {code: _measure(code, case, sink.port, message, layout) for code in pair}
+        found.head.append(measured[head])
+        found.baseline.append(measured[baseline])
+    return found
 
 
 def main(argv: Sequence[str]) -> int:
@@ -121,6 +143,6 @@ def main(argv: Sequence[str]) -> int:
         print(f"asmtp {names[0]} / asmtp {names[1]}, 1 KB, {options.rounds} rounds per case")
         with SmtpSink() as sink:
             for case in options.case or list(CASES):
-                ratios = compare(head, baseline, case, options.rounds, sink, message)
-                print(f"{case:16} {ratios.summary()}", flush=True)
+                found = compare(head, baseline, case, options.rounds, sink, message)
+                print(f"{case:16} {found.summary()}", flush=True)
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -17,6 +18,7 @@ __all__ = [
     "SENDER",
     "SHAPES",
     "Job",
+    "Layout",
     "Measurement",
     "Shape",
     "make_message",
@@ -82,6 +84,34 @@ def write_message_files(directory: Path, size: int) -> tuple[Path, Path]:
     crlf.write_bytes(message)
     lf.write_bytes(message.replace(b"\r\n", b"\n"))
     return crlf, lf
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a worker process's objects land in memory: its hash seed and environment size.
+
+    Both move a Python client's speed by up to a fifth, in modes: the string hash seed
+    (``PYTHONHASHSEED``) orders every dict and set, and the size of the environment shifts
+    the stack and what is allocated after it. One fixed layout can put one client, or one
+    commit, in its fast mode and another in its slow one. So each repetition runs every
+    case at the same layout, a different one per repetition, and figures are means.
+    """
+
+    hash_seed: int
+    padding: int
+    """Bytes of filler in the worker's environment."""
+
+    @classmethod
+    def for_repetition(cls, number: int) -> Layout:
+        """The layout of repetition ``number``: the same in every run."""
+        return cls(hash_seed=number, padding=random.Random(number).randrange(4096))
+
+    def environment(self, base: dict[str, str]) -> dict[str, str]:
+        return {
+            **base,
+            "PYTHONHASHSEED": str(self.hash_seed),
+            "ASMTP_BENCH_PADDING": "x" * self.padding,
+        }
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ Postfix's own C load generator `smtp-source` as the ceiling.
 - **Shapes**: 1 KB to 1 recipient, 100 KB to 1 recipient, 1 KB to 10 recipients.
 - **Figures**: messages per second (connection set-up and QUIT included) and client CPU
   seconds per message (`time.process_time()`, or `RUSAGE_CHILDREN` for `smtp-source`);
-  median of several repetitions, interleaved so drift affects every case alike.
+  the mean of several repetitions, interleaved so drift affects every case alike.
 - **Round trips**: a loopback proxy adds a fixed delay in each direction; the time per
   message on an open connection divided by the round-trip time. `smtp-sink` has no
   CHUNKING, so the CHUNKING figure uses a small scripted server that advertises PIPELINING
@@ -56,11 +56,16 @@ Postfix's own C load generator `smtp-source` as the ceiling.
 - **Interference**: on a shared machine, a sample during which other processes used more
   than 15% of a CPU (machine user time minus ours and the sink's) is taken again, up to 3
   times; how many were kept anyway is reported with the results.
-- **Hash seed**: aiosmtplib's speed on asyncio depends on the worker process's string hash
-  seed (`PYTHONHASHSEED`, random by default). With 50 connections it took 148 µs of CPU
-  per message with seeds 0 and 2, and 225 µs with seeds 1 and 3; asmtp stayed within a
-  few per cent over seeds 0 to 5. A ratio against one of aiosmtplib's asyncio rows can
-  therefore move by a third between runs: compare several runs.
+- **Memory layout**: a Python process's string hash seed (`PYTHONHASHSEED`, random by
+  default) and the size of its environment decide where its objects land in memory, and
+  that can move a client's speed by a fifth to a third, in modes. aiosmtplib with 50
+  connections on asyncio took 148 µs of CPU per message with seeds 0 and 2, and 225 µs
+  with seeds 1 and 3; asmtp as of 6a83666, on one connection and at one hash seed, took
+  about 185 µs with one environment size and 230 to 300 µs with eight others. So
+  repetition N runs every case at hash seed N and an environment padded by a size drawn
+  from N, each client at the same layouts, and the throughput figures are means over the
+  repetitions: a median would pick one mode, and a ratio against it would swing from run
+  to run.
 
 The figures depend on the machine; compare ratios, not absolute numbers, across machines.
 

@@ -1,4 +1,4 @@
-"""Turn measurements into the tables: medians, ratios against each peer, the targets.
+"""Turn measurements into the tables: averages, ratios against each peer, the targets.
 
 The same Markdown is printed and, with ``--write-docs``, written into
 ``docs/performance.md`` by :mod:`._page`.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from ._jobs import SHAPES, Measurement, Shape
+from ._jobs import SHAPES, Layout, Measurement, Shape
 from ._page import ROOT
 
 __all__ = [
@@ -79,6 +79,8 @@ class Sample:
     """Seconds of the sink's CPU while the sample ran."""
     foreign: float = 0.0
     """Share of one CPU that other processes used meanwhile."""
+    layout: Layout | None = None
+    """The worker's hash seed and environment size: the same for every case of a repetition."""
 
 
 @dataclass
@@ -101,15 +103,18 @@ class Results:
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
+    # Throughput figures are means over the repetitions, not medians: each repetition runs
+    # at its own memory layout, and a client whose speed depends on the layout has modes.
+    # The mean weighs them as processes started anywhere meet them; a median picks one.
     def rate(self, key: str, shape: str) -> float | None:
         samples = self.throughput.get((key, shape))
-        return statistics.median(s.measurement.rate for s in samples) if samples else None
+        return statistics.fmean(s.measurement.rate for s in samples) if samples else None
 
     def cpu(self, key: str, shape: str) -> float | None:
         samples = self.throughput.get((key, shape))
         if not samples:
             return None
-        return statistics.median(s.measurement.cpu_per_message for s in samples)
+        return statistics.fmean(s.measurement.cpu_per_message for s in samples)
 
     def round_trips(self, key: str, rcpts: int) -> float | None:
         samples = self.roundtrips.get((key, rcpts))
@@ -225,16 +230,16 @@ def _throughput_section(results: Results) -> list[str]:
             if not samples:
                 continue
             rates = [s.measurement.rate for s in samples]
-            client_cpu = statistics.median(
+            client_cpu = statistics.fmean(
                 s.measurement.cpu / s.measurement.elapsed for s in samples
             )
-            sink_cpu = statistics.median(s.sink_cpu / s.measurement.elapsed for s in samples)
+            sink_cpu = statistics.fmean(s.sink_cpu / s.measurement.elapsed for s in samples)
             cpu = results.cpu(case.key, shape.key)
             rows.append(
                 [
                     case.label,
                     case.loop,
-                    _num(statistics.median(rates)),
+                    _num(results.rate(case.key, shape.key)),
                     f"{_num(min(rates))}-{_num(max(rates))}",
                     _num(cpu * 1e6 if cpu is not None else None),
                     f"{client_cpu:.0%}",
@@ -466,13 +471,14 @@ def render(results: Results, machine: Sequence[str]) -> str:
         "",
         *(f"- {line}" for line in machine),
         f"- Messages per measurement: {counts} (smtp-source x4, one-shot sends x0.25); "
-        f"{results.repetitions} repetitions, medians reported.",
+        f"{results.repetitions} repetitions, each at its own hash seed and environment size; "
+        "throughput: means, round trips and memory: medians.",
         *(f"- {note}" for note in results.notes),
         "",
         "### Throughput and client CPU",
         "",
-        "msg/s: median over the repetitions (range: slowest-fastest). CPU µs/msg: client CPU "
-        "time per message (`time.process_time()`; for smtp-source, `RUSAGE_CHILDREN`). "
+        "msg/s: mean over the repetitions (range: slowest-fastest). "
+        "CPU µs/msg: mean client CPU time per message (`time.process_time()`; for smtp-source, `RUSAGE_CHILDREN`). "
         "client CPU and sink CPU: share of one core used by the client and by smtp-sink "
         "while the measurement ran.",
         *_throughput_section(results),

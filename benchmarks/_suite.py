@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import io
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from typing import Final
 
 import asmtp
 
-from ._jobs import SHAPES, Job, Measurement, make_message, write_message_files
+from ._jobs import SHAPES, Job, Layout, Measurement, make_message, write_message_files
 from ._page import DOCS_PAGE, ROOT, write_docs
 from ._report import (
     Case,
@@ -147,7 +148,7 @@ class Settings:
                 budget=60.0,
             )
         return cls(
-            repetitions=repetitions or 3,
+            repetitions=repetitions or 4,
             counts={shape.key: shape.count for shape in SHAPES},
             roundtrip_messages=10,
             roundtrip_repetitions=3,
@@ -192,11 +193,16 @@ def export_asmtp(ref: str, into: Path) -> str:
     return commit
 
 
-def run_worker(job: Job, timeout: float, code: Path = ROOT) -> Measurement:
-    """Run ``job`` in a fresh worker process in ``code`` (bounded by ``timeout``)."""
+def run_worker(
+    job: Job, timeout: float, code: Path = ROOT, layout: Layout | None = None
+) -> Measurement:
+    """Run ``job`` in a fresh worker process in ``code`` (bounded by ``timeout``), at
+    ``layout`` if given (otherwise a random hash seed and this process's environment)."""
+    env = None if layout is None else layout.environment(dict(os.environ))
     out = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "benchmarks._worker", job.to_json()],
         cwd=code,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -276,7 +282,8 @@ class Runner:
                         concurrency=case.concurrency,
                         extra={"lf_file": str(lf)},
                     )
-                    sample = self._sample(job, sink, f"{case.key} {shape.key}")
+                    name = f"{case.key} {shape.key}"
+                    sample = self._sample(job, sink, name, Layout.for_repetition(repetition))
                     measurement = sample.measurement
                     results.throughput.setdefault((case.key, shape.key), []).append(sample)
                     self.log(
@@ -286,13 +293,13 @@ class Runner:
                         f"(others: {sample.foreign:.0%} of a CPU)"
                     )
 
-    def _sample(self, job: Job, sink: SmtpSink, name: str) -> Sample:
-        """Run a throughput job, checking every message arrived; retake it (bounded) when
-        other processes used the CPU meanwhile."""
+    def _sample(self, job: Job, sink: SmtpSink, name: str, layout: Layout) -> Sample:
+        """Run a throughput job at ``layout``, checking every message arrived; retake it
+        (bounded) when other processes used the CPU meanwhile."""
         retakes = min(self.settings.retakes, _MAX_RETAKES_PER_RUN - self.retaken)
         for take in range(max(0, retakes) + 1):
             before, sink_cpu, foreign = sink.messages(), sink.cpu_seconds(), ForeignLoad(sink)
-            measurement = run_worker(job, self.settings.job_timeout, self.code)
+            measurement = run_worker(job, self.settings.job_timeout, self.code, layout)
             sink_cpu = sink.cpu_seconds() - sink_cpu
             arrived = sink.wait_messages(before + job.messages) - before
             if arrived != job.messages:
@@ -306,7 +313,7 @@ class Runner:
                 time.sleep(_RETAKE_PAUSE)
         else:
             self.interfered += 1
-        return Sample(measurement, sink_cpu, share)
+        return Sample(measurement, sink_cpu, share, layout)
 
     def roundtrips(self, results: Results, sink: SmtpSink) -> None:
         crlf, _ = write_message_files(self.workdir, 1024)
@@ -369,7 +376,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"write the table into {DOCS_PAGE.relative_to(ROOT)}",
     )
-    parser.add_argument("--repetitions", type=int, help="repetitions per case (default 3; quick 1)")
+    parser.add_argument(
+        "--repetitions",
+        type=int,
+        help="repetitions per case, each at its own memory layout (default 4; quick 1)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw measurements here")
     parser.add_argument(
         "--asmtp-ref",
@@ -388,6 +399,7 @@ def _raw(results: Results) -> str:
                     **dataclasses.asdict(s.measurement),
                     "sink_cpu": s.sink_cpu,
                     "foreign": s.foreign,
+                    "layout": dataclasses.asdict(s.layout) if s.layout else None,
                 }
                 for s in found
             ]
