@@ -7,13 +7,13 @@ Whole benchmark runs taken one after the other compare poorly on a shared machin
 load of other work moves between them, and a run can land in a slow minute. Here each
 round measures both versions back to back, in alternating order, on the same
 ``smtp-sink``, so slow drift touches both alike. Round N runs both at the same memory
-layout, hash seed and environment size (``_jobs.Layout``), and a different one each
-round: a version's speed can move by a fifth with the layout, in modes, and one fixed
-layout can favour either side. The figure is therefore the ratio of the means over the
-rounds, not a median, which would pick a mode. Both versions run from exported copies (``git archive``), so
-neither is favoured by where its files live. ``--head`` the same commit as ``BASELINE``
-measures the noise itself (an A/A run): its spread is what a difference must exceed to
-count.
+layout (``_jobs.Layout``: hash seed and environment size, and both from the same
+directory), a different one each round: a version's speed can move by a fifth or more
+with the layout, in modes, and one fixed layout can favour either side. The figure is
+therefore the ratio of the means over the rounds, not a median, which would pick a mode.
+Both versions run from exported copies (``git archive``). ``--head`` the same commit as
+``BASELINE`` measures the noise itself (an A/A run): its spread is what a difference
+must exceed to count.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def write_message_files(directory: Path, size: int) -> tuple[Path, Path]:
 class Layout:
     """Where a worker process's objects land in memory: its hash seed and environment size.
 
-    Both move a Python client's speed by up to a fifth, in modes: the string hash seed
+    Both move a Python client's speed by a fifth to a third, in modes: the string hash seed
     (``PYTHONHASHSEED``) orders every dict and set, and the size of the environment shifts
     the stack and what is allocated after it. One fixed layout can put one client, or one
     commit, in its fast mode and another in its slow one. So each repetition runs every
@@ -107,6 +107,7 @@ class Layout:
         return cls(hash_seed=number, padding=random.Random(number).randrange(4096))
 
     def environment(self, base: dict[str, str]) -> dict[str, str]:
+        """``base`` with this layout's hash seed and padding added."""
         return {
             **base,
             "PYTHONHASHSEED": str(self.hash_seed),

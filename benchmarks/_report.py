@@ -477,8 +477,8 @@ def render(results: Results, machine: Sequence[str]) -> str:
         "",
         "### Throughput and client CPU",
         "",
-        "msg/s: mean over the repetitions (range: slowest-fastest). "
-        "CPU µs/msg: mean client CPU time per message (`time.process_time()`; for smtp-source, `RUSAGE_CHILDREN`). "
+        "msg/s: mean over the repetitions (range: slowest-fastest). CPU µs/msg: mean client "
+        "CPU time per message (`time.process_time()`; for smtp-source, `RUSAGE_CHILDREN`). "
         "client CPU and sink CPU: share of one core used by the client and by smtp-sink "
         "while the measurement ran.",
         *_throughput_section(results),
