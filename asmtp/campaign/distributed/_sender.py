@@ -9,7 +9,8 @@ claimed a few at a time, in one round trip, unless a rate limit spaces them); th
 outcomes are written as the pool reports them, a few at a time. :meth:`Sender.send`
 returns once every outcome is written: only then may the job be acknowledged. It raises
 when the job was cut short (the SMTP server unreachable, Redis gone for longer than the
-client's patience, the lease lost): the job must then come back, unacknowledged.
+client's patience, the lease lost, the sender closed meanwhile): the job must then come
+back, unacknowledged.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _DEFINITION_KEPT: Final = 10.0
 _CLAIM_AHEAD: Final = 8  # rows claimed in one round trip when no rate limit spaces them
 _RECORD_EVERY: Final = 8  # outcomes written in one round trip ...
 _RECORD_AFTER: Final = 0.2  # ... or once the oldest of them waited this long (seconds)
+_CLOSE_WAIT: Final = 5.0  # seconds aclose() waits for jobs in progress to write their outcomes
 
 
 class LeaseLost(CampaignError):
@@ -93,7 +95,9 @@ class Sender:
         self._pool: asmtp.SMTPPool | None = None
         self._redis: redis.asyncio.Redis | None = None
         self._definitions: dict[str, tuple[float, _Definition]] = {}
+        self._batches_at_once = batches_at_once
         self._batches = anyio.Semaphore(batches_at_once)
+        self._closing = False
 
     @property
     def redis(self) -> redis.asyncio.Redis:
@@ -111,13 +115,31 @@ class Sender:
         await self._pool.connect()
 
     async def aclose(self) -> None:
-        """Close the pool (QUIT on every idle connection), then the Redis client."""
+        """Close the pool (QUIT on every idle connection), then the Redis client.
+
+        A job still sending (a worker process told to stop runs this on the same loop)
+        takes no further row, and a row the closed pool refused goes back to pending: it
+        was never sent, and the job's next delivery sends it. Redis is closed once such
+        jobs have written their outcomes (at most a few seconds).
+        """
+        self._closing = True
         try:
             if self._pool is not None:
                 await self._pool.aclose()
+            await self._jobs_ended()
         finally:
             if self._redis is not None:
                 await self._redis.aclose()
+
+    async def _jobs_ended(self) -> None:
+        """Wait (bounded) until no job is sending: every place at once is free again."""
+        taken = 0
+        with anyio.move_on_after(_CLOSE_WAIT):
+            while taken < self._batches_at_once:
+                await self._batches.acquire()
+                taken += 1
+        for _ in range(taken):
+            self._batches.release()
 
     async def send(self, campaign: str, batch: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Send the rows of one job; how many were sent. Raises (and the job is not
@@ -128,7 +150,12 @@ class Sender:
         journal = RedisJournal(client, campaign)
         definition = await self._definition(journal)
         async with self._batches, journal.lease(batch, ttl=self.lease) as lease:
-            sent = await _Batch(journal, definition, client, lease).send(pool, rows)
+            batch_sender = _Batch(journal, definition, client, lease, lambda: self._closing)
+            sent = await batch_sender.send(pool, rows)
+            if self._closing:  # rows may be left pending: the job must come back
+                raise CampaignError(
+                    f"campaign {campaign!r}: the sender closed before batch {batch} ended"
+                )
             if not (lease.held and await lease.ours()):
                 raise LeaseLost(f"campaign {campaign!r}: lost the lease of batch {batch}")
             return sent
@@ -171,8 +198,10 @@ class _Batch:
         definition: _Definition,
         client: redis.asyncio.Redis,
         lease: Lease,
+        closing: Callable[[], bool],
     ) -> None:
         self.journal = journal
+        self.closing = closing
         self.lease = lease
         self.definition = definition
         self.limit = (
@@ -208,7 +237,7 @@ class _Batch:
         # limit, whose slots they must each wait for before their claim.
         ahead = 1 if self.limit is not None else _CLAIM_AHEAD
         for start in range(0, len(rows), ahead):
-            if self.unreachable >= _UNREACHABLE_IN_A_ROW or not self.lease.held:
+            if self.unreachable >= _UNREACHABLE_IN_A_ROW or not self.lease.held or self.closing():
                 return  # the rest stays pending; the job comes back (or is another's)
             group = rows[start : start + ahead]
             if self.limit is not None:
@@ -242,10 +271,14 @@ class _Batch:
         """Keep the outcome, written with the next few (the job is acknowledged only once
         every outcome is written)."""
         found = verdict(outcome)
+        state = found.state
+        if state == "failed" and found.code is None and self.closing():
+            # Not sent (no server reply, nothing accepted): the pool closed under it.
+            state = "pending"
         if not self._pending:
             self._oldest = time.monotonic()
         self._pending.append(
-            Outcome(row_id, found.state, found.code, found.reply, found.recipients, found.error)
+            Outcome(row_id, state, found.code, found.reply, found.recipients, found.error)
         )
         self.sent += 1
         self.unreachable = self.unreachable + 1 if unreachable(outcome) else 0
