@@ -39,7 +39,7 @@ def test_rows_a_closing_sender_did_not_send_go_back_to_pending(
     with CaptureServer() as server:
         run = Run(tmp_path, PLAN, server, redis_server)
         run.enqueue(batch_size=len(PLAN.ids("good")))
-        sent: list[str] = []
+        job_rows: list[str] = []
         errors: list[BaseException] = []
 
         async def stop_midway() -> None:
@@ -54,7 +54,7 @@ def test_rows_a_closing_sender_did_not_send_go_back_to_pending(
             payload = fields[b"data"]
             assert isinstance(payload, bytes)
             job = job_arguments(payload)
-            sent.extend(str(row["id"]) for row in job["rows"])
+            job_rows.extend(str(row["id"]) for row in job["rows"])
             sender = Sender(
                 redis_server.url,
                 lambda: asmtp.SMTPPool("127.0.0.1", server.port, max_connections=2),
@@ -69,7 +69,7 @@ def test_rows_a_closing_sender_did_not_send_go_back_to_pending(
                 await sender.aclose()
 
         anyio.run(stop_midway)
-        states = {row: state for row, state in run.states().items() if row in sent}
+        states = {row: state for row, state in run.states().items() if row in job_rows}
         arrived = run.arrived()
 
     accepted = {row for row, state in states.items() if state == "accepted"}
