@@ -6,9 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -17,6 +17,7 @@ import redis.asyncio
 from asmtp.campaign import JournalMismatch, Rows, Template
 from asmtp.campaign.distributed import (
     GROUP,
+    Outcome,
     RedisJournal,
     SharedRateLimit,
     enqueue,
@@ -205,3 +206,44 @@ async def test_a_job_left_unacknowledged_goes_back_on_the_stream(
     again: Any = await client.xreadgroup(GROUP, "alive", {STREAM: ">"}, count=10)
     assert again is not None
     assert [fields for _, fields in again[0][1]] == [{b"data": b"job 1"}]  # ... and it is new
+
+
+async def test_scripts_redis_forgot_before_a_batch_ran_are_loaded_and_run_once(
+    tmp_path: Path,
+    client: redis.asyncio.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Redis restarted between a pipeline's check of its scripts and its run answers
+    # NOSCRIPT to every call; SCRIPT FLUSH right after the check does the same here.
+    rows, template = _campaign(tmp_path, 4)
+    journal = RedisJournal(client, "c9")
+    await enqueue(journal, rows, template, stream=STREAM)
+    checked = cast(
+        Callable[[redis.asyncio.client.Pipeline], Awaitable[None]],
+        redis.asyncio.client.Pipeline.load_scripts,
+    )
+    flushes = 0
+
+    async def check_then_forget(pipe: redis.asyncio.client.Pipeline) -> None:
+        nonlocal flushes
+        await checked(pipe)
+        if flushes < 2:
+            flushes += 1
+            await client.script_flush()
+
+    monkeypatch.setattr(redis.asyncio.client.Pipeline, "load_scripts", check_then_forget)
+    assert await journal.claim_many(["r0", "r1", "r2"]) == ["send", "send", "send"]
+    written = await journal.record_many([Outcome("r0", "accepted"), Outcome("r1", "failed")])
+    assert written == [True, True]
+    assert flushes == 2
+    # Each script ran once per row: a second run would have made r0..r2 unknown, or
+    # found r0 and r1 no longer in flight.
+    records = {r["id"]: r for r in await journal.rows()}
+    assert [records[f"r{n}"]["state"] for n in range(4)] == [
+        "accepted",
+        "failed",
+        "in_flight",
+        "pending",
+    ]
+    assert all(records[f"r{n}"]["attempts"] == 1 for n in range(3))
+    assert (await journal.counts())["in_flight"] == 1

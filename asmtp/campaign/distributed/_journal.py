@@ -22,6 +22,7 @@ import redis.asyncio
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 
 from .._errors import CampaignError
 from .._journal import STATES, RowRecord
@@ -32,6 +33,7 @@ __all__ = ["Lease", "Outcome", "RedisJournal", "redis_client", "redis_options"]
 _SCAN: Final = 1000
 _LEASE_POLL: Final = 0.2
 _DIED: Final = "a worker stopped while it was in flight"
+_NOSCRIPT_RETRIES: Final = 3
 
 
 def redis_options(patience: float) -> dict[str, Any]:
@@ -134,10 +136,7 @@ class RedisJournal:
         """:meth:`claim` for each of ``ids``, in one round trip."""
         now = repr(time.time())
         flag = "1" if resend_unknown else "0"
-        async with self.client.pipeline(transaction=False) as pipe:
-            for row_id in ids:
-                await self._claim(keys=self.keys, args=[row_id, flag, now, _DIED], client=pipe)
-            found = await pipe.execute()
+        found = await self._run_each(self._claim, [[row_id, flag, now, _DIED] for row_id in ids])
         return [
             _text(answer) if isinstance(answer, bytes | str) else str(answer) for answer in found
         ]
@@ -158,14 +157,43 @@ class RedisJournal:
 
     async def record_many(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """:meth:`record` for each of ``outcomes``, in one round trip."""
+        for outcome in outcomes:
+            if outcome.state not in STATES:
+                raise ValueError(f"not a state: {outcome.state!r}")
         now = repr(time.time())
-        async with self.client.pipeline(transaction=False) as pipe:
-            for outcome in outcomes:
-                if outcome.state not in STATES:
-                    raise ValueError(f"not a state: {outcome.state!r}")
-                await self._record(keys=self.keys, args=outcome.arguments(now), client=pipe)
-            written = await pipe.execute()
+        written = await self._run_each(self._record, [o.arguments(now) for o in outcomes])
         return [bool(answer) for answer in written]
+
+    async def _run_each(self, script: AsyncScript, calls: Sequence[Sequence[str]]) -> list[Any]:
+        """Run ``script`` on the journal's keys once with each of ``calls``' arguments, in
+        one round trip; their answers, in order.
+
+        A pipeline checks that Redis knows its scripts before it runs, but a Redis that
+        restarts in between (its connection is then retried) has forgotten them and
+        answers NOSCRIPT without running anything. Those calls alone run again (the
+        others have moved rows and must not run twice), after the script is loaded.
+        """
+        answers: list[Any] = [None] * len(calls)
+        waiting = list(range(len(calls)))
+        for _ in range(_NOSCRIPT_RETRIES):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for index in waiting:
+                    await script(keys=self.keys, args=calls[index], client=pipe)
+                found = await pipe.execute(raise_on_error=False)
+            forgotten = []
+            for index, answer in zip(waiting, found, strict=True):
+                if isinstance(answer, redis.exceptions.NoScriptError):
+                    forgotten.append(index)
+                elif isinstance(answer, Exception):
+                    raise answer
+                else:
+                    answers[index] = answer
+            if not forgotten:
+                return answers
+            waiting = forgotten
+        raise CampaignError(
+            f"Redis kept forgetting the journal's scripts ({_NOSCRIPT_RETRIES} tries)"
+        )
 
     # -- reports ------------------------------------------------------------------------
 
