@@ -4,7 +4,8 @@ Serves trio (and any loop but asyncio, which has its own faster transport). Ever
 exception is mapped here, once, to the builtin ``ConnectionError`` family (``b""`` for a
 clean end of stream); TLS failures surface as :class:`ssl.SSLError`, and a handshake the
 server cuts short as :class:`ssl.SSLEOFError`, as the ssl module reports it to smtplib.
-Each wait runs in a cancel scope with the deadline it was given.
+Each wait runs in a cancel scope with the deadline it was given, except a plain-text read
+on trio, which ``_trio_waits`` bounds more cheaply.
 
 TLS runs on an :class:`ssl.SSLObject` over memory BIOs owned here (not anyio's TLSStream), so
 :meth:`AnyioTransport.receive_nowait` can decrypt what already arrived without waiting: TLS
@@ -15,6 +16,7 @@ them from a reply.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -93,20 +95,16 @@ def _readable_socket(stream: ByteStream) -> socket.socket | None:
     return None
 
 
-def _on_trio() -> tuple[Callable[[socket.socket], Awaitable[None]], Callable[..., _Scope]]:
-    """trio's wait for a readable socket and its cancel scope, without anyio's layer.
+def _on_trio() -> tuple[Callable[[socket.socket, float], Awaitable[None]], Callable[..., _Scope]]:
+    """trio's wait for a readable socket, bounded by a deadline (``_trio_waits``), and its
+    cancel scope, without anyio's layer.
 
     anyio's streams run on asyncio or trio, and asyncio has a transport of its own, so a
-    stream with a readable socket runs on trio. The wait's "closed meanwhile" error is made
-    a :class:`ConnectionResetError`, as everywhere in this transport.
+    stream with a readable socket runs on trio.
     """
     import trio
 
-    async def wait_readable(sock: socket.socket) -> None:
-        try:
-            await trio.lowlevel.wait_readable(sock)
-        except trio.ClosedResourceError as exc:
-            raise ConnectionResetError("the connection was closed while receiving") from exc
+    from ._trio_waits import wait_readable
 
     return wait_readable, trio.CancelScope
 
@@ -157,7 +155,7 @@ class AnyioTransport:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._socket = _readable_socket(stream)
-        self._wait_readable: Callable[[socket.socket], Awaitable[None]] | None = None
+        self._wait_readable: Callable[[socket.socket, float], Awaitable[None]] | None = None
         self._scope: Callable[..., _Scope] = anyio.CancelScope
         if self._socket is not None:
             self._wait_readable, self._scope = _on_trio()
@@ -191,6 +189,8 @@ class AnyioTransport:
                 raise ConnectionResetError(f"the TLS session failed: {exc}") from exc
 
     async def receive(self, deadline: float) -> bytes:
+        if self._tls is None and self._socket is not None:
+            return await self._receive_socket(deadline)  # bounded without a cancel scope
         with _Bounded(deadline, "read", self._scope):
             if self._tls is None:
                 return await self._receive_raw()
@@ -285,16 +285,17 @@ class AnyioTransport:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise ConnectionResetError("the connection was lost while receiving") from exc
 
-    async def _receive_socket(self) -> bytes:
+    async def _receive_socket(self, deadline: float = math.inf) -> bytes:
         """Read the socket itself (under trio): what arrived, else wait until something
-        does. As on the asyncio transport, bytes already there are taken without a
-        scheduling turn; anyio's stream would add one, and layers, to every reply."""
+        does, or ``deadline``. As on the asyncio transport, bytes already there are taken
+        without a scheduling turn; anyio's stream would add one, and layers, to every
+        reply."""
         assert self._wait_readable is not None and self._socket is not None  # noqa: S101
         while True:
             data = self._receive_raw_nowait()
             if data is not None:
                 return data
-            await self._wait_readable(self._socket)
+            await self._wait_readable(self._socket, deadline)
 
     def _send_nowait(self, data: bytes) -> bytes:
         """Write what the socket takes without waiting; the rest is returned."""
