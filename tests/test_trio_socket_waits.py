@@ -1,4 +1,5 @@
-"""trio's socket waits bounded by a shared watchdog instead of a cancel scope each."""
+"""trio's socket waits, bounded by a shared watchdog instead of a cancel scope each, and the
+trio transport's reads that use them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from asmtp._transport._anyio import open_anyio
 from asmtp._transport._trio_waits import wait_readable, watchdog
 
 pytestmark = pytest.mark.anyio
@@ -108,3 +110,25 @@ async def test_a_cancelled_wait_is_no_longer_counted(
     theirs.send(b"x")
     await wait_readable(ours, trio.current_time() + 5)
     assert ours.recv(1) == b"x"
+
+
+async def test_a_read_past_its_deadline_still_takes_what_already_arrived() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        transport = await open_anyio(
+            "127.0.0.1",
+            listener.getsockname()[1],
+            tls_context=None,
+            server_hostname=None,
+            source_address=None,
+            deadline=trio.current_time() + 5,
+        )
+        server, _ = listener.accept()  # connected already: in the listen backlog
+        try:
+            server.sendall(b"250 ok\r\n")
+            await trio.sleep(0.05)
+            assert await transport.receive(trio.current_time() - 1) == b"250 ok\r\n"
+            with pytest.raises(TimeoutError):
+                await transport.receive(trio.current_time() - 1)
+        finally:
+            await transport.aclose()
+            server.close()

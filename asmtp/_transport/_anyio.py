@@ -286,16 +286,25 @@ class AnyioTransport:
             raise ConnectionResetError("the connection was lost while receiving") from exc
 
     async def _receive_socket(self, deadline: float = math.inf) -> bytes:
-        """Read the socket itself (under trio): what arrived, else wait until something
-        does, or ``deadline``. As on the asyncio transport, bytes already there are taken
-        without a scheduling turn; anyio's stream would add one, and layers, to every
-        reply."""
+        """Read the socket itself (under trio), once it is readable or until ``deadline``.
+
+        It waits before it reads: a read comes right after a command, whose reply has
+        rarely arrived yet, and a read that finds nothing costs a system call and an
+        exception. Bytes already there end the wait at once, and are still taken when
+        the deadline has passed, as the asyncio transport returns what it holds. anyio's
+        stream would add layers to every reply.
+        """
         assert self._wait_readable is not None and self._socket is not None  # noqa: S101
         while True:
+            try:
+                await self._wait_readable(self._socket, deadline)
+            except TimeoutError:
+                if (data := self._receive_raw_nowait()) is None:
+                    raise
+                return data
             data = self._receive_raw_nowait()
             if data is not None:
                 return data
-            await self._wait_readable(self._socket, deadline)
 
     def _send_nowait(self, data: bytes) -> bytes:
         """Write what the socket takes without waiting; the rest is returned."""
