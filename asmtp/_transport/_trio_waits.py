@@ -1,12 +1,12 @@
 """Waiting for a readable socket under trio, bounded by a deadline without a cancel scope.
 
-A trio cancel scope costs more than the wait it bounds: with many connections open,
-entering and leaving one took about as long as the rest of the transport's work on a
-reply. So the waits of one trio run share a watchdog instead: a system task that keeps
-their deadlines in a heap, sleeps until the earliest, and wakes a wait still parked past
-its deadline as closing its socket would (:func:`trio.lowlevel.notify_closing`). That
-wait raises :class:`TimeoutError`. A read that timed out leaves the conversation out of
-step, so the client closes the connection anyway.
+Entering and leaving a trio cancel scope around every wait for a reply was a large share
+of the client's cost per message with many connections open. So the waits of one trio run
+share a watchdog instead: a system task that keeps their deadlines in a heap, sleeps until
+the earliest, and wakes a wait still parked past its deadline as closing its socket would
+(:func:`trio.lowlevel.notify_closing`). That wait raises :class:`TimeoutError`. A read
+that timed out leaves the conversation out of step, so the client closes the connection
+anyway.
 """
 
 from __future__ import annotations
