@@ -14,10 +14,11 @@ __all__ = ["LoopOwner", "current_loop"]
 
 def current_loop() -> object:
     """The running event loop: asyncio's (uvloop's) loop object, or trio's run token."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        pass
+    # _get_running_loop answers None outside asyncio, where get_running_loop would raise
+    # (an exception per pool send under trio).
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        return loop
     import trio  # anyio runs on asyncio or trio: no asyncio loop means trio's
 
     return trio.lowlevel.current_trio_token()
