@@ -12,7 +12,7 @@ from __future__ import annotations
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -58,7 +58,6 @@ from ._unsolicited import idle_and_clean, take_unsolicited
 
 __all__ = ["Session"]
 
-_CLOSE_TIMEOUT: Final = 2.0
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -272,12 +271,13 @@ class Session:
     async def close(self) -> None:
         """Close the connection without QUIT."""
         transport, self._transport = self._transport, None
-        if transport is not None:
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await transport.aclose()
-        watching, self._watching = self._watching, UNWATCHED
-        watching.closed()
-        self.deadlines.clock = now  # the next connection may run in another loop
+        try:
+            if transport is not None:
+                await transport.aclose()  # bounded by the transport, and cancel-safe
+        finally:
+            watching, self._watching = self._watching, UNWATCHED
+            watching.closed()
+            self.deadlines.clock = now  # the next connection may run in another loop
 
     async def abort(self) -> None:
         """Mark the conversation unusable and close it."""

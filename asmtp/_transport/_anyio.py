@@ -27,6 +27,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute
 
 from ._errors import connect_failed, unresolvable
+from ._interface import CLOSE_GRACE
 
 __all__ = ["AnyioTransport", "adopt_anyio", "open_anyio"]
 
@@ -244,10 +245,13 @@ class AnyioTransport:
         self._tls = tls
 
     async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+        # The stream may be the caller's own (``sock=``), whose close could wait on the
+        # server: bounded, and shielded so that a cancelled caller still closes it.
+        with anyio.move_on_after(CLOSE_GRACE, shield=True):
+            try:
+                await self._stream.aclose()
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
 
     async def _drive(self, operation: Callable[..., _T], *args: object) -> _T:
         """Run a TLS operation, moving records between the BIOs and the stream as it needs."""

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from ._errors import connect_failed, unresolvable
+from ._interface import CLOSE_GRACE
 
 __all__ = ["AsyncioTransport", "adopt_asyncio", "open_asyncio"]
 
@@ -277,17 +278,35 @@ class AsyncioTransport:
         self._protocol.transport = transport
 
     async def aclose(self) -> None:
-        """Close and wait until the loop has released the socket."""
-        if self._transport.get_protocol() is not self._protocol:
+        """Close and wait until the loop has released the socket, within the grace."""
+        transport, protocol = self._transport, self._protocol
+        if transport.get_protocol() is not protocol:
             # A failed STARTTLS handshake left the socket to the loop's TLS protocol, which
             # may never pass the close on to ours: nothing to wait for.
-            self._transport.abort()
+            transport.abort()
             return
-        if self._protocol.error is not None:
-            self._transport.abort()
+        if protocol.error is not None:
+            transport.abort()
         else:
-            self._transport.close()
-        await asyncio.shield(self._protocol.closed)
+            transport.close()
+        closed = protocol.closed
+        if closed.done():
+            return
+        # Plain text with nothing left to write is released on the loop's next turn. TLS
+        # waits for the server's close_notify, unsent bytes for the server to read them:
+        # cut off after the grace. (Awaiting the future itself, not a shield around it,
+        # saves the turns a shield's callbacks take.)
+        cut_off = None
+        if self._tls or transport.get_write_buffer_size():
+            cut_off = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
+        try:
+            await closed
+        except BaseException:
+            transport.abort()  # cancelled: release the socket now instead
+            raise
+        finally:
+            if cut_off is not None:
+                cut_off.cancel()
 
 
 async def open_asyncio(

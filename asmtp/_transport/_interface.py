@@ -10,9 +10,13 @@ at a clean end of stream) and :class:`ssl.SSLError` for TLS; nothing library-spe
 from __future__ import annotations
 
 import ssl
-from typing import Protocol
+from typing import Final, Protocol
 
-__all__ = ["Connector", "Transport"]
+__all__ = ["CLOSE_GRACE", "Connector", "Transport"]
+
+CLOSE_GRACE: Final = 2.0
+"""Seconds :meth:`Transport.aclose` may wait for a graceful close (the last bytes written, a
+TLS close_notify answered) before it cuts the connection."""
 
 
 class Transport(Protocol):
@@ -44,7 +48,11 @@ class Transport(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Close; never raises, and returns promptly."""
+        """Close; never raises, and returns within :data:`CLOSE_GRACE` seconds.
+
+        The close starts before the first await, so a caller cancelled while it waits
+        still releases the connection (cut off rather than closed gracefully).
+        """
         ...
 
     @property
