@@ -59,14 +59,17 @@ TLSMode = Literal["auto", "implicit", "starttls", "none"]
 """
 
 
+_TLS_MODES: Final = get_args(TLSMode)
+
+
 def check_tls(tls: object) -> TLSMode:
     """``tls`` if it is one of :data:`TLSMode`'s values; :class:`ValueError` otherwise.
 
     A near miss (``"STARTTLS"``, ``True``, ``"required"``) must not quietly mean ``"auto"``,
     which goes on in the clear when STARTTLS is stripped.
     """
-    if not isinstance(tls, str) or tls not in get_args(TLSMode):
-        choices = ", ".join(repr(mode) for mode in get_args(TLSMode))
+    if not isinstance(tls, str) or tls not in _TLS_MODES:
+        choices = ", ".join(repr(mode) for mode in _TLS_MODES)
         raise ValueError(f"tls= must be one of {choices}, not {tls!r}")
     return tls  # type: ignore[return-value]  # checked against the Literal's values
 
