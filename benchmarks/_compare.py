@@ -42,6 +42,8 @@ CASES: Final = {
     "asyncio/single": ("asyncio", "single", 1, 2000),
     "uvloop/single": ("uvloop", "single", 1, 2000),
     "asyncio/send": ("asyncio", "send", 50, 1000),
+    "uvloop/send": ("uvloop", "send", 50, 1000),
+    "trio/send": ("trio", "send", 50, 1000),
 }
 _TIMEOUT: Final = 300.0
 
