@@ -60,9 +60,9 @@ def hostname_of(session: Session, name: str = "") -> bytes:
 async def helo(session: Session, name: str = "") -> Answer:
     """HELO; sets ``helo_resp``."""
     reply = await session.exchange(Helo(hostname_of(session, name)))
-    session.helo_resp = reply.message
+    session.helo_resp = message = reply.message
     session.watch.hello("HELO", reply.code)
-    return reply.code, reply.message
+    return reply.code, message
 
 
 async def ehlo(session: Session, name: str = "") -> Answer:
@@ -78,13 +78,13 @@ async def ehlo(session: Session, name: str = "") -> Answer:
         return after_tls[1]
     session.esmtp_features = {}
     reply = await session.exchange(Lhlo(hostname) if session.lmtp else Ehlo(hostname))
-    session.ehlo_resp = reply.message
+    session.ehlo_resp = message = reply.message  # joined anew on each read: once here
     session.watch.hello("LHLO" if session.lmtp else "EHLO", reply.code)
     if reply.code == 250:
         session.does_esmtp = True
         extensions = session.extensions
         session.esmtp_features = dict(extensions) if extensions is not None else {}
-    return reply.code, reply.message
+    return reply.code, message
 
 
 async def ehlo_or_helo_if_needed(session: Session) -> None:

@@ -265,7 +265,7 @@ class Reply:
         lines = self.lines
         if len(lines) == 1:
             return lines[0].strip(b" \t\r\n")
-        return b"\n".join(line.strip(b" \t\r\n") for line in lines)
+        return b"\n".join([line.strip(b" \t\r\n") for line in lines])
 
     @property
     def is_positive(self) -> bool:
