@@ -19,9 +19,10 @@ must exceed to count.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -30,7 +31,7 @@ from ._jobs import Job, Layout, Measurement, write_message_files
 from ._servers import SmtpSink
 from ._suite import export_asmtp, run_worker
 
-__all__ = ["main"]
+__all__ = ["CASES", "case_job", "main", "run_from"]
 
 # (loop, mode, connections, messages per measurement): 1 KB to one recipient.
 CASES: Final = {
@@ -98,23 +99,35 @@ def _measure(code: Path, case: str, port: int, message: Path, layout: Layout) ->
     the memory layout too: both versions run from the same path in a round, and the path's
     length changes from round to round.
     """
-    loop, mode, connections, messages = CASES[case]
-    job = Job(
+    stage = code.with_name("run" + "_" * (layout.padding % 64))
+    with run_from(code, stage):
+        return run_worker(case_job(case, port, message), _TIMEOUT, stage, layout)
+
+
+def case_job(case: str, port: int, message: Path, messages: int | None = None) -> Job:
+    """The worker's job for ``case``: asmtp sending the 1 KB ``message`` to one recipient,
+    ``messages`` times (default: the case's own count)."""
+    loop, mode, connections, count = CASES[case]
+    return Job(
         kind="throughput",
         client="asmtp",
         mode=mode,
         loop=loop,
         host="127.0.0.1",
         port=port,
-        messages=messages,
+        messages=count if messages is None else messages,
         recipients=1,
         message_file=str(message),
         concurrency=connections,
     )
-    stage = code.with_name("run" + "_" * (layout.padding % 64))
+
+
+@contextlib.contextmanager
+def run_from(code: Path, stage: Path) -> Iterator[None]:
+    """Move the version in ``code`` to ``stage`` for the block, and back."""
     code.rename(stage)
     try:
-        return run_worker(job, _TIMEOUT, stage, layout)
+        yield
     finally:
         stage.rename(code)
 

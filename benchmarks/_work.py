@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._compare import CASES
-from ._jobs import Job, Layout, write_message_files
+from ._compare import CASES, case_job, run_from
+from ._jobs import Layout, write_message_files
 from ._servers import SmtpSink
 from ._suite import export_asmtp
 
@@ -110,19 +110,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def _run(code: Path, case: str, messages: int, port: int, message: Path, out: Path) -> Counts:
     """Cachegrind's counts for the asmtp in ``code`` sending ``messages`` messages."""
-    loop, mode, connections, _ = CASES[case]
-    job = Job(
-        kind="throughput",
-        client="asmtp",
-        mode=mode,
-        loop=loop,
-        host="127.0.0.1",
-        port=port,
-        messages=messages,
-        recipients=1,
-        message_file=str(message),
-        concurrency=connections,
-    )
+    job = case_job(case, port, message, messages)
     command = [
         "valgrind",
         "--tool=cachegrind",
@@ -153,12 +141,9 @@ def _per_message(code: Path, case: str, port: int, message: Path, scratch: Path)
     mode = CASES[case][1]
     fewer, more = _ONE_SHOT_COUNTS if mode == "send" else _COUNTS[mode]
     out, stage = scratch / "cachegrind.out", scratch / "run"
-    code.rename(stage)
-    try:
+    with run_from(code, stage):
         small = _run(stage, case, fewer, port, message, out)
         large = _run(stage, case, more, port, message, out)
-    finally:
-        stage.rename(code)
     return large.per_message(small, more - fewer)
 
 

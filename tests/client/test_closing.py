@@ -13,8 +13,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -93,6 +93,19 @@ def _held(factory: ScriptedServerFactory, *steps: Step) -> Iterator[int]:
         release.set()
 
 
+@asynccontextmanager
+async def _silent_at_close(
+    factory: ScriptedServerFactory, contexts: TLSContexts
+) -> AsyncIterator[tuple[asmtp.SMTP_SSL, int]]:
+    """A client connected over TLS to a server that never answers its close_notify (nor
+    closes), and the server's port."""
+    steps = (StartTLS(contexts.server), Send(b"220 hi\r\n"), ExpectClosed())
+    with _held(factory, *steps) as port:
+        client = asmtp.SMTP_SSL(HOST, port, ME, context=contexts.client, timeout=5)
+        await client.connect()
+        yield client, port
+
+
 @pytest.fixture
 def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("asmtp._transport._asyncio.CLOSE_GRACE", GRACE)
@@ -119,10 +132,7 @@ async def test_every_connection_has_nagle_off(
 async def test_close_cuts_off_a_tls_server_that_never_answers_close_notify(
     scripted_server_factory: ScriptedServerFactory, tls_contexts: TLSContexts
 ) -> None:
-    steps = (StartTLS(tls_contexts.server), Send(b"220 hi\r\n"), ExpectClosed())
-    with _held(scripted_server_factory, *steps) as port:
-        client = asmtp.SMTP_SSL(HOST, port, ME, context=tls_contexts.client, timeout=5)
-        await client.connect()
+    async with _silent_at_close(scripted_server_factory, tls_contexts) as (client, port):
         assert _open_to(port) == 1
         started = time.monotonic()
         await client.close()
@@ -134,10 +144,7 @@ async def test_a_close_cancelled_while_it_waits_still_releases_the_socket(
     scripted_server_factory: ScriptedServerFactory, tls_contexts: TLSContexts
 ) -> None:
     """The default grace (2 s) is still running when the caller is cancelled at 0.1 s."""
-    steps = (StartTLS(tls_contexts.server), Send(b"220 hi\r\n"), ExpectClosed())
-    with _held(scripted_server_factory, *steps) as port:
-        client = asmtp.SMTP_SSL(HOST, port, ME, context=tls_contexts.client, timeout=5)
-        await client.connect()
+    async with _silent_at_close(scripted_server_factory, tls_contexts) as (client, port):
         started = time.monotonic()
         with anyio.move_on_after(0.1):
             await client.close()
