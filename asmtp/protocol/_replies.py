@@ -17,6 +17,8 @@ of a multiline reply must repeat it, and the fourth byte must be ``-``, a space 
 
 from __future__ import annotations
 
+from collections import deque
+
 from ._errors import RemoteProtocolError, quote
 
 __all__ = ["ReplyReader"]
@@ -26,6 +28,10 @@ DEFAULT_MAX_REPLY_LINES = 1000
 DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
 
 _SEPARATORS = (b"", b" ", b"-")
+# Lines split off at a time: a pipelined group's replies in one pass, a flood in bounded steps.
+_SPLIT_AT_ONCE = 64
+# The reply codes RFC 5321 allows, as they open a line: three digits from 200 to 599.
+_CODES = {b"%d" % code: code for code in range(200, 600)}
 
 
 class ReplyReader:
@@ -37,11 +43,12 @@ class ReplyReader:
     """
 
     __slots__ = (
-        "_buffer",
         "_code",
         "_lines",
+        "_ready",
         "_reply_bytes",
-        "_scanned",
+        "_terminated",
+        "_unterminated",
         "max_line_length",
         "max_reply_bytes",
         "max_reply_lines",
@@ -54,8 +61,12 @@ class ReplyReader:
         max_reply_lines: int = DEFAULT_MAX_REPLY_LINES,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
-        self._buffer = bytearray()
-        self._scanned = 0
+        self._ready: deque[bytes] = deque()
+        """Whole lines split off ``_terminated``, each as received but for its LF."""
+        self._terminated = b""
+        """Whole lines received and not yet split, as received."""
+        self._unterminated = bytearray()
+        """What arrived after the last line ending."""
         self._code: int | None = None
         self._lines: list[bytes] = []
         self._reply_bytes = 0
@@ -66,56 +77,62 @@ class ReplyReader:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a finished reply."""
-        return len(self._buffer) + self._reply_bytes
+        received = len(self._terminated) + len(self._unterminated) + self._reply_bytes
+        if self._ready:
+            received += sum(len(line) + 1 for line in self._ready)  # + 1: the LF
+        return received
 
     @property
     def unconsumed(self) -> bytes:
         """What was received but not returned in a reply, as received (for error messages)."""
         code = self._code or 0  # no lines without a code
         head = b"".join(b"%d-%s\r\n" % (code, line) for line in self._lines)
-        return head + bytes(self._buffer)
+        ready = b"".join(line + b"\n" for line in self._ready)
+        return head + ready + self._terminated + bytes(self._unterminated)
 
     @property
     def in_reply(self) -> bool:
         """True while any part of a reply has arrived but not its last line."""
-        return bool(self._buffer) or self._code is not None
+        return bool(self._ready or self._terminated or self._unterminated) or self._code is not None
 
     def feed(self, data: bytes) -> None:
-        """Add received bytes; raises as soon as an unterminated line is over the limit."""
-        self._buffer += data
-        self._check_unterminated()
+        """Add received bytes; raises as soon as an unterminated line is over the limit.
 
-    def _check_unterminated(self) -> None:
-        # Only the bytes after the last line ending are unterminated: complete lines before
-        # them wait for next_reply(). No line ending lies before _scanned, so with none after
-        # it the whole buffer is one unfinished line.
-        last_end = self._buffer.rfind(b"\n", self._scanned)
-        start = last_end + 1
+        The lines it completes are kept whole, to be checked as they are taken.
+        """
+        last_end = data.rfind(b"\n")
+        unterminated = self._unterminated
+        if last_end != -1:
+            whole = data if last_end == len(data) - 1 else data[: last_end + 1]
+            if unterminated:
+                whole = bytes(unterminated) + whole
+                unterminated.clear()
+            self._terminated += whole
+            data = data[last_end + 1 :]
+        if not data:
+            return
+        unterminated += data
         # +2 leaves room for the CRLF itself: the limit counts the text only.
-        if len(self._buffer) - start > self.max_line_length + 2:
-            del self._buffer[start + self.max_line_length + 2 :]
-            shown = quote(self._buffer[start:])
+        if len(unterminated) > self.max_line_length + 2:
+            del unterminated[self.max_line_length + 2 :]
             raise RemoteProtocolError(
-                f"reply line longer than {self.max_line_length} bytes: {shown}"
+                f"reply line longer than {self.max_line_length} bytes: {quote(unterminated)}"
             )
-        if last_end == -1:
-            self._scanned = len(self._buffer)
 
     def next_reply(self) -> tuple[int, tuple[bytes, ...]] | None:
         """Return the next complete ``(code, lines)``, or ``None`` if more bytes are needed."""
-        buffer = self._buffer
-        while True:
-            end = buffer.find(b"\n", self._scanned)
-            if end == -1:
-                self._scanned = len(buffer)
-                return None
-            line = bytes(buffer[: end - 1 if end and buffer[end - 1] == 13 else end])
-            del buffer[: end + 1]
-            self._scanned = 0
-            done = self._take_line(line)
+        ready = self._ready
+        while ready or self._terminated:
+            if not ready:
+                # One pass splits lines off, a bounded number at a time: a read of many
+                # short lines never becomes as many objects at once.
+                lines = self._terminated.split(b"\n", _SPLIT_AT_ONCE)
+                self._terminated = lines.pop()  # the lines beyond, or b"" after the last LF
+                ready.extend(lines)
+            done = self._take_line(ready.popleft().removesuffix(b"\r"))
             if done is not None:
-                # What is left was checked against the line limit when it was fed.
                 return done
+        return None
 
     def _take_line(self, line: bytes) -> tuple[int, tuple[bytes, ...]] | None:
         length = len(line)
@@ -123,10 +140,9 @@ class ReplyReader:
             raise RemoteProtocolError(
                 f"reply line longer than {self.max_line_length} bytes: {quote(line)}"
             )
-        code_bytes = line[:3]
-        if length < 3 or not code_bytes.isdigit() or not 50 <= line[0] <= 53:  # 2 to 5
+        code = _CODES.get(line[:3])
+        if code is None:
             raise RemoteProtocolError(f"malformed reply code in line {quote(line)}")
-        code = int(code_bytes)
         separator = line[3:4]
         if separator not in _SEPARATORS:
             raise RemoteProtocolError(f"missing separator after reply code in line {quote(line)}")

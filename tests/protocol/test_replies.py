@@ -195,6 +195,24 @@ def test_reader_keeps_the_next_replys_bytes_for_later() -> None:
     assert not reader.in_reply
 
 
+def test_a_read_of_many_replies_is_taken_in_order_and_untaken_bytes_stay_exact() -> None:
+    """One read can bring a whole pipelined group's replies (more than the reader splits
+    off at once): each comes out in turn, and what is left reads back byte for byte."""
+    replies = [
+        b"250 2.1.5 rcpt %d\r\n" % n if n % 3 else b"250 2.1.5 rcpt %d\n" % n for n in range(300)
+    ]
+    rest = b"354 go\r\n250-par"
+    reader = ReplyReader()
+    reader.feed(b"".join(replies) + rest)
+    for taken in range(300):
+        untaken = b"".join(replies[taken:]) + rest
+        assert (reader.buffered, reader.unconsumed) == (len(untaken), untaken)
+        assert reader.next_reply() == (250, (b"2.1.5 rcpt %d" % taken,))
+    assert reader.next_reply() == (354, (b"go",))
+    assert reader.next_reply() is None
+    assert (reader.buffered, reader.unconsumed, reader.in_reply) == (7, b"250-par", True)
+
+
 def test_greeting_arrives_one_byte_at_a_time() -> None:
     conn = ClientConnection()
     events = []
