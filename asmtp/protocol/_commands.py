@@ -44,9 +44,9 @@ def check_argument(value: bytes, what: str) -> bytes:
     """Return ``value`` unchanged, or raise :class:`BadArgument` if it could break framing."""
     if not isinstance(value, bytes):
         raise BadArgument(f"{what} must be bytes, got {type(value).__name__}")
-    for bad in _FORBIDDEN:
-        if bad in value:
-            raise BadArgument(f"{what} contains {bad!r}: {quote(value)}")
+    if b"\r" in value or b"\n" in value or b"\x00" in value:
+        bad = next(bad for bad in _FORBIDDEN if bad in value)
+        raise BadArgument(f"{what} contains {bad!r}: {quote(value)}")
     return value
 
 
