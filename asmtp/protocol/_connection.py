@@ -408,14 +408,13 @@ class ClientConnection:
         raw = entry.command.__class__ is Raw
         if kind in _VERDICT_KINDS and (not raw or kind in _HELLO):
             self._record_verdict(entry, reply)
-        moves = MOVE_CHECKS.get(kind)
+        moves = MOVE_CHECKS.get((kind, self._state))
         if moves is None:
             return
-        state, txn, code = self._state, entry.txn, reply.code
-        for move_raw, sources, codes, own_transaction, target in moves:
+        txn, code = entry.txn, reply.code
+        for move_raw, codes, own_transaction, target in moves:
             if (
                 (move_raw is None or move_raw is raw)
-                and state in sources
                 and code in codes
                 and (not own_transaction or (txn is not None and self._txn is txn))
             ):

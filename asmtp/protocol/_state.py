@@ -386,20 +386,23 @@ def mermaid_diagram() -> str:
     return "\n".join(lines) + "\n"
 
 
-# REPLY_MOVES as ClientConnection matches them: per command kind, each move's conditions,
-# with the reply codes that make it as a set (the reply reader lets through 200 to 599).
+# REPLY_MOVES as ClientConnection matches them: per command kind and state, the conditions
+# of each move that can start there, with the reply codes that make it as a set (the reply
+# reader lets through 200 to 599). A pair with no entry makes no move.
 MOVE_CHECKS: Final = {
-    kind: tuple(
+    (kind, state): tuple(
         (
             move.raw,
-            move.sources,
             frozenset(code for code in range(200, 600) if move.on.matches(code)),
             move.own_transaction,
             move.target,
         )
         for move in moves
+        if state in move.sources
     )
     for kind, moves in reply_moves_by_kind().items()
+    for state in State
+    if any(state in move.sources for move in moves)
 }
 
 # A raw line is classified by its verb so that docmd() keeps the state in step with the server.
