@@ -28,7 +28,7 @@ DEFAULT_MAX_REPLY_LINES = 1000
 DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
 
 _SEPARATORS = (b"", b" ", b"-")
-# Lines split off at a time: a pipelined group's replies in one pass, a flood in bounded steps.
+# Lines split off at a time: a usual read's replies in one pass, a flood in bounded steps.
 _SPLIT_AT_ONCE = 64
 # The reply codes RFC 5321 allows, as they open a line: three digits from 200 to 599.
 _CODES = {b"%d" % code: code for code in range(200, 600)}
