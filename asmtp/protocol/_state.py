@@ -390,19 +390,21 @@ def mermaid_diagram() -> str:
 # of each move that can start there, with the reply codes that make it as a set (the reply
 # reader lets through 200 to 599). A pair with no entry makes no move.
 MOVE_CHECKS: Final = {
-    (kind, state): tuple(
-        (
-            move.raw,
-            frozenset(code for code in range(200, 600) if move.on.matches(code)),
-            move.own_transaction,
-            move.target,
-        )
-        for move in moves
-        if state in move.sources
-    )
+    (kind, state): checks
     for kind, moves in reply_moves_by_kind().items()
     for state in State
-    if any(state in move.sources for move in moves)
+    if (
+        checks := tuple(
+            (
+                move.raw,
+                frozenset(code for code in range(200, 600) if move.on.matches(code)),
+                move.own_transaction,
+                move.target,
+            )
+            for move in moves
+            if state in move.sources
+        )
+    )
 }
 
 # A raw line is classified by its verb so that docmd() keeps the state in step with the server.
