@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["clock", "current_task", "now"]
+__all__ = ["clock", "current_task", "now", "task_lookup"]
 
 
 def now() -> float:
@@ -33,6 +33,16 @@ def current_task() -> object:
     """The running task (asyncio's ``Task`` or trio's), compared by identity."""
     loop = asyncio._get_running_loop()
     return asyncio.current_task(loop) if loop is not None else _trio().lowlevel.current_task()
+
+
+def task_lookup() -> Callable[[], object]:
+    """:func:`current_task` bound to the running loop, for a connection to ask without
+    finding the loop again each time (as :func:`clock`)."""
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        return functools.partial(asyncio.current_task, loop)
+    lookup: Callable[[], object] = _trio().lowlevel.current_task
+    return lookup
 
 
 @functools.cache

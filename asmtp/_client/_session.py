@@ -39,19 +39,14 @@ from ..protocol import (
     State,
     command_line,
 )
-from ._advice import (
-    NEVER_CONNECTED,
-    NOT_CONNECTED,
-    check_greeting,
-    no_greeting_advice,
-)
+from ._advice import NEVER_CONNECTED, NOT_CONNECTED, check_greeting, no_greeting_advice
 from ._deadlines import Deadlines
 from ._dial import new_core, open_transport
 from ._failures import Cleanup, translate
 from ._hooks import UNWATCHED, ConnectionWatch, watch_connection
 from ._hostname import default_local_hostname
 from ._progress import Progress
-from ._running import clock, current_task, now
+from ._running import clock, current_task, now, task_lookup
 from ._settings import ClientSettings
 from ._transcript import Transcript
 from ._unsolicited import idle_and_clean, take_unsolicited
@@ -74,6 +69,7 @@ class Session:
         "__weakref__",
         "_core",
         "_owner",
+        "_task",
         "_transport",
         "_watching",
         "command_encoding",
@@ -120,6 +116,8 @@ class Session:
         self._core: ClientConnection | None = None
         self._transport: Transport | None = None
         self._owner: object | None = None
+        self._task: Callable[[], object] = current_task
+        """The running task's lookup, bound to the open connection's loop."""
 
     # -- what the conversation is ------------------------------------------------------
 
@@ -194,7 +192,8 @@ class Session:
         :class:`RuntimeError`. Any failure that leaves the conversation out of step closes
         the connection, so no later command can read an earlier command's reply.
         """
-        task = current_task()
+        # None: called from another loop than the connection's; ask that loop instead.
+        task = self._task() or current_task()
         if self._owner == task:
             return await operation(*args, **kwargs)
         if self._owner is not None:
@@ -237,6 +236,7 @@ class Session:
         greeting."""
         await self.close()
         self.deadlines.clock = clock()  # a connection belongs to the loop that opened it
+        self._task = task_lookup()
         self.host, self.port = host, port
         self.watch = self._watching = watch_connection(self)
         # As smtplib raises it, before connecting (for a Unix socket too: port 0).
@@ -278,6 +278,7 @@ class Session:
             watching, self._watching = self._watching, UNWATCHED
             watching.closed()
             self.deadlines.clock = now  # the next connection may run in another loop
+            self._task = current_task
 
     async def abort(self) -> None:
         """Mark the conversation unusable and close it."""
