@@ -18,6 +18,8 @@ of a multiline reply must repeat it, and the fourth byte must be ``-``, a space 
 from __future__ import annotations
 
 from collections import deque
+from itertools import takewhile
+from operator import methodcaller
 
 from ._errors import RemoteProtocolError, quote
 
@@ -132,6 +134,8 @@ class ReplyReader:
             done = self._take_line(ready.popleft().removesuffix(b"\r"))
             if done is not None:
                 return done
+            if ready and self._code is not None:  # a multiline reply goes on
+                self._take_continuations(self._code)
         return None
 
     def _take_line(self, line: bytes) -> tuple[int, tuple[bytes, ...]] | None:
@@ -169,3 +173,31 @@ class ReplyReader:
         self._lines = []
         self._reply_bytes = 0
         return code, lines
+
+    def _take_continuations(self, code: int) -> None:
+        """Take the split lines that continue the open reply of ``code`` (an EHLO reply's,
+        say), all at once when no limit is near."""
+        ready, lines = self._ready, self._lines
+        prefix = b"%d-" % code
+        run = list(takewhile(methodcaller("startswith", prefix), ready))
+        if not run:
+            return
+        texts = [line[4:].removesuffix(b"\r") for line in run]
+        # Each line as _take_line counts it: code, separator, text and CRLF.
+        reply_bytes = self._reply_bytes + sum(map(len, texts)) + 6 * len(texts)
+        if (
+            max(map(len, texts)) + 4 > self.max_line_length
+            or len(lines) + len(texts) > self.max_reply_lines
+            or reply_bytes > self.max_reply_bytes
+        ):
+            # A limit is broken somewhere in the run: line by line, for its exact error.
+            while ready and ready[0].startswith(prefix):
+                self._take_line(ready.popleft().removesuffix(b"\r"))
+            return
+        if len(run) == len(ready):
+            ready.clear()
+        else:
+            for _ in run:
+                ready.popleft()
+        lines += texts
+        self._reply_bytes = reply_bytes

@@ -17,6 +17,7 @@ from ._helpers import (
     feed_three_ways,
     parse_bytewise,
     parse_whole,
+    parse_with_next,
     raises_three_ways,
 )
 
@@ -166,6 +167,45 @@ def test_reply_of_at_most_max_reply_bytes_is_accepted(size: int) -> None:
 
 def test_reply_one_byte_over_max_reply_bytes_raises() -> None:
     raises_three_ways(reply_of_size(101), max_reply_bytes=100)
+
+
+@pytest.mark.parametrize(
+    ("data", "limits", "error"),
+    [
+        pytest.param(
+            b"250-a\r\n250-" + b"x" * 30 + b"\r\n250-b\r\n250 c\r\n",
+            {"max_line_length": 20},
+            "reply line longer than 20 bytes: b'250-" + "x" * 30 + "'",
+            id="middle-line-length",
+        ),
+        pytest.param(
+            reply_with_lines(9), {"max_reply_lines": 5}, "reply has more than 5 lines", id="lines"
+        ),
+        pytest.param(
+            b"250-" + b"y" * 40 + b"\r\n250-" + b"y" * 40 + b"\r\n250 z\r\n",
+            {"max_reply_bytes": 60},
+            "reply is longer than 60 bytes",
+            id="bytes",
+        ),
+        pytest.param(
+            b"250-a\r\n250-b\r\n251-c\r\n250 d\r\n",
+            {},
+            "multiline reply changed its code from 250 to 251 in line b'251-c'",
+            id="changed-code",
+        ),
+    ],
+)
+def test_a_multiline_reply_read_at_once_fails_as_it_does_line_by_line(
+    data: bytes, limits: dict[str, int], error: str
+) -> None:
+    """The lines of a multiline reply that one read completes are taken together; a broken
+    limit among them gives the error taking them one at a time gives, naming the same line."""
+    messages = set()
+    for way in (parse_whole, parse_with_next):
+        with pytest.raises(RemoteProtocolError) as caught:
+            way(data, **limits)
+        messages.add(str(caught.value))
+    assert messages == {error}
 
 
 @pytest.mark.parametrize(
