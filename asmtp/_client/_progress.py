@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import MappingProxyType
 
-from .._results import SendOutcome
+from .._results import SendOutcome, send_outcome
 from ._upload import Upload
 
 __all__ = ["Progress"]
+
+_NONE: MappingProxyType[str, tuple[int, bytes]] = MappingProxyType({})
 
 
 class Progress:
@@ -97,12 +99,12 @@ class Progress:
             accepted: bool | None = self.succeeded
         else:
             accepted = None if self.end_sent else False
-        return SendOutcome(
+        return send_outcome(
             accepted,
             self.recipients,
-            MappingProxyType(dict(self.refused)),
+            MappingProxyType(dict(self.refused)) if self.refused else _NONE,
             self.body_started,
             self.reply,
             MappingProxyType(dict(self.replies)),
-            error=error,
+            error,
         )
