@@ -9,8 +9,9 @@ its reply can say.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+
+from ._frozen import maker
 
 __all__ = ["SendOutcome", "SendResult", "send_outcome"]
 
@@ -54,47 +55,21 @@ class SendOutcome:
         return self if attempts == self.attempts else replace(self, attempts=attempts)
 
 
-def _setter(name: str) -> Callable[[SendOutcome, object], None]:
-    """The ``__set__`` of SendOutcome's slot ``name``, which a frozen instance refuses."""
-    slot: Any = SendOutcome.__dict__[name]
-    setter: Callable[[SendOutcome, object], None] = slot.__set__
-    return setter
-
-
-_new = object.__new__
-(
-    _set_accepted,
-    _set_recipients,
-    _set_refused,
-    _set_body_started,
-    _set_reply,
-    _set_replies,
-    _set_attempts,
-    _set_error,
-) = map(_setter, [f.name for f in fields(SendOutcome)])
-
-
-def send_outcome(
-    accepted: bool | None,
-    recipients: tuple[str, ...],
-    refused: Mapping[str, tuple[int, bytes]],
-    body_started: bool,
-    reply: tuple[int, bytes] | None,
-    replies: Mapping[str, tuple[int, bytes]],
-    error: BaseException | None,
-) -> SendOutcome:
-    """``SendOutcome(...)`` of one try, made without the frozen dataclass's
-    ``object.__setattr__`` per field: every send makes one."""
-    outcome = _new(SendOutcome)
-    _set_accepted(outcome, accepted)
-    _set_recipients(outcome, recipients)
-    _set_refused(outcome, refused)
-    _set_body_started(outcome, body_started)
-    _set_reply(outcome, reply)
-    _set_replies(outcome, replies)
-    _set_attempts(outcome, 1)
-    _set_error(outcome, error)
-    return outcome
+send_outcome: Callable[
+    [
+        bool | None,
+        tuple[str, ...],
+        Mapping[str, tuple[int, bytes]],
+        bool,
+        tuple[int, bytes] | None,
+        Mapping[str, tuple[int, bytes]],
+        int,
+        BaseException | None,
+    ],
+    SendOutcome,
+] = maker(SendOutcome)
+"""``SendOutcome(...)`` from every field in order, made without the frozen dataclass's
+``object.__setattr__`` per field: every send makes one."""
 
 
 class SendResult(dict[str, tuple[int, bytes]]):

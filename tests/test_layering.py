@@ -29,7 +29,9 @@ MAX_LINES: Final = 500
 LAYERS: Final[dict[str, frozenset[str]]] = {
     "asmtp.protocol": frozenset(),
     "asmtp.auth": frozenset(),
-    "asmtp._results": frozenset(),
+    # Quick construction of the frozen values made per message: imports nothing of asmtp.
+    "asmtp._frozen": frozenset(),
+    "asmtp._results": frozenset({"asmtp._frozen"}),
     # ProxyError is the transport's, re-exported as BadArgument is the core's.
     "asmtp.errors": frozenset({"asmtp.protocol", "asmtp._results", "asmtp._transport"}),
     # Only for Secret, which keeps a proxy's password.
@@ -44,6 +46,7 @@ LAYERS: Final[dict[str, frozenset[str]]] = {
             "asmtp.errors",
             "asmtp._transport",
             "asmtp._dkim",
+            "asmtp._frozen",
         }
     ),
     "asmtp._bulk": frozenset(

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import email.message
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._dkim import signed
+from .._frozen import maker
 from ..errors import EightBitNotSupportedError, SMTPNotSupportedError
 from ..protocol import (
     Command,
@@ -102,7 +103,12 @@ class Outgoing:
         """``sendmail``'s arguments, the body's type checked now (:class:`TypeError`), so
         that a single send fails before anything goes on the wire."""
         _source.check_sendable(msg)
-        return cls(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        if cls is not Outgoing:
+            return cls(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        # Made once per sendmail(): set without the frozen __init__'s setattr per field.
+        item = _outgoing(from_addr, to_addrs, msg, mail_options, rcpt_options, False, True)
+        item.__post_init__()
+        return item
 
     @classmethod
     def message(
@@ -168,6 +174,25 @@ class Envelope:
         return {rcpt.address: each for rcpt, each in zip(self.rcpts, self.recipients, strict=True)}
 
 
+_outgoing: Callable[
+    [
+        str | None,
+        str | Sequence[str] | None,
+        object,
+        Sequence[Param],
+        Sequence[Param],
+        bool,
+        bool,
+    ],
+    Outgoing,
+] = maker(Outgoing)
+_envelope: Callable[
+    [str, tuple[str, ...], Mail, tuple[Rcpt, ...], _source.MessageSource, Framing], Envelope
+] = maker(Envelope)
+_mail: Callable[[bytes, tuple[bytes, ...]], Mail] = maker(Mail)
+_rcpt: Callable[[bytes, tuple[bytes, ...]], Rcpt] = maker(Rcpt)
+
+
 async def resolve(session: Session, item: Outgoing) -> Envelope:
     """The envelope ``item`` has on ``session`` (after EHLO).
 
@@ -219,7 +244,7 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
         and (session.use_chunking or binary)
         and recipients
     )
-    return Envelope(
+    return _envelope(
         from_addr,
         recipients,
         mail_command(session, from_addr, options),
@@ -330,7 +355,7 @@ def mail_command(session: Session, sender: str, options: Sequence[Param]) -> Mai
     address = _addresses.encode_address(
         _addresses.bare_address(sender), utf8=session.command_encoding == "utf-8"
     )
-    return Mail(address, params)
+    return _mail(address, params)
 
 
 def rcpt_command(session: Session, recipient: str, options: Sequence[Param]) -> Rcpt:
@@ -341,7 +366,7 @@ def rcpt_command(session: Session, recipient: str, options: Sequence[Param]) -> 
     address = _addresses.encode_address(
         _addresses.bare_address(recipient), utf8=session.command_encoding == "utf-8"
     )
-    return Rcpt(address, params)
+    return _rcpt(address, params)
 
 
 def check_arguments(commands: Sequence[Command]) -> None:

@@ -106,5 +106,6 @@ class Progress:
             self.body_started,
             self.reply,
             MappingProxyType(dict(self.replies)),
+            1,
             error,
         )

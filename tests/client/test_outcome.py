@@ -31,7 +31,7 @@ def test_the_fast_outcome_equals_the_dataclasss_and_is_as_frozen(
         (250, b"2.0.0 queued as 1"),
         MappingProxyType({"a@x.test": (250, b"2.0.0 queued as 1")}),
     )
-    fast = send_outcome(*args, error)
+    fast = send_outcome(*args, 1, error)
     slow = asmtp.SendOutcome(*args, error=error)
     assert fast == slow
     assert repr(fast) == repr(slow)
