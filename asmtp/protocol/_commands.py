@@ -38,13 +38,17 @@ from ._events import (
 __all__ = ["check_argument", "command_line", "redacted_line"]
 
 _FORBIDDEN = (b"\r", b"\n", b"\x00")
+# The same bytes as ints: on Python 3.11, `b"\r" in value` raises and clears a TypeError
+# inside bytes.__contains__ before it searches (about 1,900 instructions); `13 in value`
+# goes straight to memchr.
+_CR, _LF, _NUL, _SPACE, _LT, _GT = b"\r\n\x00 <>"
 
 
 def check_argument(value: bytes, what: str) -> bytes:
     """Return ``value`` unchanged, or raise :class:`BadArgument` if it could break framing."""
     if not isinstance(value, bytes):
         raise BadArgument(f"{what} must be bytes, got {type(value).__name__}")
-    if b"\r" in value or b"\n" in value or b"\x00" in value:
+    if _CR in value or _LF in value or _NUL in value:
         bad = next(bad for bad in _FORBIDDEN if bad in value)
         raise BadArgument(f"{what} contains {bad!r}: {quote(value)}")
     return value
@@ -54,7 +58,7 @@ def _params(params: Iterable[bytes], what: str) -> bytes:
     out = b""
     for param in params:
         check_argument(param, what)
-        if not param or b" " in param:
+        if not param or _SPACE in param:
             raise BadArgument(f"{what} must be one non-empty word: {quote(param)}")
         out += b" " + param
     return out
@@ -62,14 +66,14 @@ def _params(params: Iterable[bytes], what: str) -> bytes:
 
 def _hostname(cmd: Ehlo | Helo | Lhlo) -> bytes:
     check_argument(cmd.hostname, "hostname")
-    if not cmd.hostname or b" " in cmd.hostname:
+    if not cmd.hostname or _SPACE in cmd.hostname:
         raise BadArgument(f"hostname must be one non-empty word: {quote(cmd.hostname)}")
     return cmd.hostname
 
 
 def _path(address: bytes, what: str) -> bytes:
     check_argument(address, what)
-    if b"<" in address or b">" in address:
+    if _LT in address or _GT in address:
         raise BadArgument(f"{what} must be a bare address without angle brackets: {quote(address)}")
     return b"<" + address + b">"
 
@@ -101,7 +105,7 @@ def _rcpt(cmd: Rcpt) -> bytes:
 
 def _auth(cmd: Auth) -> bytes:
     check_argument(cmd.mechanism, "AUTH mechanism")
-    if not cmd.mechanism or b" " in cmd.mechanism:
+    if not cmd.mechanism or _SPACE in cmd.mechanism:
         raise BadArgument(f"AUTH mechanism must be one word: {quote(cmd.mechanism)}")
     if cmd.initial_response is None:
         return b"AUTH " + cmd.mechanism + b"\r\n"
