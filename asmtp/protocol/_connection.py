@@ -42,10 +42,16 @@ from ._replies import (
     ReplyReader,
 )
 from ._state import (
+    AWAIT_GREETING,
     BETWEEN_COMMANDS,
+    BODY,
+    ERROR,
     GROUP_ENDERS,
     MOVE_CHECKS,
     RAW_VERBS,
+    READY,
+    REOPEN_TRANSACTION,
+    TLS_HANDSHAKE,
     TRANSITIONS,
     BdatLast,
     Kind,
@@ -108,7 +114,7 @@ class ClientConnection:
             max_reply_lines=max_reply_lines,
             max_reply_bytes=max_reply_bytes,
         )
-        self._state = State.AWAIT_GREETING
+        self._state = AWAIT_GREETING
         self._pending: deque[Pending] = deque()
         self._extensions: Extensions | None = None
         self._txn: Transaction | None = None
@@ -219,7 +225,7 @@ class ClientConnection:
         return data
 
     def _body(self, command: MessageData) -> bytes:
-        if self._state is not State.BODY:
+        if self._state is not BODY:
             raise LocalProtocolError(self._order_problem(command, MessageData) or "")
         if not isinstance(command.data, bytes):
             raise BadArgument(f"message data must be bytes, got {type(command.data).__name__}")
@@ -263,7 +269,7 @@ class ClientConnection:
 
     def _order_problem(self, command: Command, kind: Kind) -> str | None:
         state = self._state
-        if state is State.ERROR:
+        if state is ERROR:
             return "the connection had a protocol error and cannot be used"
         if kind not in TRANSITIONS[state]:
             return f"{type(command).__name__} cannot be sent in state {state.name}"
@@ -310,7 +316,7 @@ class ClientConnection:
         self._pending.append(Pending(command, kind, txn))
         state = self._state
         next_state = TRANSITIONS[state][table_key]
-        if next_state is State.READY and state is not State.READY:
+        if next_state is READY and state is not READY:
             # Leaving a transaction (RSET, end of data, BDAT LAST): replies still arrive for
             # the queued commands, which keep their own reference to the transaction.
             self._txn = None
@@ -329,9 +335,9 @@ class ClientConnection:
         if not data:
             self._peer_closed = True
             return
-        if self._state is State.ERROR:
+        if self._state is ERROR:
             return  # never used again: keep nothing (memory stays bounded)
-        if self._state is State.TLS_HANDSHAKE:
+        if self._state is TLS_HANDSHAKE:
             self._fail(
                 "server sent data after its 220 reply to STARTTLS and before the TLS "
                 f"handshake (response injection): {quote(data)}"
@@ -339,7 +345,7 @@ class ClientConnection:
         try:
             self._reader.feed(data)
         except RemoteProtocolError:
-            self._state = State.ERROR
+            self._state = ERROR
             raise
 
     def next_event(self) -> Reply | Sentinel:
@@ -348,12 +354,12 @@ class ClientConnection:
         Raises :class:`RemoteProtocolError` for a malformed or oversized reply, an
         unsolicited reply, or bytes injected after STARTTLS.
         """
-        if self._state is State.ERROR:
+        if self._state is ERROR:
             raise RemoteProtocolError("the connection had a protocol error and cannot be used")
         try:
             parsed = self._reader.next_reply()
         except RemoteProtocolError:
-            self._state = State.ERROR
+            self._state = ERROR
             raise
         if parsed is None:
             if self._peer_closed:
@@ -364,7 +370,7 @@ class ClientConnection:
         return self._dispatch(code, lines)
 
     def _dispatch(self, code: int, lines: tuple[bytes, ...]) -> Reply:
-        if self._state is State.AWAIT_GREETING:
+        if self._state is AWAIT_GREETING:
             self._state = State.GREETED
             return Reply(code, lines)
         pending = self._pending
@@ -378,9 +384,9 @@ class ClientConnection:
         entry = pending[0]
         if self.lmtp and entry.kind in _ENDS_OF_DATA:
             # RFC 2033 §4.2: one reply per recipient accepted, each naming it.
-            reply = answer(code, lines, entry.command, self._lmtp_recipient(entry))
+            reply = answer(code, lines, entry.command, entry.lmtp_recipient())
             entry.answered += 1
-            if entry.answered >= self._replies_expected(entry):
+            if entry.answered >= entry.lmtp_replies_expected():
                 pending.popleft()
         else:
             reply = answer(code, lines, entry.command)
@@ -391,16 +397,6 @@ class ClientConnection:
             self._state = State.CLOSED
             pending.clear()
         return reply
-
-    def _replies_expected(self, entry: Pending) -> int:
-        if self.lmtp and entry.kind in _ENDS_OF_DATA and entry.txn is not None:
-            return max(1, len(entry.txn.accepted))
-        return 1
-
-    def _lmtp_recipient(self, entry: Pending) -> bytes | None:
-        if entry.txn is None or entry.answered >= len(entry.txn.accepted):
-            return None
-        return entry.txn.accepted[entry.answered]
 
     def _apply_reply(self, entry: Pending, reply: Reply) -> None:
         """Record what ``reply`` says of its command, then make the move the table gives."""
@@ -444,12 +440,12 @@ class ClientConnection:
 
     def _arrive(self, target: State | Reopen, entry: Pending) -> None:
         """Enter ``target`` with what entering it implies."""
-        if target is Reopen.TRANSACTION:
+        if target is REOPEN_TRANSACTION:
             target = self._transaction_state()
         command = entry.command
-        if target is State.READY:
+        if target is READY:
             self._txn = None
-        elif target is State.BODY:
+        elif target is BODY:
             self._encoder = DataEncoder()
         elif isinstance(command, Raw) and entry.kind is Mail:
             # A raw MAIL the server accepted opens the transaction the reply reveals.
@@ -459,7 +455,7 @@ class ClientConnection:
             address = command.line.split(b":", 1)[-1].strip().split(b" ", 1)[0]
             self._txn.accepted.append(address.strip(b"<>"))
         self._state = target
-        if target is State.TLS_HANDSHAKE and self._reader.in_reply:
+        if target is TLS_HANDSHAKE and self._reader.in_reply:
             self._fail(
                 "server sent data after its 220 reply to STARTTLS and before the "
                 "TLS handshake (response injection)"
@@ -469,7 +465,7 @@ class ClientConnection:
         txn = self._txn
         if txn is None or txn.mail_refused:
             self._txn = None
-            return State.READY
+            return READY
         if txn.accepted or txn.rcpts_pending:
             return State.RCPT
         return State.MAIL
@@ -482,7 +478,7 @@ class ClientConnection:
         Everything learned before TLS is forgotten (RFC 3207 §4.2): the client must say
         EHLO again.
         """
-        if self._state is not State.TLS_HANDSHAKE:
+        if self._state is not TLS_HANDSHAKE:
             raise LocalProtocolError(f"no STARTTLS handshake is due in state {self._state.name}")
         self._state = State.GREETED
         self._extensions = None
@@ -490,8 +486,8 @@ class ClientConnection:
 
     def fail(self) -> None:
         """Mark the connection unusable, e.g. after a transport error or cancellation."""
-        self._state = State.ERROR
+        self._state = ERROR
 
     def _fail(self, message: str) -> NoReturn:
-        self._state = State.ERROR
+        self._state = ERROR
         raise RemoteProtocolError(message)

@@ -30,3 +30,13 @@ class Pending:
     kind: Kind
     txn: Transaction | None
     answered: int = 0
+
+    def lmtp_replies_expected(self) -> int:
+        """For LMTP's end of data: one reply per recipient accepted (RFC 2033 §4.2)."""
+        return max(1, len(self.txn.accepted)) if self.txn is not None else 1
+
+    def lmtp_recipient(self) -> bytes | None:
+        """The recipient LMTP's next reply to the end of data answers for, if known."""
+        if self.txn is None or self.answered >= len(self.txn.accepted):
+            return None
+        return self.txn.accepted[self.answered]

@@ -38,12 +38,18 @@ from ._events import (
 )
 
 __all__ = [
+    "AWAIT_GREETING",
     "BETWEEN_COMMANDS",
+    "BODY",
+    "ERROR",
     "GROUP_ENDERS",
     "MOVE_CHECKS",
     "OTHER_MOVES",
     "RAW_VERBS",
+    "READY",
+    "REOPEN_TRANSACTION",
     "REPLY_MOVES",
+    "TLS_HANDSHAKE",
     "TRANSITIONS",
     "BdatLast",
     "On",
@@ -197,6 +203,16 @@ class Reopen(enum.Enum):
 
     TRANSACTION = "where the open transaction stands"
     """READY once MAIL was refused, RCPT while a recipient is accepted or awaited, else MAIL."""
+
+
+# The members the core reads on every command and reply, as plain names: on Python 3.11
+# each `State.READY` goes through EnumType.__getattr__, several times a global's cost.
+AWAIT_GREETING: Final = State.AWAIT_GREETING
+READY: Final = State.READY
+BODY: Final = State.BODY
+ERROR: Final = State.ERROR
+TLS_HANDSHAKE: Final = State.TLS_HANDSHAKE
+REOPEN_TRANSACTION: Final = Reopen.TRANSACTION
 
 
 @dataclass(frozen=True, slots=True)
