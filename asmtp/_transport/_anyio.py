@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import select
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -143,6 +144,7 @@ class AnyioTransport:
         "_incoming",
         "_local_address",
         "_outgoing",
+        "_poll",
         "_scope",
         "_socket",
         "_stream",
@@ -158,8 +160,13 @@ class AnyioTransport:
         self._socket = _readable_socket(stream)
         self._wait_readable: Callable[[socket.socket, float], Awaitable[None]] | None = None
         self._scope: Callable[..., _Scope] = anyio.CancelScope
+        self._poll: select.poll | None = None
+        """Asks the socket whether anything arrived, where the platform has poll(2)."""
         if self._socket is not None:
             self._wait_readable, self._scope = _on_trio()
+            if hasattr(select, "poll"):
+                self._poll = select.poll()
+                self._poll.register(self._socket, select.POLLIN)
         address = stream.extra(SocketAttribute.local_address, None)  # noqa: S610
         self._local_address = address[0] if isinstance(address, tuple) else None
 
@@ -209,7 +216,10 @@ class AnyioTransport:
         Under TLS the records are decrypted: ones that carry no application data (TLS 1.3
         session tickets) give ``None``, not bytes.
         """
-        raw = self._receive_raw_nowait()
+        poll = self._poll
+        # Before each command nothing has usually arrived: a poll that says so costs a
+        # system call, where a read that finds nothing adds an exception.
+        raw = None if poll is not None and not poll.poll(0) else self._receive_raw_nowait()
         tls = self._tls
         if tls is None:
             return raw
