@@ -283,7 +283,14 @@ def _mail_options(
         return []
     options: list[Param] = []
     # Counting the line endings of a large body costs a pass over it: only when asked.
-    size = _source.known_size(source) if session.has_extn("size") else None
+    size = None
+    if session.has_extn("size"):
+        # For bytes, the core counts and remembers a body it need not check when sent.
+        size = (
+            session.message_size(source)
+            if source.__class__ is bytes
+            else _source.known_size(source)
+        )
     if size is not None:
         options.append(f"SIZE={size}")
     options.extend(mail_options)

@@ -117,8 +117,7 @@ class Session:
         self._core: ClientConnection | None = None
         self._transport: Transport | None = None
         self._owner: object | None = None
-        self._task: Callable[[], object] = current_task
-        """The running task's lookup, bound to the open connection's loop."""
+        self._task: Callable[[], object] = current_task  # bound to the connection's loop
 
     # -- what the conversation is ------------------------------------------------------
 
@@ -364,6 +363,10 @@ class Session:
             self.transcript.line("send: %r", line)
         return data
 
+    def message_size(self, data: bytes) -> int:
+        """``SIZE`` for ``data`` as the message: :meth:`ClientConnection.message_size`."""
+        return self._require()[0].message_size(data)
+
     async def write(self, data: bytes) -> None:
         """Write bytes the core produced."""
         # The state may already be CLOSED: QUIT's own bytes still have to go out.
@@ -399,7 +402,8 @@ class Session:
         event = core.next_event()
         if event.__class__ is not Reply:
             return await self._await_reply(core, event, greeting)
-        if self._noted(event):
+        self._note(event)
+        if event.code == 421:  # RFC 5321 §3.8: the server is closing the channel; so do we
             await self.close()
         return event
 
@@ -418,7 +422,8 @@ class Session:
             if not isinstance(event, Reply):
                 replies.append(await self._await_reply(core, event, False))
                 continue
-            if self._noted(event):
+            self._note(event)
+            if event.code == 421:
                 await self.close()
             replies.append(event)
         return replies
@@ -455,15 +460,10 @@ class Session:
             await self.close()
             raise closed
         assert isinstance(event, Reply)  # noqa: S101 - the sentinels are handled above
-        if self._noted(event):
+        self._note(event)
+        if event.code == 421:
             await self.close()
         return event
-
-    def _noted(self, reply: Reply) -> bool:
-        """Note ``reply``; True for a 421, after which the caller closes the connection
-        (RFC 5321 §3.8: the server is closing the channel; so do we)."""
-        self._note(reply)
-        return reply.code == 421
 
     async def replies_arrived(self) -> list[Reply]:
         """The owed replies that have already arrived, without waiting for more.

@@ -16,6 +16,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
 from typing import BinaryIO, Final
 
+from ..protocol import crlf_size
 from ._flatten import flatten
 
 __all__ = [
@@ -123,9 +124,7 @@ def known_size(source: MessageSource) -> int | None:
     """The size in bytes when it can be known without reading (for ``SIZE=``)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         # RFC 1870 counts the message as sent: every bare CR or LF becomes CRLF.
-        data = bytes(source) if isinstance(source, memoryview) else source
-        pairs = data.count(b"\r\n")
-        return len(data) + (data.count(b"\n") - pairs) + (data.count(b"\r") - pairs)
+        return crlf_size(bytes(source) if isinstance(source, memoryview) else source)
     fileno = getattr(source, "fileno", None)
     tell = getattr(source, "tell", None)
     if fileno is not None and tell is not None:

@@ -11,7 +11,13 @@ library. It imports nothing that performs I/O (no asyncio, anyio, trio, socket, 
 
 from __future__ import annotations
 
-from ._body import BdatEncoder, DataEncoder, LineEndingNormaliser, normalise_line_endings
+from ._body import (
+    BdatEncoder,
+    DataEncoder,
+    LineEndingNormaliser,
+    crlf_size,
+    normalise_line_endings,
+)
 from ._commands import command_line
 from ._connection import ClientConnection
 from ._errors import BadArgument, LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -105,6 +111,7 @@ __all__ = [
     "Vrfy",
     "body_type",
     "command_line",
+    "crlf_size",
     "normalise_line_endings",
     "param_bytes",
     "xtext",

@@ -11,16 +11,29 @@ carried-over CR and a flag, so memory is O(chunk).
 
 from __future__ import annotations
 
-__all__ = ["BdatEncoder", "DataEncoder", "LineEndingNormaliser", "normalise_line_endings"]
+__all__ = [
+    "BdatEncoder",
+    "DataEncoder",
+    "LineEndingNormaliser",
+    "crlf_size",
+    "normalise_line_endings",
+]
+
+
+def crlf_size(data: bytes | bytearray) -> int:
+    """The length of ``data`` with every bare CR and bare LF written as CRLF: what
+    :func:`normalise_line_endings` would return, counted without building it.
+
+    Equal to ``len(data)`` exactly when every CR and LF is part of a CRLF pair. Three
+    counting passes, no copies (RFC 1870's ``SIZE`` counts line endings as CRLF).
+    """
+    pairs = data.count(b"\r\n")
+    return len(data) + (data.count(b"\n") - pairs) + (data.count(b"\r") - pairs)
 
 
 def _only_crlf(data: bytes) -> bool:
-    """True when every CR and LF in ``data`` is part of a CRLF pair (the usual case).
-
-    Three counting passes, no copies: cheaper than the replacements that normalise.
-    """
-    lf = data.count(b"\n")
-    return data.count(b"\r") == lf and data.count(b"\r\n") == lf
+    """True when every CR and LF in ``data`` is part of a CRLF pair (the usual case)."""
+    return crlf_size(data) == len(data)
 
 
 def _carry_cr(chunk: bytes, held: bool) -> tuple[bytes, bool]:
@@ -55,16 +68,21 @@ class DataEncoder:
         self._pending_cr = False
         self._finished = False
 
-    def encode(self, chunk: bytes) -> bytes:
-        """Encode one chunk; a CR at its end is held back until the next byte is known."""
+    def encode(self, chunk: bytes, *, crlf_only: bool = False) -> bytes:
+        """Encode one chunk; a CR at its end is held back until the next byte is known.
+
+        ``crlf_only``: the caller has already found every CR and LF of ``chunk`` in a CRLF
+        pair (with :func:`crlf_size`), so it is not checked again.
+        """
         if self._finished:
             raise RuntimeError("the body was already finished")
-        chunk, self._pending_cr = _carry_cr(chunk, self._pending_cr)
+        held = self._pending_cr
+        chunk, self._pending_cr = _carry_cr(chunk, held)
         if not chunk:
             return b""
         starts_line = self._at_line_start
         self._at_line_start = chunk.endswith(b"\n")  # the held CR is not an ending yet
-        if _only_crlf(chunk):
+        if (crlf_only and not held) or _only_crlf(chunk):
             data = chunk.replace(b"\n.", b"\n..")
             return b"." + data if starts_line and data.startswith(b".") else data
         data = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")

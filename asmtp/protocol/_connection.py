@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Final, NoReturn
 
-from ._body import BdatEncoder, DataEncoder
+from ._body import BdatEncoder, DataEncoder, crlf_size
 from ._commands import command_line, redacted_line
 from ._errors import BadArgument, LocalProtocolError, RemoteProtocolError, quote
 from ._events import (
@@ -92,6 +92,7 @@ class ClientConnection:
         "_peer_closed",
         "_pending",
         "_reader",
+        "_sized",
         "_state",
         "_txn",
         "lmtp",
@@ -120,6 +121,7 @@ class ClientConnection:
         self._txn: Transaction | None = None
         self._encoder = DataEncoder()
         self._bdat: BdatEncoder | None = None
+        self._sized: bytes | None = None  # a message message_size() found all CRLF
         """The open transaction's BDAT framing, made by its first chunk."""
         self._peer_closed = False
         self._greeted = False
@@ -224,12 +226,23 @@ class ClientConnection:
         self._record(command, cls, kind)
         return data
 
+    def message_size(self, data: bytes) -> int:
+        """``SIZE`` for a message of ``data`` (RFC 1870): :func:`crlf_size`.
+
+        When every line ending is CRLF, sending this same object as the next message
+        content skips checking them again (until the transaction ends).
+        """
+        size = crlf_size(data)
+        self._sized = data if size == len(data) else None
+        return size
+
     def _body(self, command: MessageData) -> bytes:
         if self._state is not BODY:
             raise LocalProtocolError(self._order_problem(command, MessageData) or "")
         if not isinstance(command.data, bytes):
             raise BadArgument(f"message data must be bytes, got {type(command.data).__name__}")
-        return self._encoder.encode(command.data)
+        data, sized, self._sized = command.data, self._sized, None
+        return self._encoder.encode(data, crlf_only=data is sized)
 
     def send_all(self, commands: Sequence[Command]) -> bytes:
         """The bytes for several commands written together (a pipelined group), all or none.
@@ -320,6 +333,8 @@ class ClientConnection:
             # Leaving a transaction (RSET, end of data, BDAT LAST): replies still arrive for
             # the queued commands, which keep their own reference to the transaction.
             self._txn = None
+        if next_state is READY:
+            self._sized = None  # sized for a transaction that did not begin (or is over)
         self._state = next_state
 
     def _raw_kind(self, command: Raw) -> Kind:
@@ -441,10 +456,10 @@ class ClientConnection:
     def _arrive(self, target: State | Reopen, entry: Pending) -> None:
         """Enter ``target`` with what entering it implies."""
         if target is REOPEN_TRANSACTION:
-            target = self._transaction_state()
+            target = self._txn.reopened_state() if self._txn is not None else READY
         command = entry.command
         if target is READY:
-            self._txn = None
+            self._txn = self._sized = None
         elif target is BODY:
             self._encoder = DataEncoder()
         elif isinstance(command, Raw) and entry.kind is Mail:
@@ -460,15 +475,6 @@ class ClientConnection:
                 "server sent data after its 220 reply to STARTTLS and before the "
                 "TLS handshake (response injection)"
             )
-
-    def _transaction_state(self) -> State:
-        txn = self._txn
-        if txn is None or txn.mail_refused:
-            self._txn = None
-            return READY
-        if txn.accepted or txn.rcpts_pending:
-            return State.RCPT
-        return State.MAIL
 
     # -- TLS and failure --------------------------------------------------------------
 
@@ -486,8 +492,8 @@ class ClientConnection:
 
     def fail(self) -> None:
         """Mark the connection unusable, e.g. after a transport error or cancellation."""
-        self._state = ERROR
+        self._state, self._sized = ERROR, None
 
     def _fail(self, message: str) -> NoReturn:
-        self._state = ERROR
+        self._state, self._sized = ERROR, None
         raise RemoteProtocolError(message)

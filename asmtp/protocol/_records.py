@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._events import Command
-from ._state import Kind
+from ._state import Kind, State
 
 __all__ = ["Pending", "Transaction"]
 
@@ -20,6 +20,15 @@ class Transaction:
     accepted: list[bytes] = field(default_factory=list)
     binary: bool = False
     """MAIL declared BODY=BINARYMIME: BDAT carries the body byte for byte (RFC 3030 §3)."""
+
+    def reopened_state(self) -> State:
+        """Where a refusal that reopens the transaction leaves it: READY once MAIL was
+        refused, RCPT while a recipient is accepted or awaited, else MAIL."""
+        if self.mail_refused:
+            return State.READY
+        if self.accepted or self.rcpts_pending:
+            return State.RCPT
+        return State.MAIL
 
 
 @dataclass(eq=False, slots=True)
