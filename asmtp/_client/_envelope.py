@@ -12,6 +12,7 @@ import email.message
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from .._dkim import signed
 from .._frozen import maker
@@ -174,6 +175,9 @@ class Envelope:
         return {rcpt.address: each for rcpt, each in zip(self.rcpts, self.recipients, strict=True)}
 
 
+# As module names: on Python 3.11 each `Framing.DATA` is a call to EnumType.__getattr__.
+_BDAT: Final = Framing.BDAT
+_DATA: Final = Framing.DATA
 _outgoing: Callable[
     [
         str | None,
@@ -252,7 +256,7 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
         if len(recipients) != 1
         else (rcpt_command(session, recipients[0], rcpt_options),),
         source,
-        Framing.BDAT if chunked else Framing.DATA,
+        _BDAT if chunked else _DATA,
     )
 
 
@@ -275,7 +279,7 @@ def _mail_options(
             "BODY=BINARYMIME needs CHUNKING and BINARYMIME, which the server does not advertise"
         )
     if not session.does_esmtp:
-        if eight_bit is not _source.EightBit.NONE:
+        if eight_bit is not _source.NO_EIGHT_BIT:
             raise EightBitNotSupportedError(
                 f"the message has {eight_bit.value} and the server does not speak ESMTP, "
                 "so it cannot be declared (RFC 6152)"
@@ -306,7 +310,7 @@ def _mail_options(
                 "an envelope address is not ASCII and the server does not advertise SMTPUTF8"
             )
         options.append("SMTPUTF8")
-    if eight_bit is not _source.EightBit.NONE:
+    if eight_bit is not _source.NO_EIGHT_BIT:
         _declare_eight_bit(session, eight_bit, options)
     if _binarymime_by_bdat(session, options) and _source.eight_bit_octets(source):
         options.append("BODY=BINARYMIME")  # RFC 3030 §3: 8-bit content, no encoding

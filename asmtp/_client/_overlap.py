@@ -45,6 +45,7 @@ from ._transaction import (
     PIPELINE_GROUP,
     Refused,
     conclude,
+    in_transaction,
     pipelined_refusals,
     transact,
     write_body,
@@ -57,6 +58,10 @@ Report = Callable[[_K, "SendResult | Exception"], None]
 
 # What a single message can be refused with while the connection stays usable.
 _VERDICTS: Final = (SMTPResponseException, SMTPRecipientsRefused, SMTPNotSupportedError, ValueError)
+# Enum members read for every message, as module names: on Python 3.11 each `State.READY`
+# is a call to EnumType.__getattr__.
+_READY: Final = State.READY
+_DATA: Final = Framing.DATA
 
 
 @dataclass
@@ -194,9 +199,9 @@ async def _run(
             report(key, exc)
         if not session.is_connected:
             break
-        if session.state in (State.MAIL, State.RCPT):
+        if in_transaction(session):
             await rset_quietly(session)  # a refused DATA leaves the envelope open, as smtplib
-        elif session.state is not State.READY:
+        elif session.state is not _READY:
             await session.abort()  # out of step (a body cut short): never reuse it
             break
     if unanswered is not None:
@@ -229,6 +234,6 @@ def _can_overlap(session: Session, envelope: Envelope) -> bool:
     return bool(
         extensions
         and extensions.pipelining
-        and envelope.framing is Framing.DATA
+        and envelope.framing is _DATA
         and 0 < len(envelope.rcpts) < PIPELINE_GROUP  # larger groups go out alone
     )

@@ -21,6 +21,7 @@ from ._flatten import flatten
 
 __all__ = [
     "CHUNK_SIZE",
+    "NO_EIGHT_BIT",
     "EightBit",
     "MessageSource",
     "check_sendable",
@@ -53,6 +54,11 @@ class EightBit(enum.Enum):
     """RFC 6152: ``BODY=8BITMIME``."""
     HEADERS = "8-bit octets (UTF-8) in its header block"
     """RFC 6531 §3.4, RFC 6532 §3: ``SMTPUTF8`` and ``BODY=8BITMIME``."""
+
+
+NO_EIGHT_BIT: Final = EightBit.NONE
+"""EightBit.NONE as a module name, read for every message: on Python 3.11 each
+``EightBit.NONE`` is a call to EnumType.__getattr__."""
 
 
 def check_sendable(msg: object) -> None:
@@ -105,16 +111,16 @@ def eight_bit(msg: object, source: MessageSource) -> EightBit:
     ``str.isascii()``.
     """
     if isinstance(msg, str) and msg.isascii():
-        return EightBit.NONE
+        return NO_EIGHT_BIT
     if isinstance(msg, (str, email.message.Message)) and isinstance(source, bytes):
         return eight_bit_content(source)
-    return EightBit.NONE
+    return NO_EIGHT_BIT
 
 
 def eight_bit_content(data: bytes) -> EightBit:
     """Whether ``data`` has 8-bit octets, and whether any is in its header block."""
     if data.isascii():
-        return EightBit.NONE
+        return NO_EIGHT_BIT
     end = _HEADER_BLOCK_END.search(data)
     header_block = data[: end.start()] if end is not None else data
     return EightBit.BODY if header_block.isascii() else EightBit.HEADERS

@@ -46,6 +46,12 @@ __all__ = [
 
 Refused = dict[str, tuple[int, bytes]]
 
+# Enum members read for every message, as module names: on Python 3.11 each `State.READY`
+# is a call to EnumType.__getattr__.
+_BDAT: Final = Framing.BDAT
+_CLOSED: Final = State.CLOSED
+_OPEN_ENVELOPE: Final = (State.MAIL, State.RCPT)
+
 # RFC 2920 §3.1 allows any group size, but a bounded group keeps the server's replies within
 # its socket buffer so neither side blocks writing while the other is not reading.
 PIPELINE_GROUP: Final = 500
@@ -92,7 +98,7 @@ async def transact(
         progress.upload.begin(envelope.source)
     extensions = session.extensions
     pipelining = bool(extensions is not None and extensions.pipelining and envelope.rcpts)
-    if envelope.framing is Framing.BDAT:
+    if envelope.framing is _BDAT:
         return await _chunked(session, envelope, progress, pipelining=pipelining)
     if pipelining:
         # RFC 2920 §3.1: MAIL, the RCPTs and DATA form one group, DATA last.
@@ -143,7 +149,7 @@ async def _send_group(session: Session, commands: list[Command]) -> list[Reply]:
     for start in range(0, len(commands), PIPELINE_GROUP):
         await session.write(session.send_all(commands[start : start + PIPELINE_GROUP]))
         replies += await session.read_pending()
-        if session.state is State.CLOSED or replies[0].code != 250:
+        if session.state is _CLOSED or replies[0].code != 250:
             break
     return replies
 
@@ -420,4 +426,4 @@ async def _conclude_lmtp(
 
 def in_transaction(session: Session) -> bool:
     """True when an envelope is open on the server (a refused DATA leaves it open)."""
-    return session.state in (State.MAIL, State.RCPT)
+    return session.state in _OPEN_ENVELOPE
