@@ -121,8 +121,8 @@ class ClientConnection:
         self._txn: Transaction | None = None
         self._encoder = DataEncoder()
         self._bdat: BdatEncoder | None = None
-        self._sized: bytes | None = None  # a message message_size() found all CRLF
         """The open transaction's BDAT framing, made by its first chunk."""
+        self._sized: bytes | None = None  # a message message_size() found all CRLF
         self._peer_closed = False
         self._greeted = False
 
@@ -230,7 +230,7 @@ class ClientConnection:
         """``SIZE`` for a message of ``data`` (RFC 1870): :func:`crlf_size`.
 
         When every line ending is CRLF, sending this same object as the next message
-        content skips checking them again (until the transaction ends).
+        content skips checking them again, unless the state returns to READY first.
         """
         size = crlf_size(data)
         self._sized = data if size == len(data) else None
