@@ -34,6 +34,8 @@ from ._message import prepare_message
 from ._session import Session
 
 __all__ = [
+    "BY_BDAT",
+    "BY_DATA",
     "Envelope",
     "Framing",
     "Outgoing",
@@ -151,6 +153,12 @@ class Framing(enum.Enum):
     MAIL declares BODY=BINARYMIME."""
 
 
+# The members as module names, read for every message: on Python 3.11 each `Framing.DATA`
+# is a call to EnumType.__getattr__.
+BY_DATA: Final = Framing.DATA
+BY_BDAT: Final = Framing.BDAT
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """An :class:`Outgoing` resolved against a session: exactly what goes out."""
@@ -175,9 +183,6 @@ class Envelope:
         return {rcpt.address: each for rcpt, each in zip(self.rcpts, self.recipients, strict=True)}
 
 
-# As module names: on Python 3.11 each `Framing.DATA` is a call to EnumType.__getattr__.
-_BDAT: Final = Framing.BDAT
-_DATA: Final = Framing.DATA
 _outgoing: Callable[
     [
         str | None,
@@ -256,7 +261,7 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
         if len(recipients) != 1
         else (rcpt_command(session, recipients[0], rcpt_options),),
         source,
-        _BDAT if chunked else _DATA,
+        BY_BDAT if chunked else BY_DATA,
     )
 
 

@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..protocol import Data, State
 from ._commands import ehlo_or_helo_if_needed, rset_quietly
-from ._envelope import Envelope, Framing, Outgoing, resolve
+from ._envelope import BY_DATA, Envelope, Outgoing, resolve
 from ._failures import message_failure
 from ._hooks import SendWatch
 from ._hooks import current as current_observer
@@ -58,10 +58,9 @@ Report = Callable[[_K, "SendResult | Exception"], None]
 
 # What a single message can be refused with while the connection stays usable.
 _VERDICTS: Final = (SMTPResponseException, SMTPRecipientsRefused, SMTPNotSupportedError, ValueError)
-# Enum members read for every message, as module names: on Python 3.11 each `State.READY`
-# is a call to EnumType.__getattr__.
+# Read for every message, as a module name: on Python 3.11 `State.READY` is a call to
+# EnumType.__getattr__.
 _READY: Final = State.READY
-_DATA: Final = Framing.DATA
 
 
 @dataclass
@@ -234,6 +233,6 @@ def _can_overlap(session: Session, envelope: Envelope) -> bool:
     return bool(
         extensions
         and extensions.pipelining
-        and envelope.framing is _DATA
+        and envelope.framing is BY_DATA
         and 0 < len(envelope.rcpts) < PIPELINE_GROUP  # larger groups go out alone
     )

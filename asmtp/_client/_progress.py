@@ -15,7 +15,7 @@ from ._upload import Upload
 
 __all__ = ["Progress"]
 
-_NONE: MappingProxyType[str, tuple[int, bytes]] = MappingProxyType({})
+_NO_REFUSALS: MappingProxyType[str, tuple[int, bytes]] = MappingProxyType({})
 
 
 class Progress:
@@ -102,7 +102,7 @@ class Progress:
         return send_outcome(
             accepted,
             self.recipients,
-            MappingProxyType(dict(self.refused)) if self.refused else _NONE,
+            MappingProxyType(dict(self.refused)) if self.refused else _NO_REFUSALS,
             self.body_started,
             self.reply,
             MappingProxyType(dict(self.replies)),

@@ -27,7 +27,7 @@ from ..errors import (
 from ..protocol import Bdat, Command, Data, EndOfData, MessageData, Quit, Reply, State
 from . import _source
 from ._commands import ehlo_or_helo_if_needed, rset_quietly
-from ._envelope import Envelope, Framing, Outgoing, check_arguments, resolve
+from ._envelope import BY_BDAT, Envelope, Outgoing, check_arguments, resolve
 from ._progress import Progress
 from ._session import Session
 from ._upload import OnProgress, Upload
@@ -48,7 +48,6 @@ Refused = dict[str, tuple[int, bytes]]
 
 # Enum members read for every message, as module names: on Python 3.11 each `State.READY`
 # is a call to EnumType.__getattr__.
-_BDAT: Final = Framing.BDAT
 _CLOSED: Final = State.CLOSED
 _OPEN_ENVELOPE: Final = (State.MAIL, State.RCPT)
 
@@ -98,7 +97,7 @@ async def transact(
         progress.upload.begin(envelope.source)
     extensions = session.extensions
     pipelining = bool(extensions is not None and extensions.pipelining and envelope.rcpts)
-    if envelope.framing is _BDAT:
+    if envelope.framing is BY_BDAT:
         return await _chunked(session, envelope, progress, pipelining=pipelining)
     if pipelining:
         # RFC 2920 §3.1: MAIL, the RCPTs and DATA form one group, DATA last.
