@@ -33,6 +33,7 @@ from ._events import (
     answer,
 )
 from ._extensions import Extensions
+from ._ordering import group_problem, order_problem
 from ._params import declares_binary
 from ._records import Pending, Transaction
 from ._replies import (
@@ -46,9 +47,7 @@ from ._state import (
     BETWEEN_COMMANDS,
     BODY,
     ERROR,
-    GROUP_ENDERS,
     MOVE_CHECKS,
-    RAW_VERBS,
     READY,
     REOPEN_TRANSACTION,
     TLS_HANDSHAKE,
@@ -57,6 +56,7 @@ from ._state import (
     Kind,
     Reopen,
     State,
+    raw_kind,
     transition_key,
 )
 
@@ -192,8 +192,10 @@ class ClientConnection:
         pending = self._pending
         if kind not in TRANSITIONS[self._state] or cls in _CHECKED:
             problem = self._order_problem(command, kind)
+        elif pending and kind is not EndOfData:
+            problem = group_problem(pending, self._extensions, self.max_pending)
         else:
-            problem = self._group_problem() if pending and kind is not EndOfData else None
+            problem = None
         if problem is not None:
             raise LocalProtocolError(problem)
         if not pending and self._reader.in_reply:
@@ -281,38 +283,15 @@ class ClientConnection:
         return redacted_line(command)
 
     def _order_problem(self, command: Command, kind: Kind) -> str | None:
-        state = self._state
-        if state is ERROR:
-            return "the connection had a protocol error and cannot be used"
-        if kind not in TRANSITIONS[state]:
-            return f"{type(command).__name__} cannot be sent in state {state.name}"
-        if self.lmtp and kind in (Ehlo, Helo):
-            return "LMTP uses LHLO, not EHLO or HELO (RFC 2033 §4.1)"
-        if not self.lmtp and kind is Lhlo:
-            return "LHLO is LMTP's greeting; SMTP uses EHLO or HELO"
-        if isinstance(command, Bdat) and not (
-            self._extensions is not None and self._extensions.chunking
-        ):
-            return "BDAT needs the CHUNKING extension, which the server did not advertise"
-        if isinstance(command, Raw) and state is not State.AUTH_CHALLENGE:
-            verb = command.line.split(b" ", 1)[0].upper()
-            if verb == b"BDAT":
-                return "BDAT needs its payload: send a Bdat command instead of a raw line"
-        if self._pending and kind not in (MessageData, EndOfData):
-            return self._group_problem()
-        return None
-
-    def _group_problem(self) -> str | None:
-        """What keeps a command from joining the pipelined group of those pending."""
-        last = self._pending[-1]
-        if last.kind in GROUP_ENDERS:
-            return f"{type(last.command).__name__} ends a pipelined group: wait for its reply"
-        extensions = self._extensions
-        if extensions is None or not extensions.pipelining:
-            return "the server did not advertise PIPELINING: wait for the pending reply"
-        if len(self._pending) >= self.max_pending:
-            return f"{self.max_pending} commands already await replies"
-        return None
+        return order_problem(
+            self._state,
+            command,
+            kind,
+            lmtp=self.lmtp,
+            extensions=self._extensions,
+            pending=self._pending,
+            max_pending=self.max_pending,
+        )
 
     def _record(self, command: Command, cls: type[Command], table_key: Kind) -> None:
         kind = table_key
@@ -325,7 +304,7 @@ class ClientConnection:
             if txn is not None:
                 txn.rcpts_pending += 1
         elif cls is Raw:
-            kind = self._raw_kind(command)  # type: ignore[arg-type]  # cls says so
+            kind = raw_kind(command.line, self._state)  # type: ignore[union-attr]  # cls says so
         self._pending.append(Pending(command, kind, txn))
         state = self._state
         next_state = TRANSITIONS[state][table_key]
@@ -336,12 +315,6 @@ class ClientConnection:
         if next_state is READY:
             self._sized = None  # sized for a transaction that did not begin (or is over)
         self._state = next_state
-
-    def _raw_kind(self, command: Raw) -> Kind:
-        if self._state is State.AUTH_CHALLENGE:
-            return AuthResponse
-        verb = command.line.split(b" ", 1)[0].upper()
-        return RAW_VERBS.get(verb, Raw)
 
     # -- receiving --------------------------------------------------------------------
 

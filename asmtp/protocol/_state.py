@@ -57,6 +57,7 @@ __all__ = [
     "ReplyMove",
     "State",
     "mermaid_diagram",
+    "raw_kind",
     "reply_moves_by_kind",
     "transition_key",
 ]
@@ -436,3 +437,11 @@ RAW_VERBS: Final[dict[bytes, Kind]] = {
     b"STARTTLS": StartTLS,
     b"AUTH": Auth,
 }
+
+
+def raw_kind(line: bytes, state: State) -> Kind:
+    """The kind a raw line sent in ``state`` counts as: an AUTH answer while a challenge is
+    open, else the command its verb names (:data:`RAW_VERBS`), else :class:`Raw`."""
+    if state is State.AUTH_CHALLENGE:
+        return AuthResponse
+    return RAW_VERBS.get(line.split(b" ", 1)[0].upper(), Raw)
