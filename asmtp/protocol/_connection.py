@@ -47,7 +47,9 @@ from ._state import (
     BETWEEN_COMMANDS,
     BODY,
     ERROR,
+    MAIL,
     MOVE_CHECKS,
+    RCPT,
     READY,
     REOPEN_TRANSACTION,
     TLS_HANDSHAKE,
@@ -255,11 +257,29 @@ class ClientConnection:
         """
         state, txn, queued = self._state, self._txn, len(self._pending)
         rcpts_pending = txn.rcpts_pending if txn is not None else 0
-        send = self.send
+        send, pending, extensions = self.send, self._pending, self._extensions
+        pipelining = extensions is not None and extensions.pipelining
         try:
             data = []
             for command in commands:
-                if command.__class__ in _CONTENT:
+                cls = command.__class__
+                if (
+                    cls is Rcpt
+                    and pipelining
+                    and pending
+                    and (pending[-1].kind is Rcpt or pending[-1].kind is Mail)
+                    and (self._state is RCPT or self._state is MAIL)
+                    and len(pending) < self.max_pending
+                ):
+                    # A recipient after its MAIL or another: of send()'s checks, only size.
+                    data.append(command_line(command))
+                    open_txn = self._txn
+                    if open_txn is not None:
+                        open_txn.rcpts_pending += 1
+                    pending.append(Pending(command, Rcpt, open_txn))
+                    self._state = RCPT
+                    continue
+                if cls in _CONTENT:
                     raise LocalProtocolError(
                         "send_all() takes commands; send message content alone"
                     )
@@ -377,8 +397,16 @@ class ClientConnection:
             if entry.answered >= entry.lmtp_replies_expected():
                 pending.popleft()
         else:
-            reply = answer(code, lines, entry.command)
+            command = entry.command
+            reply = answer(code, lines, command)
             pending.popleft()
+            if code < 300 and entry.kind is Rcpt and command.__class__ is Rcpt:
+                # An accepted recipient, the most frequent reply of all, makes no move.
+                txn = entry.txn
+                if txn is not None:
+                    txn.rcpts_pending -= 1
+                    txn.accepted.append(command.address)
+                return reply
         self._apply_reply(entry, reply)
         if code == 421:
             # RFC 5321 §3.8: the server is closing; nothing queued will be answered.

@@ -43,9 +43,11 @@ __all__ = [
     "BODY",
     "ERROR",
     "GROUP_ENDERS",
+    "MAIL",
     "MOVE_CHECKS",
     "OTHER_MOVES",
     "RAW_VERBS",
+    "RCPT",
     "READY",
     "REOPEN_TRANSACTION",
     "REPLY_MOVES",
@@ -210,6 +212,8 @@ class Reopen(enum.Enum):
 # each `State.READY` goes through EnumType.__getattr__, several times a global's cost.
 AWAIT_GREETING: Final = State.AWAIT_GREETING
 READY: Final = State.READY
+MAIL: Final = State.MAIL
+RCPT: Final = State.RCPT
 BODY: Final = State.BODY
 ERROR: Final = State.ERROR
 TLS_HANDSHAKE: Final = State.TLS_HANDSHAKE

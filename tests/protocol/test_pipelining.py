@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from asmtp.protocol import (
     NEED_DATA,
@@ -287,3 +289,99 @@ def test_send_all_refuses_message_content() -> None:
     with pytest.raises(LocalProtocolError, match="message content"):
         script.conn.send_all([MAIL, MessageData(b"x")])
     assert script.conn.pending == ()
+
+
+# -- send_all is send() for each command in turn, or nothing ------------------------------------
+
+_GROUP_COMMANDS = [
+    Mail(b"a@x"),
+    Rcpt(b"b@y"),
+    Rcpt(b"c@y"),
+    Rcpt(b"bad@y\r\nRSET"),
+    Raw(b"RCPT TO:<raw@y>"),
+    Data(),
+    Rset(),
+    Noop(),
+    Bdat(b"chunk", last=True),
+]
+_MAIL_OK = (Mail(b"a@x"), b"250 ok\r\n")
+_SETUPS: dict[str, list[tuple[Command, bytes]]] = {
+    "ready": [],
+    "mail pending": [(Mail(b"a@x"), b"")],
+    "rcpt pending": [(Mail(b"a@x"), b""), (Rcpt(b"b@y"), b"")],
+    "noop pending": [(Noop(), b"")],
+    "mail answered": [_MAIL_OK],
+    "rcpt answered, one pending": [_MAIL_OK, (Rcpt(b"b@y"), b"250 ok\r\n"), (Rcpt(b"c@y"), b"")],
+}
+
+
+def _reference(conn: ClientConnection, commands: list[Command]) -> tuple[bytes, str | None]:
+    """send() each command in turn: the bytes, or the first error (the state then as it
+    was before the first command, as send_all promises)."""
+    try:
+        wire = [conn.send(command) for command in commands]
+    except LocalProtocolError as exc:
+        return b"", f"{type(exc).__name__}: {exc}"
+    return b"".join(wire), None
+
+
+@given(
+    extensions=st.sampled_from([("PIPELINING", "CHUNKING"), ("CHUNKING",), ("PIPELINING",)]),
+    max_pending=st.integers(min_value=1, max_value=6),
+    setup=st.sampled_from(sorted(_SETUPS)),
+    commands=st.lists(st.sampled_from(_GROUP_COMMANDS), min_size=1, max_size=8),
+    answers=st.lists(
+        st.sampled_from([b"250 ok\r\n", b"550 no\r\n", b"451 later\r\n"]),
+        min_size=10,
+        max_size=10,
+    ),
+)
+# Each breaks one condition a recipient joining recipients is sent under.
+@example(("PIPELINING",), 2, "mail pending", [Rcpt(b"b@y"), Rcpt(b"c@y")], [b"250 ok\r\n"] * 10)
+@example(("CHUNKING",), 6, "rcpt answered, one pending", [Rcpt(b"d@y")], [b"250 ok\r\n"] * 10)
+@example(("PIPELINING",), 6, "mail answered", [Rcpt(b"b@y"), Rcpt(b"c@y")], [b"550 no\r\n"] * 10)
+@example(("PIPELINING",), 6, "mail answered", [Rcpt(b"b@y"), Rcpt(b"c@y")], [b"250 ok\r\n"] * 10)
+@example(("PIPELINING",), 6, "mail pending", [Rcpt(b"b@y"), Data()], [b"250 ok\r\n"] * 10)
+def test_send_all_is_send_for_each_command_or_nothing(
+    extensions: tuple[str, ...],
+    max_pending: int,
+    setup: str,
+    commands: list[Command],
+    answers: list[bytes],
+) -> None:
+    """Same bytes, state and replies as send() one by one; after a refusal, as before."""
+
+    def prepared() -> Script:
+        script = greeted(*extensions, max_pending=max_pending)
+        for command, answer in _SETUPS[setup]:
+            try:
+                script.conn.send(command)
+            except LocalProtocolError:
+                break  # e.g. the server did not advertise PIPELINING
+            if answer:
+                script.receive(answer)
+        return script
+
+    grouped, single = prepared(), prepared()
+    before = (grouped.state(), grouped.conn.pending)
+    expected, error = _reference(single.conn, commands)
+    try:
+        wire = grouped.conn.send_all(commands)
+    except LocalProtocolError as exc:
+        assert f"{type(exc).__name__}: {exc}" == error
+        assert (grouped.state(), grouped.conn.pending) == before
+        single = prepared()
+    else:
+        assert error is None
+        assert wire == expected
+    assert (grouped.state(), grouped.conn.pending) == (single.state(), single.conn.pending)
+    # The replies that follow are paired and counted alike (accepted recipients, moves).
+    for answer in answers:
+        if not grouped.conn.pending or grouped.state() is State.BODY:
+            break
+        replies = [script.receive(answer) for script in (grouped, single)]
+        assert [(r.code, r.command) for r in replies[0]] == [
+            (r.code, r.command) for r in replies[1]
+        ]
+        assert grouped.state() is single.state()
+        assert grouped.conn.accepted_recipients == single.conn.accepted_recipients
