@@ -131,7 +131,17 @@ class ReplyReader:
                 lines = self._terminated.split(b"\n", _SPLIT_AT_ONCE)
                 self._terminated = lines.pop()  # the lines beyond, or b"" after the last LF
                 ready.extend(lines)
-            done = self._take_line(ready.popleft().removesuffix(b"\r"))
+            line = ready.popleft().removesuffix(b"\r")
+            code = _CODES.get(line[:3])
+            if (
+                code is not None
+                and line[3:4] == b" "
+                and self._code is None
+                and len(line) <= self.max_line_length
+                and len(line) + 2 <= self.max_reply_bytes
+            ):
+                return code, (line[4:],)  # a single-line reply within the limits
+            done = self._take_line(line)
             if done is not None:
                 return done
             if ready and self._code is not None:  # a multiline reply goes on

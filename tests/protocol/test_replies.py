@@ -169,6 +169,16 @@ def test_reply_one_byte_over_max_reply_bytes_raises() -> None:
     raises_three_ways(reply_of_size(101), max_reply_bytes=100)
 
 
+@pytest.mark.parametrize(("size", "fits"), [(99, True), (100, True), (101, False)])
+def test_single_line_reply_is_held_to_max_reply_bytes(size: int, fits: bool) -> None:
+    """A one-line reply within the line limit still counts against the reply's limit."""
+    data = b"250 " + b"y" * (size - 6) + b"\r\n"
+    if fits:
+        assert feed_three_ways(data, max_reply_bytes=100) == [(250, (b"y" * (size - 6),))]
+    else:
+        raises_three_ways(data, max_reply_bytes=100)
+
+
 @pytest.mark.parametrize(
     ("data", "limits", "error"),
     [
