@@ -42,6 +42,7 @@ __all__ = [
     "check_arguments",
     "mail_command",
     "rcpt_command",
+    "rcpt_commands",
     "resolve",
 ]
 
@@ -257,9 +258,7 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
         from_addr,
         recipients,
         mail_command(session, from_addr, options),
-        tuple([rcpt_command(session, each, rcpt_options) for each in recipients])
-        if len(recipients) != 1
-        else (rcpt_command(session, recipients[0], rcpt_options),),
+        rcpt_commands(session, recipients, rcpt_options),
         source,
         BY_BDAT if chunked else BY_DATA,
     )
@@ -368,21 +367,26 @@ def mail_command(session: Session, sender: str, options: Sequence[Param]) -> Mai
             session.command_encoding = "utf-8"
         encoding = session.command_encoding
         params = tuple([param_bytes(option, encoding) for option in options])
-    address = _addresses.encode_address(
-        _addresses.bare_address(sender), utf8=session.command_encoding == "utf-8"
-    )
+    address = _addresses.wire_address(sender, utf8=session.command_encoding == "utf-8")
     return _mail(address, params)
 
 
-def rcpt_command(session: Session, recipient: str, options: Sequence[Param]) -> Rcpt:
-    """``RCPT TO`` for ``recipient``; options only to an ESMTP server, as smtplib."""
+def rcpt_commands(
+    session: Session, recipients: Sequence[str], options: Sequence[Param]
+) -> tuple[Rcpt, ...]:
+    """``RCPT TO`` for each of ``recipients``; options only to an ESMTP server, as smtplib."""
     params: tuple[bytes, ...] = ()
     if options and session.does_esmtp:
-        params = tuple(param_bytes(option, session.command_encoding) for option in options)
-    address = _addresses.encode_address(
-        _addresses.bare_address(recipient), utf8=session.command_encoding == "utf-8"
-    )
-    return _rcpt(address, params)
+        params = tuple([param_bytes(option, session.command_encoding) for option in options])
+    utf8, wire_address = session.command_encoding == "utf-8", _addresses.wire_address
+    if len(recipients) == 1:
+        return (_rcpt(wire_address(recipients[0], utf8=utf8), params),)
+    return tuple([_rcpt(wire_address(each, utf8=utf8), params) for each in recipients])
+
+
+def rcpt_command(session: Session, recipient: str, options: Sequence[Param]) -> Rcpt:
+    """``RCPT TO`` for ``recipient`` alone (:func:`rcpt_commands`)."""
+    return rcpt_commands(session, (recipient,), options)[0]
 
 
 def check_arguments(commands: Sequence[Command]) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import email.utils
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from asmtp._client._addresses import bare_address, is_bare
+from asmtp._client._addresses import bare_address, encode_address, is_bare, wire_address
 from asmtp._client._checks import recipients
+from asmtp.errors import SMTPNotSupportedError
 
 # Mostly what plain addresses are made of, sometimes a special, whitespace or a line end.
 _PLAIN = "ab@.x-_+\x0b\x0c\x1f\x7f\x85\xa0\u2028\u00fc"
@@ -53,3 +54,26 @@ def test_a_bare_address_is_one_address_and_itself_to_the_parser(text: str) -> No
     found = [address for _, address in email.utils.getaddresses([text]) if address]
     assert len(found) <= 1
     assert email.utils.parseaddr(text)[1] in (text, "")
+
+
+def _encoded(address: str, *, utf8: bool) -> bytes | str:
+    """:func:`encode_address` of :func:`bare_address`, or the error's type and text."""
+    try:
+        return encode_address(bare_address(address), utf8=utf8)
+    except (ValueError, SMTPNotSupportedError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@given(st.lists(st.sampled_from(_PLAIN * 8 + _SPECIAL + "\0"), max_size=24).map("".join))
+@example("a@x.test")
+@example("a\0@x.test")
+@example("ü@x.test")
+@example("")
+def test_wire_address_is_the_encoded_bare_address(text: str) -> None:
+    """The one-step path for plain ASCII gives what parsing then encoding gives, errors too."""
+    for utf8 in (False, True):
+        try:
+            wire: bytes | str = wire_address(text, utf8=utf8)
+        except (ValueError, SMTPNotSupportedError) as exc:
+            wire = f"{type(exc).__name__}: {exc}"
+        assert wire == _encoded(text, utf8=utf8)
