@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 from .._results import SendOutcome, send_outcome
+from ..protocol import Reply
 from ._upload import Upload
 
 __all__ = ["Progress"]
@@ -22,6 +23,7 @@ class Progress:
     """Mutable record of one send in flight; :meth:`outcome` freezes it."""
 
     __slots__ = (
+        "accepted_so_far",
         "addresses",
         "answered",
         "body_started",
@@ -41,7 +43,12 @@ class Progress:
         """Called once, just before the first byte of this message is written."""
         self.addresses: dict[bytes, str] = {}
         """Each RCPT's wire address to the caller's spelling of it."""
-        self.recipients: tuple[str, ...] = ()
+        self.recipients: tuple[str, ...] | None = None
+        """The recipients accepted, as listed, once the whole envelope was judged."""
+        self.accepted_so_far: list[str] = []
+        """Each recipient accepted as its reply arrived: what a send cut short before the
+        envelope was judged reports (a list, not a tuple grown per reply: no cost that grows
+        with the square of the recipients)."""
         self.refused: dict[str, tuple[int, bytes]] = {}
         self.answered = False
         """Whether the server answered any command of this send (a pool replaces a reused
@@ -61,16 +68,16 @@ class Progress:
         if on_start is not None:
             on_start()
 
-    def rcpt_reply(self, address: bytes, code: int, message: bytes) -> None:
+    def rcpt_reply(self, address: bytes, reply: Reply) -> None:
         """Record one RCPT verdict as it arrives, so an interruption still knows it."""
         original = self.addresses.get(address)
         if original is None:
             return
-        if code in (250, 251):
-            if original not in self.recipients:
-                self.recipients += (original,)
+        code = reply.code
+        if code == 250 or code == 251:
+            self.accepted_so_far.append(original)
         else:
-            self.refused[original] = (code, message)
+            self.refused[original] = (code, reply.message)  # the text only when refused
 
     def envelope_judged(self, recipients: list[str], refused: dict[str, tuple[int, bytes]]) -> None:
         """Record the verdicts on the whole envelope."""
@@ -91,7 +98,7 @@ class Progress:
         if replies is not None:
             self.replies = replies
         else:
-            self.replies = dict.fromkeys(self.recipients, reply)
+            self.replies = dict.fromkeys(self.recipients or (), reply)
 
     def outcome(self, error: BaseException | None = None) -> SendOutcome:
         """The outcome as far as the replies tell."""
@@ -101,7 +108,9 @@ class Progress:
             accepted = None if self.end_sent else False
         return send_outcome(
             accepted,
-            self.recipients,
+            self.recipients
+            if self.recipients is not None
+            else tuple(dict.fromkeys(self.accepted_so_far)),  # each once, in order
             MappingProxyType(dict(self.refused)) if self.refused else _NO_REFUSALS,
             self.body_started,
             self.reply,

@@ -497,4 +497,4 @@ class Session:
         progress.answered = True
         command = reply.command
         if command.__class__ is Rcpt:
-            progress.rcpt_reply(command.address, reply.code, reply.message)
+            progress.rcpt_reply(command.address, reply)

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+import asmtp
 from client._kit import ME, smtp, verbs
 from support.aiosmtpd_server import RecordingHandler
-from support.scripted import Expect, ExpectData, Send, Sleep, Step, smtp_script
+from support.scripted import Close, Expect, ExpectData, Send, Sleep, Step, smtp_script
 
 if TYPE_CHECKING:
     from support.fixtures import MemoryServerFactory, ScriptServerFactory, SMTPDServerFactory
@@ -134,6 +135,30 @@ async def test_replies_dribbled_one_byte_at_a_time_are_still_paired(
             "a@x.test", ["b@x.test", "c@x.test", "d@x.test"], BODY, ["BODY=8BITMIME"]
         )
     assert refused == {"b@x.test": (550, b"no\nsuch user")}
+    server.check()
+
+
+async def test_replies_read_before_a_lost_connection_say_which_recipients_were_taken(
+    memory_server_factory: MemoryServerFactory,
+) -> None:
+    """The server answers MAIL and part of the RCPTs, then closes: the interrupted send
+    reports the recipients accepted so far in order, once each, and the refusal."""
+    envelope = (
+        b"MAIL FROM:<a@x.test>\r\n"
+        + b"".join(b"RCPT TO:<%s@x.test>\r\n" % name for name in (b"b", b"c", b"b", b"d", b"e"))
+        + b"DATA\r\n"
+    )
+    replies = b"250 ok\r\n250 ok b\r\n550 5.1.1 no c\r\n250 ok b again\r\n251 d forwarded\r\n"
+    steps = smtp_script([(EHLO, PIPELINING_EHLO), (envelope, replies)])
+    server = memory_server_factory([*steps, Close()])
+    recipients = ["b@x.test", "c@x.test", "b@x.test", "d@x.test", "e@x.test"]
+    async with smtp(server) as client:
+        with pytest.raises(asmtp.SMTPTransactionInterrupted) as caught:
+            await client.sendmail("a@x.test", recipients, BODY)
+    outcome = caught.value.outcome
+    assert outcome.accepted is False
+    assert outcome.recipients == ("b@x.test", "d@x.test")
+    assert dict(outcome.refused) == {"c@x.test": (550, b"5.1.1 no c")}
     server.check()
 
 
