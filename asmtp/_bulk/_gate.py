@@ -9,6 +9,7 @@ of it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 
@@ -18,6 +19,17 @@ from .._client import ConnectionWatch, OnProgress, Outgoing, Session
 from .._results import SendOutcome, SendResult
 
 __all__ = ["Gate", "Job", "Tracker"]
+
+_Waiter = asyncio.Future[None] | anyio.Event
+
+
+def _wake(waiter: _Waiter) -> None:
+    """Wake the job's owner; a future its cancelled owner no longer awaits stays as is."""
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():
+            waiter.set_result(None)
+    else:
+        waiter.set()
 
 
 class Job:
@@ -62,7 +74,7 @@ class Job:
         self.on_start = on_start
         self.on_progress = on_progress  # the caller's upload progress callback
         self.fresh = fresh  # must run on a newly opened connection, not an idle one
-        self.wake = anyio.Event()
+        self.wake: _Waiter | None = None  # made when the job queues at the gate
         self.promoted = False  # handed a place at the gate: it runs a connection itself
         self.taken = False  # taken into another caller's batch
         self.started = False  # its first byte is about to be, or was, written
@@ -94,7 +106,8 @@ class Job:
         else:
             self.result = result
         self.done = True
-        self.wake.set()
+        if self.wake is not None:
+            _wake(self.wake)
 
     def outcome(self) -> SendResult:
         """The job's result, or its exception raised."""
@@ -153,6 +166,7 @@ class Gate:
         self.limit = limit
         self.in_use = 0
         self._waiters: deque[Job] = deque()
+        self._event_class: type[anyio.Event] | None = None  # trio's, through anyio
 
     async def enter(self, job: Job) -> bool:
         """Wait for a place (True) or for another holder to finish ``job`` (False).
@@ -163,12 +177,16 @@ class Gate:
         if self.in_use < self.limit and not self._waiters:
             self.in_use += 1
             return True
+        wake = job.wake = self._waiter()
         if job.fresh:
             self._waiters.appendleft(job)
         else:
             self._waiters.append(job)
         try:
-            await job.wake.wait()
+            if isinstance(wake, asyncio.Future):
+                await wake
+            else:
+                await wake.wait()
         except BaseException:
             if job.promoted:
                 self.release()  # handed a place but cancelled: pass it on
@@ -177,6 +195,19 @@ class Gate:
             # A taken job is on another connection's wire: it completes, unobserved.
             raise
         return job.promoted
+
+    def _waiter(self) -> _Waiter:
+        """What a queued job waits on: under asyncio a bare future. An ``anyio.Event`` there
+        is an ``asyncio.Event``, its deque, a future and two coroutines more for every send
+        waiting, which the garbage collector walks over and over while they wait. Under
+        trio, the backend's event, its class found once: ``anyio.Event()`` finds the
+        backend on every call, at several times the cost of the event itself."""
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            return loop.create_future()
+        if self._event_class is None:
+            self._event_class = type(anyio.Event())
+        return self._event_class()
 
     def take(self) -> Job | None:
         """The oldest queued job, if it may join a batch; it leaves the queue."""
@@ -191,6 +222,7 @@ class Gate:
         if self._waiters:
             job = self._waiters.popleft()  # the place changes hands; in_use is unchanged
             job.promoted = True
-            job.wake.set()
+            assert job.wake is not None  # noqa: S101 - a job is queued with its waiter
+            _wake(job.wake)
         else:
             self.in_use -= 1
