@@ -316,8 +316,7 @@ _SETUPS: dict[str, list[tuple[Command, bytes]]] = {
 
 
 def _reference(conn: ClientConnection, commands: list[Command]) -> tuple[bytes, str | None]:
-    """send() each command in turn: the bytes, or the first error (the state then as it
-    was before the first command, as send_all promises)."""
+    """send() each command in turn: all their bytes, or the first error's type and text."""
     try:
         wire = [conn.send(command) for command in commands]
     except LocalProtocolError as exc:
@@ -336,7 +335,7 @@ def _reference(conn: ClientConnection, commands: list[Command]) -> tuple[bytes, 
         max_size=10,
     ),
 )
-# Each breaks one condition a recipient joining recipients is sent under.
+# Each breaks one condition of send_all()'s quick path for a RCPT joining its group.
 @example(("PIPELINING",), 2, "mail pending", [Rcpt(b"b@y"), Rcpt(b"c@y")], [b"250 ok\r\n"] * 10)
 @example(("CHUNKING",), 6, "rcpt answered, one pending", [Rcpt(b"d@y")], [b"250 ok\r\n"] * 10)
 @example(("PIPELINING",), 6, "mail answered", [Rcpt(b"b@y"), Rcpt(b"c@y")], [b"550 no\r\n"] * 10)
