@@ -402,10 +402,8 @@ class ClientConnection:
             pending.popleft()
             if code < 300 and entry.kind is Rcpt and command.__class__ is Rcpt:
                 # An accepted recipient, the most frequent reply of all, makes no move.
-                txn = entry.txn
-                if txn is not None:
-                    txn.rcpts_pending -= 1
-                    txn.accepted.append(command.address)
+                if entry.txn is not None:
+                    entry.txn.recipient_answered(command.address, True)
                 return reply
         self._apply_reply(entry, reply)
         if code == 421:
@@ -450,9 +448,7 @@ class ClientConnection:
         elif kind is Rcpt:
             command = entry.command
             assert isinstance(command, Rcpt)  # noqa: S101 - raw lines do not get here
-            txn.rcpts_pending -= 1
-            if ok:
-                txn.accepted.append(command.address)
+            txn.recipient_answered(command.address, ok)
 
     def _arrive(self, target: State | Reopen, entry: Pending) -> None:
         """Enter ``target`` with what entering it implies."""

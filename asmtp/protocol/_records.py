@@ -21,6 +21,13 @@ class Transaction:
     binary: bool = False
     """MAIL declared BODY=BINARYMIME: BDAT carries the body byte for byte (RFC 3030 §3)."""
 
+    def recipient_answered(self, address: bytes, accepted: bool) -> None:
+        """A RCPT of this transaction was answered: one fewer awaited, and ``address``
+        counted if the server took it."""
+        self.rcpts_pending -= 1
+        if accepted:
+            self.accepted.append(address)
+
     def reopened_state(self) -> State:
         """Where a refusal that reopens the transaction leaves it: READY once MAIL was
         refused, RCPT while a recipient is accepted or awaited, else MAIL."""
