@@ -16,9 +16,10 @@ __all__ = ["bare_address", "encode_address", "is_bare", "needs_smtputf8", "wire_
 
 # Characters that make an address more than a bare local@domain for parseaddr: its
 # specials but "@" and ".", and any whitespace (it strips or splits on it).
-_NEEDS_PARSING = re.compile(r'[\s<>"(),;:\[\]\\]')
+_SPECIALS = r'\s<>"(),;:\[\]\\'
+_NEEDS_PARSING = re.compile(f"[{_SPECIALS}]")
 # The same and NUL: an address with none of them is bare and holds no CR, LF or NUL.
-_NOT_PLAIN = re.compile(r'[\s<>"(),;:\[\]\\\0]')
+_NOT_PLAIN = re.compile(f"[{_SPECIALS}\\0]")
 
 
 def is_bare(address: str) -> bool:
