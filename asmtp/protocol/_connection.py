@@ -400,11 +400,14 @@ class ClientConnection:
             command = entry.command
             reply = answer(code, lines, command)
             pending.popleft()
-            if code < 300 and entry.kind is Rcpt and command.__class__ is Rcpt:
-                # An accepted recipient, the most frequent reply of all, makes no move.
-                if entry.txn is not None:
+            if code < 300 and entry.txn is not None and command.__class__ is entry.kind:
+                # An accepted RCPT or MAIL (no raw line), the most frequent replies, makes no move.
+                if command.__class__ is Rcpt:
                     entry.txn.recipient_answered(command.address, True)
-                return reply
+                    return reply
+                if command.__class__ is Mail:
+                    entry.txn.mail_answered(True)
+                    return reply
         self._apply_reply(entry, reply)
         if code == 421:
             # RFC 5321 §3.8: the server is closing; nothing queued will be answered.
@@ -444,7 +447,7 @@ class ClientConnection:
         elif txn is None:
             return
         elif kind is Mail:
-            txn.mail_accepted, txn.mail_refused = ok, not ok
+            txn.mail_answered(ok)
         elif kind is Rcpt:
             command = entry.command
             assert isinstance(command, Rcpt)  # noqa: S101 - raw lines do not get here

@@ -21,6 +21,10 @@ class Transaction:
     binary: bool = False
     """MAIL declared BODY=BINARYMIME: BDAT carries the body byte for byte (RFC 3030 §3)."""
 
+    def mail_answered(self, accepted: bool) -> None:
+        """This transaction's MAIL was answered."""
+        self.mail_accepted, self.mail_refused = accepted, not accepted
+
     def recipient_answered(self, address: bytes, accepted: bool) -> None:
         """A RCPT of this transaction was answered: one fewer awaited, and ``address``
         counted if the server took it."""
