@@ -22,7 +22,23 @@ from ._running import now
 __all__ = ["Deadlines"]
 
 
-_UNBOUNDED: Final = contextlib.nullcontext()
+class _Unbounded(contextlib.AbstractContextManager[None]):
+    """What :meth:`Deadlines.send` gives without a deadline: a context manager that does
+    nothing, with static methods, so that entering it makes no bound method (every send
+    enters one, and a one-shot send two)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def __enter__() -> None:
+        return None
+
+    @staticmethod
+    def __exit__(*exc_info: object) -> None:
+        return None
+
+
+_UNBOUNDED: Final = _Unbounded()
 
 
 class Deadlines:

@@ -7,12 +7,22 @@ installed, so an unobserved send pays for that one check.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from .._results import SendResult
 from ._envelope import Outgoing
 from ._hooks import ConnectionWatch, Observer, Peer, SendWatch
 
-__all__ = ["observed", "watch_send"]
+__all__ = ["WatchedPeer", "observed", "observed_session", "watch_send"]
+
+
+class WatchedPeer(Peer, Protocol):
+    """A peer that keeps the watch of its connection: a session."""
+
+    @property
+    def watch(self) -> ConnectionWatch:
+        """The observer's view of the connection (kept after the close)."""
+        ...
 
 
 def watch_send(observer: Observer, peer: Peer, item: Outgoing) -> SendWatch:
@@ -41,3 +51,14 @@ async def observed(
         raise
     watch.finished(result, connection())
     return result
+
+
+def observed_session(
+    observer: Observer, session: WatchedPeer, item: Outgoing, send: Awaitable[SendResult]
+) -> Awaitable[SendResult]:
+    """:func:`observed` for a send on ``session``'s own connection.
+
+    A function of its own, so that the caller's frame holds no closure cell for the
+    session while its send runs.
+    """
+    return observed(observer, session, item, send, lambda: session.watch)

@@ -17,7 +17,7 @@ from . import _commands, _transaction
 from ._envelope import Outgoing
 from ._hooks import current as current_observer
 from ._lmtp import LMTP
-from ._observed import observed
+from ._observed import observed_session
 from ._open import DEFAULT_HOST, client_settings, open_session
 from ._sasl import is_mechanism
 from ._session import Session
@@ -189,7 +189,7 @@ async def _send_once(
     observer = current_observer()
     if observer is None:
         return await send
-    return await observed(observer, session, item, send, lambda: session.watch)
+    return await observed_session(observer, session, item, send)
 
 
 async def _connect_and_send(

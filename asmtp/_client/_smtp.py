@@ -38,7 +38,7 @@ from ._checks import (
 )
 from ._envelope import Outgoing, mail_command, rcpt_command
 from ._hooks import current as current_observer
-from ._observed import observed
+from ._observed import observed_session
 from ._progress import Progress
 from ._sasl import is_mechanism
 from ._session import Session
@@ -383,7 +383,7 @@ class SMTP(SessionView):
         observer = current_observer()
         if observer is None:
             return send
-        return observed(observer, session, item, send, lambda: session.watch)
+        return observed_session(observer, session, item, send)
 
     async def send_message(
         self,
