@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Final, NoReturn
 
 from ._body import BdatEncoder, DataEncoder, crlf_size
-from ._commands import command_line, redacted_line
+from ._commands import command_line, rcpt_line, redacted_line
 from ._errors import BadArgument, LocalProtocolError, RemoteProtocolError, quote
 from ._events import (
     NEED_DATA,
@@ -272,7 +272,7 @@ class ClientConnection:
                     and len(pending) < self.max_pending
                 ):
                     # A recipient after its MAIL or another: of send()'s checks, only size.
-                    data.append(command_line(command))
+                    data.append(rcpt_line(command))  # type: ignore[arg-type]  # cls says so
                     open_txn = self._txn
                     if open_txn is not None:
                         open_txn.rcpts_pending += 1

@@ -329,6 +329,43 @@ def test_rfc3461_envelope_example_is_sent_byte_for_byte() -> None:
     )
 
 
+_PATH_BYTES = st.one_of(
+    st.binary(max_size=12),
+    st.lists(
+        st.sampled_from([b"a", b"@", b".", b" ", b"\r", b"\n", b"\x00", b"<", b">", b"\xff"]),
+        max_size=8,
+    ).map(b"".join),
+)
+
+
+def _expected_path_line(verb: bytes, address: bytes, params: list[bytes]) -> bytes | None:
+    """The line RFC 5321 allows, written independently of the serialiser; None to refuse."""
+    if any(bad in address for bad in (b"\r", b"\n", b"\x00", b"<", b">")):
+        return None
+    for param in params:
+        if not param or any(bad in param for bad in (b"\r", b"\n", b"\x00", b" ")):
+            return None
+    return verb + b"<" + address + b">" + b"".join(b" " + param for param in params) + b"\r\n"
+
+
+@given(_PATH_BYTES, st.lists(_PATH_BYTES, max_size=2))
+def test_mail_and_rcpt_lines_are_sent_exactly_or_refused(
+    address: bytes, params: list[bytes]
+) -> None:
+    for command, verb in (
+        (Mail(address, tuple(params)), b"MAIL FROM:"),
+        (Rcpt(address, tuple(params)), b"RCPT TO:"),
+    ):
+        expected = _expected_path_line(verb, address, params)
+        if isinstance(command, Rcpt) and not address:
+            expected = None  # a recipient cannot be the null path
+        if expected is None:
+            with pytest.raises(BadArgument):
+                command_line(command)
+        else:
+            assert command_line(command) == expected
+
+
 def xtext_decode(encoded: bytes) -> bytes:
     """RFC 3461 §4 decoding, written independently of the encoder."""
     out = bytearray()
