@@ -356,12 +356,12 @@ class SMTPPool:
         tracker: Tracker | None = None,
         on_progress: OnProgress | None = None,
     ) -> Awaitable[SendResult]:
-        tracker = tracker or Tracker()
-        send = self._retried(item, deadline, on_start, tracker, on_progress)
         observer = current_observer()
-        if observer is None:
-            return send  # returned, not awaited: a waiting send keeps one frame less
+        if observer is None:  # returned, not awaited: a waiting send keeps one frame less
+            return self._retried(item, deadline, on_start, tracker, on_progress)
+        tracker = tracker or Tracker()
         # One watch for the caller's send: its wait for a connection and all its attempts.
+        send = self._retried(item, deadline, on_start, tracker, on_progress)
         return observed(observer, self, item, send, tracker.connection_watch)
 
     async def _retried(
@@ -369,7 +369,7 @@ class SMTPPool:
         item: Outgoing,
         deadline: float | None,
         on_start: Callable[[], object] | None,
-        tracker: Tracker,
+        tracker: Tracker | None,
         on_progress: OnProgress | None,
     ) -> SendResult:
         replayable = item.replayable
@@ -378,12 +378,10 @@ class SMTPPool:
         batchable = batchable and self.max_batch > 1 and not self._rate.limited
         expires = time.monotonic() + deadline if deadline is not None else math.inf
         failures_before = self._connections.backoff.failed_total
-        replaced = 0  # dead idle connections replaced without counting an attempt
-        fresh = False
+        fresh, attempt, replaced = False, 0, 0  # replaced: dead idle connections, uncounted
         while True:
-            tracker.attempts += 1
-            attempt = tracker.attempts
-            job = tracker.job = Job(
+            attempt += 1
+            job = Job(
                 item,
                 batchable=batchable and not fresh,  # another caller's batch is no new connection
                 deadline=deadline,
@@ -392,6 +390,8 @@ class SMTPPool:
                 fresh=fresh,
                 on_progress=on_progress,
             )
+            if tracker is not None:
+                tracker.attempts, tracker.job = attempt, job
             try:
                 result = await self._attempt(job)
             except GaveUp as gave_up:
@@ -415,7 +415,7 @@ class SMTPPool:
                     and died_unanswered(exc, answered=answered)
                 ):
                     # The idle connection was dead before this send began: not an attempt.
-                    tracker.attempts -= 1
+                    attempt -= 1
                     replaced += 1
                     continue
                 if not (can_replay and is_retryable(exc) and attempt < self.retry.attempts):

@@ -292,6 +292,34 @@ async def test_sends_still_in_flight_after_the_grace_report_what_is_known(
         assert isinstance(outcome.error, asmtp.SMTPTransactionInterrupted)
 
 
+async def test_a_send_cut_short_on_its_retry_reports_every_attempt_it_made(
+    smtpd_server_factory: SMTPDServerFactory,
+) -> None:
+    """MAIL gets 451 on the first attempt; the consumer stops once the retry's data is in,
+    and its reply is still due when the grace ends: unknown, after two attempts."""
+    handler = FirstMailHandler("451 4.3.0 try later", data_delay=3.0)
+    server = smtpd_server_factory(handler)
+
+    async def stop_once_the_data_is_in(scope: anyio.CancelScope) -> None:
+        with anyio.fail_after(STEP_TIMEOUT):
+            while "DATA" not in verbs(handler.commands):  # noqa: ASYNC110 - the server thread records it
+                await anyio.sleep(0.01)
+        scope.cancel()
+
+    async with make_pool(server.port, max_connections=1, max_batch=1) as pool:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(stop_once_the_data_is_in, scope)
+                async with pool.send_each(Rows(1), grace=0.1) as results:
+                    async for _ in results:
+                        pytest.fail("the data's reply is delayed past the grace")
+    assert verbs(handler.commands).count("MAIL") == 2
+    [(key, outcome)] = results.unreported
+    assert key == 0
+    assert outcome.accepted is None
+    assert outcome.attempts == 2
+
+
 async def test_leaving_the_loop_early_reports_the_rest_as_unreported(
     smtpd_server_factory: SMTPDServerFactory,
 ) -> None:
