@@ -37,6 +37,9 @@ _UNFOLDED_BREAK: Final = re.compile(
     rf"(?:{_BREAK})(?![ \t]+[^ \t\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029])"
 )
 _WIRE_LINE_END: Final = re.compile(rb"\r\n|\r|\n")
+# A continuation line of whitespace alone, which email's folder writes when it refolds a
+# value ending in whitespace (an encoded word on the line before, say).
+_WHITESPACE_LINE: Final = re.compile(rb"\r\n[ \t]+(?=\r\n)")
 _QUOTE_LIMIT: Final = 60
 
 
@@ -63,9 +66,25 @@ def flatten(
             _check_field(name, _as_generated(policy, name, value))
     with io.BytesIO() as buffer:
         email.generator.BytesGenerator(buffer, policy=policy).flatten(outgoing, linesep="\r\n")
-        data = buffer.getvalue()
+        data = _without_whitespace_lines(buffer.getvalue())
     _check_header_block(data, outgoing)
     return data
+
+
+def _without_whitespace_lines(data: bytes) -> bytes:
+    """``data`` less the header block's continuation lines of whitespace alone.
+
+    Such a line only carries whitespace that unfolding would leave at the end of a value
+    or beside other whitespace, and RFC 5322 §3.2.2 has no place for it (some parsers take
+    it for the end of the header block). The body is left as it is.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end == -1:
+        return data
+    head = data[: end + 2]
+    if _WHITESPACE_LINE.search(head) is None:
+        return data
+    return _WHITESPACE_LINE.sub(b"", head) + data[end + 2 :]
 
 
 def _as_generated(policy: Policy, name: str, value: object) -> str:

@@ -290,6 +290,7 @@ def _hypothetical(kind: str, value: str, position: int) -> email.message.Message
 @example(value="hi\r\nBcc: evil@x.test", position=0, kind="Message")
 @example(value="a\u2028X-Evil: 1", position=1, kind="EmailMessage")
 @example(value="x" * 80 + " =?utf-8?q?a=0D=0ABcc:_evil@x.test?=", position=0, kind="parsed")
+@example(value="x" * 97 + ":\u00e9  ", position=2, kind="parsed")  # refolded: spaces alone
 def test_no_header_value_adds_a_field_or_moves_the_end_of_the_header_block(
     value: str, position: int, kind: str
 ) -> None:
@@ -334,10 +335,10 @@ def _sloppy_policy(extra: bytes) -> email.policy.EmailPolicy:
         (b"forged line\r\n", "line 3 .* is neither a header field nor a folded continuation"),
         (b"Bcc: evil@x.test\r\n", "line 3 .* is a field the message does not have there"),
         (b"\r\nforged body\r\n", "ends before the message's header 'Comments'"),
-        (b" \t\r\n", "line 3 .* is not a folded continuation"),
+        (b" \t\nforged\r\n", "line 3 .* is not a folded continuation"),
         (b" folded\nforged\r\n", "line 4 .* is neither"),
     ],
-    ids=["non-field-line", "extra-field", "early-blank-line", "blank-continuation", "bare-lf"],
+    ids=["non-field-line", "extra-field", "early-blank-line", "blank-continuation-lf", "bare-lf"],
 )
 def test_the_flattened_header_block_is_checked_whatever_the_generator_wrote(
     extra: bytes, problem: str
@@ -347,6 +348,30 @@ def test_the_flattened_header_block_is_checked_whatever_the_generator_wrote(
     msg.set_payload("body\r\n")
     with pytest.raises(asmtp.MalformedHeaderError, match=problem):
         to_source(msg)
+
+
+@pytest.mark.parametrize("extra", [b" \t\r\n", b" \r\n\t\r\n"])
+def test_a_continuation_line_of_whitespace_alone_is_left_out(extra: bytes) -> None:
+    """RFC 5322 §3.2.2 has no place for it and some parsers end the header block there:
+    it carries only whitespace, so it is dropped rather than the message refused."""
+    msg = email.message.EmailMessage(policy=_sloppy_policy(extra))
+    msg["Subject"], msg["X-Note"], msg["Comments"] = "checked", "note", "last"
+    msg.set_payload("body\r\n")
+    data = to_source(msg)
+    assert data == b"Subject: checked\r\nX-Note: note\r\nComments: last\r\n\r\nbody\r\n"
+
+
+def test_a_refolded_value_ending_in_whitespace_is_sent() -> None:
+    """email's folder writes the trailing spaces of this received value on a line of their
+    own, after the encoded words."""
+    value = "x" * 97 + ":\u00e9  "
+    received = f"Comments: {value}\r\n\r\nbody\r\n".encode()
+    msg = email.message_from_bytes(received, policy=email.policy.default)
+    data = to_source(msg)
+    assert isinstance(data, bytes)
+    assert data.endswith(b"=3A=C3=A9?=\r\n\r\nbody\r\n")
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert str(parsed["Comments"]) == value.rstrip()
 
 
 def test_the_transfer_encoding_the_generator_adds_itself_is_not_taken_for_an_injection() -> None:
