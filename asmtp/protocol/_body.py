@@ -11,6 +11,8 @@ carried-over CR and a flag, so memory is O(chunk).
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BdatEncoder",
     "DataEncoder",
@@ -20,13 +22,21 @@ __all__ = [
 ]
 
 
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_LINE_STARTING_WITH_DOT = re.compile(rb"\n\.")
+
+
 def crlf_size(data: bytes | bytearray) -> int:
     """The length of ``data`` with every bare CR and bare LF written as CRLF: what
     :func:`normalise_line_endings` would return, counted without building it.
 
     Equal to ``len(data)`` exactly when every CR and LF is part of a CRLF pair. Three
-    counting passes, no copies (RFC 1870's ``SIZE`` counts line endings as CRLF).
+    passes, no copies (RFC 1870's ``SIZE`` counts line endings as CRLF).
     """
+    if _BARE_CR.search(data) is None:
+        # Every CR starts a pair, so the LFs beyond the CRs are the bare ones. Searching for
+        # a bare CR takes less than counting the pairs (a two-byte pattern) does.
+        return len(data) + data.count(b"\n") - data.count(b"\r")
     pairs = data.count(b"\r\n")
     return len(data) + (data.count(b"\n") - pairs) + (data.count(b"\r") - pairs)
 
@@ -44,6 +54,17 @@ def _carry_cr(chunk: bytes, held: bool) -> tuple[bytes, bool]:
     if chunk.endswith(b"\r"):
         return chunk[:-1], True
     return chunk, False
+
+
+def _stuff_dots(data: bytes) -> bytes:
+    """Double the dot that starts a line after an LF in ``data`` (RFC 5321 §4.5.2).
+
+    Most bodies have none: a regular-expression search says so in half the time
+    ``bytes.replace`` takes to find no match.
+    """
+    if _LINE_STARTING_WITH_DOT.search(data) is None:
+        return data
+    return data.replace(b"\n.", b"\n..")
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -83,10 +104,9 @@ class DataEncoder:
         starts_line = self._at_line_start
         self._at_line_start = chunk.endswith(b"\n")  # the held CR is not an ending yet
         if (crlf_only and not held) or _only_crlf(chunk):
-            data = chunk.replace(b"\n.", b"\n..")
+            data = _stuff_dots(chunk)
             return b"." + data if starts_line and data.startswith(b".") else data
-        data = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        data = data.replace(b"\n.", b"\n..")
+        data = _stuff_dots(chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
         if starts_line and data.startswith(b"."):
             data = b"." + data
         return data.replace(b"\n", b"\r\n")

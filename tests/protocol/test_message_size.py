@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -30,6 +31,7 @@ _LINE_BYTES = st.binary(max_size=200) | st.lists(
 
 @given(_LINE_BYTES)
 def test_crlf_size_is_the_length_of_the_normalised_bytes(data: bytes) -> None:
+    assert crlf_size(data) == len(re.sub(rb"\r\n|\r|\n", b"\r\n", data))
     assert crlf_size(data) == len(normalise_line_endings(data))
     assert crlf_size(bytearray(data)) == crlf_size(data)
 
