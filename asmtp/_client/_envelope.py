@@ -159,6 +159,10 @@ class Framing(enum.Enum):
 BY_DATA: Final = Framing.DATA
 BY_BDAT: Final = Framing.BDAT
 
+_DECLARED_BINARYMIME: Final = "BODY=BINARYMIME"
+"""The parameter :func:`_mail_options` adds for an 8-bit body that BDAT will carry: the only
+BINARYMIME among the options when the caller declared none (found without parsing them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
@@ -241,7 +245,7 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
     options = _mail_options(
         session, source, from_addr, recipients, mail_options, eight_bit, binary=binary
     )
-    if not binary and body_type(options) == "BINARYMIME":
+    if not binary and _DECLARED_BINARYMIME in options:
         # Declared here for an 8-bit body in memory: BDAT sends BINARYMIME bodies as given,
         # so the line endings are made CRLF now, as for any other body.
         assert isinstance(source, (bytes, bytearray, memoryview))  # noqa: S101 - in memory
@@ -317,7 +321,7 @@ def _mail_options(
     if eight_bit is not _source.NO_EIGHT_BIT:
         _declare_eight_bit(session, eight_bit, options)
     if _binarymime_by_bdat(session, options) and _source.eight_bit_octets(source):
-        options.append("BODY=BINARYMIME")  # RFC 3030 §3: 8-bit content, no encoding
+        options.append(_DECLARED_BINARYMIME)  # RFC 3030 §3: 8-bit content, no encoding
     return options
 
 
