@@ -31,7 +31,7 @@ def crlf_size(data: bytes | bytearray) -> int:
     :func:`normalise_line_endings` would return, counted without building it.
 
     Equal to ``len(data)`` exactly when every CR and LF is part of a CRLF pair. Three
-    passes, no copies (RFC 1870's ``SIZE`` counts line endings as CRLF).
+    passes (four with a bare CR), no copies (RFC 1870's ``SIZE`` counts line endings as CRLF).
     """
     if _BARE_CR.search(data) is None:
         # Every CR starts a pair, so the LFs beyond the CRs are the bare ones. Searching for
