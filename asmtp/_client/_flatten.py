@@ -79,7 +79,7 @@ def _without_whitespace_lines(data: bytes) -> bytes:
     it for the end of the header block). The body is left as it is.
     """
     end = data.find(b"\r\n\r\n")
-    if end == -1:
+    if end == -1 or data.startswith(b"\r\n"):  # no header block, or one without fields
         return data
     head = data[: end + 2]
     if _WHITESPACE_LINE.search(head) is None:

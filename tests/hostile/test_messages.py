@@ -361,6 +361,18 @@ def test_a_continuation_line_of_whitespace_alone_is_left_out(extra: bytes) -> No
     assert data == b"Subject: checked\r\nX-Note: note\r\nComments: last\r\n\r\nbody\r\n"
 
 
+def test_a_body_line_of_whitespace_alone_is_sent_as_it_is() -> None:
+    """Only the header block loses such lines, even in a message without header fields."""
+    body = "line\r\n \t\r\nline\r\n\r\nmore\r\n"
+    bare = email.message.Message()
+    bare.set_payload(body)
+    assert to_source(bare) == b"\r\n" + body.encode()
+    with_header = email.message.Message()
+    with_header["Subject"] = "x"
+    with_header.set_payload(body)
+    assert to_source(with_header) == b"Subject: x\r\n\r\n" + body.encode()
+
+
 def test_a_refolded_value_ending_in_whitespace_is_sent() -> None:
     """email's folder writes the trailing spaces of this received value on a line of their
     own, after the encoded words."""
