@@ -160,8 +160,8 @@ BY_DATA: Final = Framing.DATA
 BY_BDAT: Final = Framing.BDAT
 
 _DECLARED_BINARYMIME: Final = "BODY=BINARYMIME"
-"""The parameter :func:`_mail_options` adds for an 8-bit body that BDAT will carry: the only
-BINARYMIME among the options when the caller declared none (found without parsing them)."""
+"""The parameter :func:`_mail_options` adds, last, for an 8-bit body that BDAT will carry:
+found by identity, without parsing the options (nor comparing the caller's bytes with it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +245,7 @@ async def resolve(session: Session, item: Outgoing) -> Envelope:
     options = _mail_options(
         session, source, from_addr, recipients, mail_options, eight_bit, binary=binary
     )
-    if not binary and _DECLARED_BINARYMIME in options:
+    if not binary and options and options[-1] is _DECLARED_BINARYMIME:
         # Declared here for an 8-bit body in memory: BDAT sends BINARYMIME bodies as given,
         # so the line endings are made CRLF now, as for any other body.
         assert isinstance(source, (bytes, bytearray, memoryview))  # noqa: S101 - in memory
@@ -321,7 +321,7 @@ def _mail_options(
     if eight_bit is not _source.NO_EIGHT_BIT:
         _declare_eight_bit(session, eight_bit, options)
     if _binarymime_by_bdat(session, options) and _source.eight_bit_octets(source):
-        options.append(_DECLARED_BINARYMIME)  # RFC 3030 §3: 8-bit content, no encoding
+        options.append(_DECLARED_BINARYMIME)  # RFC 3030 §3: 8-bit content, no encoding (last)
     return options
 
 
