@@ -7,6 +7,7 @@ acknowledges it, so what the client was told is stored is stored.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import tempfile
 import threading
@@ -91,10 +92,25 @@ def sink_command(
         raise UsageFailure("--maildir and --no-maildir contradict each other")
     if refuse_after_data and not lmtp:
         raise UsageFailure("--refuse-after-data needs --lmtp (SMTP answers the data once)")
-    store = None if no_maildir else Maildir(maildir or Path(tempfile.mkdtemp(prefix="asmtp-sink-")))
-    server = _server(
-        listen, lmtp=lmtp, tls=tls, chunking=chunking, hostname=hostname, store=store, quiet=quiet
-    )
+    store: Maildir | None = None
+    fresh: Path | None = None  # a temporary Maildir made here: removed if the sink never listens
+    if not no_maildir:
+        if maildir is None:
+            maildir = fresh = Path(tempfile.mkdtemp(prefix="asmtp-sink-"))
+        store = Maildir(maildir)
+    try:
+        server = _server(
+            listen,
+            lmtp=lmtp,
+            tls=tls,
+            chunking=chunking,
+            hostname=hostname,
+            store=store,
+            quiet=quiet,
+        )
+    except UsageFailure:
+        _discard(fresh)
+        raise
     for pattern in refuse:
         server.refuse_recipient(pattern)
     for pattern in refuse_after_data:
@@ -106,7 +122,11 @@ def sink_command(
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _start(server, listen)
+        try:
+            _start(server, listen)
+        except (UsageFailure, ConnectionFailure):
+            _discard(fresh)
+            raise
         features = ", ".join(
             [
                 "LMTP" if lmtp else "SMTP",
@@ -127,6 +147,12 @@ def sink_command(
         server.stop()
     click.echo(f"asmtp sink: stopped; {len(server.messages)} message(s) received")
     return ExitCode.OK
+
+
+def _discard(fresh: Path | None) -> None:
+    """Remove the temporary Maildir of a sink that never listened: nothing is in it."""
+    if fresh is not None:
+        shutil.rmtree(fresh, ignore_errors=True)
 
 
 def _server(

@@ -246,6 +246,17 @@ def test_sink_cannot_listen_where_something_already_does() -> None:
     one_line(result, CONNECTION, rf"^asmtp sink: cannot listen on 127\.0\.0\.1:{port}: ")
 
 
+@pytest.mark.parametrize("taken", [True, False], ids=["cannot-listen", "bad-listen"])
+def test_a_sink_that_never_listens_leaves_no_temporary_maildir(tmp_path: Path, taken: bool) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        listen = f"127.0.0.1:{sock.getsockname()[1]}" if taken else "127.0.0.1:http"
+        result = run(["sink", "--listen", listen], env={"TMPDIR": str(tmp_path)})
+    one_line(result, CONNECTION if taken else USAGE, r"^asmtp sink: ")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_without_the_cli_extra_the_command_says_what_to_install(tmp_path: Path) -> None:
     import subprocess
     import sys
