@@ -81,10 +81,8 @@ def _without_whitespace_lines(data: bytes) -> bytes:
     end = data.find(b"\r\n\r\n")
     if end == -1 or data.startswith(b"\r\n"):  # no header block, or one without fields
         return data
-    head = data[: end + 2]
-    if _WHITESPACE_LINE.search(head) is None:
-        return data
-    return _WHITESPACE_LINE.sub(b"", head) + data[end + 2 :]
+    head, dropped = _WHITESPACE_LINE.subn(b"", data[: end + 2])
+    return head + data[end + 2 :] if dropped else data
 
 
 def _as_generated(policy: Policy, name: str, value: object) -> str:
