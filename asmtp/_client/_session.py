@@ -419,7 +419,7 @@ class Session:
         replies: list[Reply] = []
         while core.pending_count > leave:
             event = core.next_event()
-            if not isinstance(event, Reply):
+            if event.__class__ is not Reply:
                 replies.append(await self._await_reply(core, event, False))
                 continue
             self._note(event)

@@ -261,29 +261,28 @@ class ClientConnection:
         pipelining = extensions is not None and extensions.pipelining
         try:
             data = []
+            # True while RCPTs follow a MAIL or RCPT: of send()'s checks, only the group's size.
+            in_envelope, open_txn = False, txn
             for command in commands:
                 cls = command.__class__
-                if (
-                    cls is Rcpt
-                    and pipelining
-                    and pending
-                    and (pending[-1].kind is Rcpt or pending[-1].kind is Mail)
-                    and (self._state is RCPT or self._state is MAIL)
-                    and len(pending) < self.max_pending
-                ):
-                    # A recipient after its MAIL or another: of send()'s checks, only size.
-                    data.append(rcpt_line(command))  # type: ignore[arg-type]  # cls says so
-                    open_txn = self._txn
-                    if open_txn is not None:
-                        open_txn.rcpts_pending += 1
-                    pending.append(Pending(command, Rcpt, open_txn))
-                    self._state = RCPT
-                    continue
-                if cls in _CONTENT:
+                if cls is Rcpt:
+                    if not in_envelope:
+                        last, open_txn = pending[-1].kind if pending else None, self._txn
+                        in_envelope = (last is Rcpt or last is Mail) and pipelining
+                        in_envelope &= self._state is RCPT or self._state is MAIL
+                    if in_envelope and len(pending) < self.max_pending:
+                        data.append(rcpt_line(command))  # type: ignore[arg-type]  # cls says so
+                        if open_txn is not None:
+                            open_txn.rcpts_pending += 1
+                        pending.append(Pending(command, Rcpt, open_txn))
+                        self._state = RCPT
+                        continue
+                elif cls in _CONTENT:
                     raise LocalProtocolError(
                         "send_all() takes commands; send message content alone"
                     )
                 data.append(send(command))
+                in_envelope = False
             return b"".join(data)
         except LocalProtocolError:
             while len(self._pending) > queued:
@@ -403,7 +402,9 @@ class ClientConnection:
             if code < 300 and entry.txn is not None and command.__class__ is entry.kind:
                 # An accepted RCPT or MAIL (no raw line), the most frequent replies, makes no move.
                 if command.__class__ is Rcpt:
-                    entry.txn.recipient_answered(command.address, True)
+                    txn = entry.txn
+                    txn.rcpts_pending -= 1  # Transaction.recipient_answered(), accepted
+                    txn.accepted.append(command.address)
                     return reply
                 if command.__class__ is Mail:
                     entry.txn.mail_answered(True)
