@@ -19,6 +19,7 @@ from .._frozen import maker
 from ..errors import EightBitNotSupportedError, SMTPNotSupportedError
 from ..protocol import (
     Command,
+    Data,
     Mail,
     Param,
     Rcpt,
@@ -181,6 +182,10 @@ class Envelope:
         """MAIL, every RCPT, then ``tail``."""
         return [self.mail, *self.rcpts, *tail]
 
+    def data_group(self) -> list[Command]:
+        """MAIL, every RCPT, then DATA: the pipelined group of RFC 2920 §3.1."""
+        return [self.mail, *self.rcpts, _DATA]
+
     def addresses(self) -> dict[bytes, str]:
         """Each RCPT's wire address to the caller's spelling of it."""
         if len(self.rcpts) == 1:  # the usual case, without a comprehension's frame
@@ -205,6 +210,8 @@ _envelope: Callable[
 ] = maker(Envelope)
 _mail: Callable[[bytes, tuple[bytes, ...]], Mail] = maker(Mail)
 _rcpt: Callable[[bytes, tuple[bytes, ...]], Rcpt] = maker(Rcpt)
+# A command without arguments is a value: one serves every message, made once.
+_DATA: Final = Data()
 
 
 async def resolve(session: Session, item: Outgoing) -> Envelope:

@@ -32,7 +32,7 @@ from ..errors import (
     SMTPServerDisconnected,
     SMTPTransactionInterrupted,
 )
-from ..protocol import Data, State
+from ..protocol import State
 from ._commands import ehlo_or_helo_if_needed, rset_quietly
 from ._envelope import BY_DATA, Envelope, Outgoing, resolve
 from ._failures import message_failure
@@ -181,7 +181,7 @@ async def _run(
                     await _conclude_unanswered(session, unanswered, 0, report, in_flight)
                     unanswered = None
                 raise
-            commands = envelope.commands(Data())
+            commands = envelope.data_group()
             await session.write(unwritten + session.send_all(commands))
             unwritten = b""
             if unanswered is not None:

@@ -79,13 +79,15 @@ class Progress:
         else:
             self.refused[original] = (code, reply.message)  # the text only when refused
 
-    def envelope_judged(self, recipients: list[str], refused: dict[str, tuple[int, bytes]]) -> None:
-        """Record the verdicts on the whole envelope."""
+    def envelope_judged(
+        self, recipients: tuple[str, ...], refused: dict[str, tuple[int, bytes]]
+    ) -> None:
+        """Record the verdicts on the whole envelope (``recipients`` in RCPT order)."""
         self.refused = dict(refused)
         if refused:
             self.recipients = tuple(r for r in recipients if r not in refused)
         else:
-            self.recipients = tuple(recipients)
+            self.recipients = recipients
 
     def finish(
         self,

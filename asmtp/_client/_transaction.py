@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Final
 
+from .._frozen import maker
 from .._results import SendResult
 from ..errors import (
     SMTPDataError,
@@ -50,6 +51,12 @@ Refused = dict[str, tuple[int, bytes]]
 # is a call to EnumType.__getattr__.
 _CLOSED: Final = State.CLOSED
 _OPEN_ENVELOPE: Final = (State.MAIL, State.RCPT)
+
+# Commands without arguments are values: one of each serves every message, made once.
+_END_OF_DATA: Final = EndOfData()
+_QUIT: Final = Quit()
+# The body's one piece, made as the envelope's commands are (MessageData is frozen).
+_message_data: Final[Callable[[bytes], MessageData]] = maker(MessageData)
 
 # RFC 2920 §3.1 allows any group size, but a bounded group keeps the server's replies within
 # its socket buffer so neither side blocks writing while the other is not reading.
@@ -101,7 +108,7 @@ async def transact(
         return await _chunked(session, envelope, progress, pipelining=pipelining)
     if pipelining:
         # RFC 2920 §3.1: MAIL, the RCPTs and DATA form one group, DATA last.
-        replies = await _send_group(session, envelope.commands(Data()))
+        replies = await _send_group(session, envelope.data_group())
         refused = await pipelined_refusals(session, envelope, replies)
     else:
         refused = await _lockstep_envelope(session, envelope)
@@ -113,7 +120,7 @@ async def transact(
         await session.write(end)
         _uploaded(progress)
         return await conclude(session, envelope, progress, await session.read_pending(), refused)
-    await session.write(end + session.send(Quit()))
+    await session.write(end + session.send(_QUIT))
     _uploaded(progress)
     # The verdict first: a server that closes without its 221 has still answered the data.
     replies = await session.read_pending(leave=1)
@@ -200,7 +207,7 @@ async def _envelope_refusals(
             await session.close()
             raise SMTPRecipientsRefused(refused)
     if session.progress is not None:
-        session.progress.envelope_judged(list(envelope.recipients), refused)
+        session.progress.envelope_judged(envelope.recipients, refused)
     if len(refused) == len(envelope.recipients):
         await _abandon_body(session, data_reply)
         await rset_quietly(session)
@@ -211,7 +218,7 @@ async def _envelope_refusals(
 async def _abandon_body(session: Session, data_reply: Reply | None) -> None:
     """End a body the server opened although the envelope failed (RFC 2920 §3.1)."""
     if data_reply is not None and data_reply.code == 354:
-        await session.write(session.send(EndOfData()))
+        await session.write(session.send(_END_OF_DATA))
         await session.read_pending()
 
 
@@ -236,7 +243,7 @@ async def write_body(session: Session, source: _source.MessageSource, progress: 
     progress.body_started = True
     upload = progress.upload
     if source.__class__ is bytes and len(source) <= _source.CHUNK_SIZE:
-        last = session.send(MessageData(source))  # one piece: no chunk iterator
+        last = session.send(_message_data(source))  # one piece: no chunk iterator
         if upload is not None:
             upload.last(len(source))
     else:
@@ -259,7 +266,7 @@ async def write_body(session: Session, source: _source.MessageSource, progress: 
         # shrink (page faults) under many connections; one more write costs less.
         await session.write(last)
         last = b""
-    end = session.send(EndOfData())
+    end = session.send(_END_OF_DATA)
     progress.end_sent = True
     return last + end
 
@@ -409,7 +416,7 @@ async def _conclude_lmtp(
     for each, (code, message) in answers.items():
         if code not in (250, 251):
             refused[each] = (code, message)
-    progress.envelope_judged(list(envelope.recipients), refused)
+    progress.envelope_judged(envelope.recipients, refused)
     final = replies[-1]
     progress.finish(
         any(200 <= code < 300 for code, _ in answers.values()),
