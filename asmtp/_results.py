@@ -84,7 +84,10 @@ class SendResult(dict[str, tuple[int, bytes]]):
     __slots__ = ("outcome",)
 
     def __init__(self, outcome: SendOutcome) -> None:
-        super().__init__(outcome.refused)
+        # dict's own __init__ copies a mapping proxy through its keys() at several times
+        # a dict's cost: skipped for the usual empty one.
+        if outcome.refused:
+            self.update(outcome.refused)
         self.outcome = outcome
 
     @property
