@@ -268,8 +268,8 @@ class ClientConnection:
                 if cls is Rcpt:
                     if not in_envelope:
                         last, open_txn = pending[-1].kind if pending else None, self._txn
-                        in_envelope = (last is Rcpt or last is Mail) and pipelining
-                        in_envelope &= self._state is RCPT or self._state is MAIL
+                        in_envelope = pipelining and (last is Rcpt or last is Mail)
+                        in_envelope = in_envelope and (self._state is RCPT or self._state is MAIL)
                     if in_envelope and len(pending) < self.max_pending:
                         data.append(rcpt_line(command))  # type: ignore[arg-type]  # cls says so
                         if open_txn is not None:
@@ -403,7 +403,7 @@ class ClientConnection:
                 # An accepted RCPT or MAIL (no raw line), the most frequent replies, makes no move.
                 if command.__class__ is Rcpt:
                     txn = entry.txn
-                    txn.rcpts_pending -= 1  # Transaction.recipient_answered(), accepted
+                    txn.rcpts_pending -= 1  # as txn.recipient_answered(address, True)
                     txn.accepted.append(command.address)
                     return reply
                 if command.__class__ is Mail:
