@@ -22,16 +22,8 @@ import asmtp
 
 from ._jobs import SHAPES, Job, Layout, Measurement, make_message, write_message_files
 from ._page import DOCS_PAGE, ROOT, write_docs
-from ._report import (
-    Case,
-    MemoryCase,
-    Results,
-    RoundTripCase,
-    Sample,
-    machine_info,
-    render,
-    working_tree,
-)
+from ._report import machine_info, render, working_tree
+from ._results import Case, MemoryCase, Results, RoundTripCase, Sample
 from ._servers import Helpers, SmtpSink, ensure_postfix, machine_user_seconds
 
 __all__ = ["main"]
