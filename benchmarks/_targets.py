@@ -1,4 +1,4 @@
-"""The issue's speed, round-trip and memory targets, as measured in one run.
+"""asmtp's speed, round-trip and memory targets, as measured in one run.
 
 A ratio against a peer is taken twice: mean against mean, as the targets are defined, and
 against the peer's best repetition. Some peers run in modes (aiosmtplib with 50
